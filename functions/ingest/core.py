@@ -1,0 +1,139 @@
+"""Ingest's decisions: is this a valid CloudEvent for a tenant, and what run does it start."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from cloudevents.core.bindings.http import HTTPMessage, from_http
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+
+from stratum.clock import iso
+from stratum.errors import InvalidEventError
+from stratum.events import Envelope, RunAccepted, emit
+from stratum.ids import run_id
+from stratum.subjects import Subjects
+
+MAX_BODY_BYTES = 1024 * 1024
+SOURCE = "stratum/ingest"
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """A publisher's event, validated: CloudEvents 1.0 attributes plus tenant and topic."""
+
+    subject: str
+    tenant: str
+    topic: str
+    id: str
+    type: str
+    source: str
+    data: Any
+
+
+def parse_incoming(
+    subject: str, headers: dict[str, str], body: bytes, subjects: Subjects
+) -> IncomingEvent:
+    """Validate one message; InvalidEventError says exactly what is wrong."""
+    try:
+        tenant, topic = subjects.split_event_subject(subject)
+    except ValueError as error:
+        raise InvalidEventError(str(error)) from None
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidEventError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    lowered = {key.lower(): value for key, value in headers.items()}
+    binary = "ce-specversion" in lowered
+    if not binary:
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            raise InvalidEventError(f"body is not JSON: {error}") from None
+        if not isinstance(document, dict):
+            raise InvalidEventError("body must be a CloudEvents JSON object")
+    try:
+        event = from_http(HTTPMessage(headers=lowered if binary else {}, body=body), JSONFormat())
+    except BaseCloudEventException as error:
+        raise InvalidEventError(f"not a valid CloudEvent: {error}") from None
+    except (ValueError, TypeError, UnicodeDecodeError) as error:
+        raise InvalidEventError(f"not a valid CloudEvent: {error}") from None
+    attributes = event.get_attributes()
+    if attributes.get("specversion") != "1.0":
+        raise InvalidEventError(f"specversion must be 1.0, got {attributes.get('specversion')!r}")
+    declared_tenant = attributes.get("tenant")
+    if declared_tenant is not None and declared_tenant != tenant:
+        raise InvalidEventError(
+            f"tenant attribute {declared_tenant!r} differs from the subject's tenant {tenant!r}"
+        )
+    data = event.get_data()
+    if isinstance(data, bytes | str):
+        try:
+            data = orjson.loads(data) if data else {}
+        except orjson.JSONDecodeError:
+            raise InvalidEventError("data is not JSON") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InvalidEventError("data must be a JSON object")
+    return IncomingEvent(
+        subject=subject,
+        tenant=tenant,
+        topic=topic,
+        id=str(attributes["id"]),
+        type=str(attributes["type"]),
+        source=str(attributes["source"]),
+        data=data,
+    )
+
+
+def accept(incoming: IncomingEvent, *, actor: str, now: datetime) -> tuple[dict[str, Any], Envelope]:
+    """The run record to create and the RunAccepted event announcing it."""
+    run = run_id(incoming.tenant, incoming.id)
+    inputs_hash = hashlib.sha256(orjson.dumps(incoming.data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    record = {
+        "id": run,
+        "tenant": incoming.tenant,
+        "topic": incoming.topic,
+        "trigger_subject": incoming.subject,
+        "event_id": incoming.id,
+        "event_type": incoming.type,
+        "event_source": incoming.source,
+        "event_data": incoming.data,
+        "actor": actor,
+        "inputs_hash": inputs_hash,
+        "accepted_at": iso(now),
+    }
+    event = emit(
+        RunAccepted(
+            topic=incoming.topic,
+            trigger_subject=incoming.subject,
+            event_id=incoming.id,
+            event_type=incoming.type,
+            event_source=incoming.source,
+            actor=actor,
+            event_data=incoming.data,
+            inputs_hash=inputs_hash,
+        ),
+        cause=run,
+        run_id=run,
+        tenant=incoming.tenant,
+        source=SOURCE,
+        now=now,
+    )
+    return record, event
+
+
+def rejection(subject: str, body: bytes, reason: str, now: datetime) -> dict[str, Any]:
+    """What is recorded about a message that is not a valid event (never its full body)."""
+    digest = hashlib.sha256(subject.encode() + b"\x00" + body).hexdigest()
+    return {
+        "id": digest[:32],
+        "subject": subject,
+        "reason": reason,
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "body_bytes": len(body),
+        "at": iso(now),
+    }

@@ -1,0 +1,69 @@
+"""Planner: plans accepted runs, dispatches stage after stage, hands failures over to the
+compensator, and marks runs Succeeded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from functions.planner import core
+from stratum.clock import utc_now
+from stratum.errors import UnknownRunError
+from stratum.events import Envelope, RunAccepted, StageCompleted, StageFailed
+from stratum.graph_registry import GraphRegistry
+from stratum.runtime import Function, FunctionContext, Inbound, run_key
+
+
+def build(ctx: FunctionContext, graphs: GraphRegistry) -> Function:
+    async def handle(inbound: Inbound) -> Sequence[Envelope]:
+        event = Envelope.from_bytes(inbound.body)
+        now = utc_now()
+        if event.type == RunAccepted.TYPE:
+            accepted = event.payload(RunAccepted)
+            graph = graphs.current
+            decision = core.on_accepted(event, accepted.topic, graph, graphs.error, now)
+            if isinstance(decision, core.Rejected):
+                await ctx.store.reject_run(event.runid, decision.error, decision.events, event.id)
+                return decision.events
+            assert graph is not None
+            await graphs.remember(graph)
+            await ctx.store.record_plan(
+                event.runid,
+                graph_version=decision.graph_version,
+                stages=decision.stages,
+                stage_links=decision.links,
+                events=decision.events,
+                cause=event.id,
+            )
+            return decision.events
+
+        run = await ctx.store.get_run(event.runid)
+        if run is None:
+            raise UnknownRunError(f"event {event.id} names unknown run {event.runid}")
+        if event.type == StageCompleted.TYPE:
+            stage = event.payload(StageCompleted).stage
+            following = core.next_stage(event, stage, run["plan"], now)
+            if following is not None:
+                await ctx.store.advance_stage(event.runid, stage, [following], event.id)
+                return [following]
+            done = core.succeeded(event, await ctx.store.capabilities(event.runid), now)
+            await ctx.store.succeed_run(
+                event.runid, stage, done.data["outputs_hash"], [done], event.id
+            )
+            return [done]
+        failure = event.payload(StageFailed)
+        events = core.failed(event, failure.stage, failure.error, now)
+        await ctx.store.start_compensating(event.runid, failure.stage, failure.error, events, event.id)
+        return events
+
+    subjects = ctx.subjects
+    return Function(
+        name="planner",
+        stream=subjects.runs_stream,
+        subjects=(
+            subjects.internal(RunAccepted.TYPE),
+            subjects.internal(StageCompleted.TYPE),
+            subjects.internal(StageFailed.TYPE),
+        ),
+        handle=handle,
+        key=run_key,
+    )

@@ -1,0 +1,103 @@
+"""The planner's decisions, pure: what a run's next step is after each event."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from stratum.errors import PlanError
+from stratum.events import (
+    CompensateRun,
+    Envelope,
+    ExecuteStage,
+    Payload,
+    RunFailed,
+    RunPlanned,
+    RunRejected,
+    RunSucceeded,
+)
+from stratum.events import emit as emit_event
+from stratum.graph import ActionGraph, capability_edges, plan
+
+SOURCE = "stratum/planner"
+
+
+@dataclass(frozen=True)
+class Planned:
+    graph_version: str
+    stages: tuple[tuple[str, ...], ...]
+    # (from stage, to stage, capabilities handed over): stored as graph relations
+    links: tuple[tuple[int, int, list[str]], ...]
+    events: list[Envelope] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    error: str
+    events: list[Envelope] = field(default_factory=list)
+
+
+def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str = "") -> Envelope:
+    return emit_event(
+        payload,
+        cause=cause,
+        run_id=cause.runid,
+        tenant=cause.tenant,
+        source=SOURCE,
+        now=now,
+        discriminator=discriminator,
+    )
+
+
+def on_accepted(accepted: Envelope, topic: str, graph: ActionGraph | None, graph_error: str | None,
+                now: datetime) -> Planned | Rejected:
+    """Plan the run with the graph in force, or reject it with a one-line reason."""
+    if graph is None:
+        error = f"no valid workflow graph is loaded: {graph_error or 'no definitions'}"
+        return Rejected(error, [_emit(RunRejected(error=error), accepted, now)])
+    try:
+        chosen = plan(graph, topic)
+    except PlanError as problem:
+        return Rejected(str(problem), [_emit(RunRejected(error=str(problem)), accepted, now)])
+    stage_of = {node: index for index, stage in enumerate(chosen.stages) for node in stage}
+    flows: defaultdict[tuple[int, int], set[str]] = defaultdict(set)
+    for edge in capability_edges(graph, chosen):
+        flows[(stage_of[edge.producer], stage_of[edge.consumer])].add(edge.capability)
+    links = tuple((src, dst, sorted(caps)) for (src, dst), caps in sorted(flows.items()))
+    stages = [list(stage) for stage in chosen.stages]
+    events = [
+        _emit(RunPlanned(graph_version=graph.version, stages=stages), accepted, now),
+        _emit(ExecuteStage(stage=0, nodes=stages[0]), accepted, now, "0"),
+    ]
+    return Planned(graph.version, chosen.stages, links, events)
+
+
+def next_stage(completed: Envelope, stage: int, stages: list[list[str]], now: datetime) -> Envelope | None:
+    """The ExecuteStage command after `stage`, or None if that was the last one."""
+    following = stage + 1
+    if following >= len(stages):
+        return None
+    return _emit(ExecuteStage(stage=following, nodes=stages[following]), completed, now, str(following))
+
+
+def outputs_hash(capabilities: Mapping[str, Any]) -> str:
+    """One hash over everything the run produced (capability name -> value)."""
+    return hashlib.sha256(orjson.dumps(dict(capabilities), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def succeeded(completed: Envelope, capabilities: Mapping[str, Any], now: datetime) -> Envelope:
+    return _emit(RunSucceeded(outputs_hash=outputs_hash(capabilities)), completed, now)
+
+
+def failed(stage_failed: Envelope, stage: int, error: str, now: datetime) -> list[Envelope]:
+    """A stage failed: announce it, and ask the compensator to undo what succeeded."""
+    return [
+        _emit(RunFailed(stage=stage, error=error), stage_failed, now),
+        _emit(CompensateRun(failed_stage=stage), stage_failed, now),
+    ]

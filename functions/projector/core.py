@@ -1,0 +1,228 @@
+"""Read models, folded from events: the run list, run detail and event history.
+
+`apply` is pure and does not care in which order a run's events arrive (statuses only
+move forward by rank, history is kept sorted, each event counts once), so folding the
+stored events again (`replay`) gives exactly what live projection gave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from stratum.clock import iso
+from stratum.events import (
+    CompensateRun,
+    CompensationRecorded,
+    Envelope,
+    ExecuteStage,
+    NodeFailed,
+    NodeStarted,
+    NodeSucceeded,
+    RunAccepted,
+    RunCompensated,
+    RunFailed,
+    RunPlanned,
+    RunRejected,
+    RunSucceeded,
+    StageCompleted,
+    StageFailed,
+)
+from stratum.status import RunStatus
+
+_NODE_RANK = {"pending": 0, "running": 1, "cancelled": 2, "failed": 3, "succeeded": 3}
+
+
+class NodeView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    node: str
+    stage: int
+    status: str = "pending"
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+    bundle: str | None = None
+    outputs_hash: str | None = None
+
+
+class StageView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    index: int
+    nodes: list[str]
+    status: str = "pending"
+
+
+class CompensationStep(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    order: int
+    stage: int
+    node: str
+    status: str
+    duration_ms: float
+    error: str | None = None
+    at: str
+
+
+class HistoryItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str
+    time: str
+    type: str
+    summary: str
+
+
+class RunView(BaseModel):
+    """Everything `stratum show` prints about a run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    tenant: str
+    status: str = RunStatus.ACCEPTED.value
+    finished: bool = False
+    topic: str | None = None
+    actor: str | None = None
+    event_id: str | None = None
+    inputs_hash: str | None = None
+    outputs_hash: str | None = None
+    graph_version: str | None = None
+    error: str | None = None
+    created_at: str
+    finished_at: str | None = None
+    duration_ms: float | None = None
+    stages: list[StageView] = []
+    nodes: dict[str, NodeView] = {}
+    compensation: list[CompensationStep] = []
+    history: list[HistoryItem] = []
+
+
+def _forward(current: str, candidate: RunStatus) -> str:
+    return candidate.value if candidate.rank > RunStatus(current).rank else current
+
+
+def _node(view: RunView, name: str, stage: int, **changes: Any) -> dict[str, NodeView]:
+    nodes = dict(view.nodes)
+    old = nodes.get(name) or NodeView(node=name, stage=stage)
+    new_status = changes.get("status", old.status)
+    if _NODE_RANK[new_status] < _NODE_RANK[old.status]:
+        changes = {k: v for k, v in changes.items() if k not in ("status",) and getattr(old, k) is None}
+    nodes[name] = old.model_copy(update=changes)
+    return nodes
+
+
+def apply(view: RunView | None, event: Envelope) -> RunView:
+    """The view after `event` (a no-op if the event was already applied)."""
+    at = iso(event.time)
+    if view is None:
+        view = RunView(run_id=event.runid, tenant=event.tenant, created_at=at)
+    if any(item.id == event.id for item in view.history):
+        return view
+    item = HistoryItem(id=event.id, time=at, type=event.type, summary=_summary(event))
+    history = sorted([*view.history, item], key=lambda h: (h.time, h.id))
+    update: dict[str, Any] = {"history": history, "created_at": min(view.created_at, at)}
+    status = view.status
+    kind = event.type
+
+    if kind == RunAccepted.TYPE:
+        p = event.payload(RunAccepted)
+        update |= {"topic": p.topic, "actor": p.actor, "event_id": p.event_id,
+                   "inputs_hash": p.inputs_hash, "created_at": at}
+    elif kind == RunPlanned.TYPE:
+        planned = event.payload(RunPlanned)
+        status = _forward(status, RunStatus.PLANNED)
+        known = {s.index: s for s in view.stages}
+        update["stages"] = [
+            known.get(i, StageView(index=i, nodes=nodes)).model_copy(update={"nodes": nodes})
+            for i, nodes in enumerate(planned.stages)
+        ]
+        update["graph_version"] = planned.graph_version
+        nodes = dict(view.nodes)
+        for index, names in enumerate(planned.stages):
+            for name in names:
+                nodes.setdefault(name, NodeView(node=name, stage=index))
+        update["nodes"] = nodes
+    elif kind == NodeStarted.TYPE:
+        started = event.payload(NodeStarted)
+        status = _forward(status, RunStatus.RUNNING)
+        update["nodes"] = _node(view, started.node, started.stage, status="running", started_at=at)
+        update["stages"] = _stage_status(view, started.stage, "running")
+    elif kind == NodeSucceeded.TYPE:
+        ok = event.payload(NodeSucceeded)
+        update["nodes"] = _node(view, ok.node, ok.stage, status="succeeded", attempts=ok.attempts,
+                                finished_at=at, duration_ms=ok.duration_ms, bundle=ok.bundle,
+                                outputs_hash=ok.outputs_hash)
+    elif kind == NodeFailed.TYPE:
+        bad = event.payload(NodeFailed)
+        update["nodes"] = _node(view, bad.node, bad.stage,
+                                status="cancelled" if bad.cancelled else "failed",
+                                attempts=bad.attempts, finished_at=at, duration_ms=bad.duration_ms,
+                                error=bad.error, bundle=bad.bundle)
+    elif kind == StageCompleted.TYPE:
+        update["stages"] = _stage_status(view, event.payload(StageCompleted).stage, "succeeded")
+    elif kind == StageFailed.TYPE:
+        update["stages"] = _stage_status(view, event.payload(StageFailed).stage, "failed")
+    elif kind == RunSucceeded.TYPE:
+        status = _forward(status, RunStatus.SUCCEEDED)
+        update |= {"outputs_hash": event.payload(RunSucceeded).outputs_hash, "finished": True,
+                   "finished_at": at}
+    elif kind == RunFailed.TYPE:
+        status = _forward(status, RunStatus.FAILED)
+        update["error"] = event.payload(RunFailed).error
+    elif kind == CompensateRun.TYPE:
+        status = _forward(status, RunStatus.COMPENSATING)
+    elif kind == CompensationRecorded.TYPE:
+        s = event.payload(CompensationRecorded)
+        steps = [c for c in view.compensation if c.node != s.node]
+        steps.append(CompensationStep(order=s.order, stage=s.stage, node=s.node, status=s.status,
+                                      duration_ms=s.duration_ms, error=s.error, at=at))
+        update["compensation"] = sorted(steps, key=lambda c: c.order)
+    elif kind == RunCompensated.TYPE:
+        status = _forward(status, RunStatus.COMPENSATED)
+        update |= {"finished": True, "finished_at": at}
+    elif kind == RunRejected.TYPE:
+        status = _forward(status, RunStatus.FAILED)
+        update |= {"error": event.payload(RunRejected).error, "finished": True, "finished_at": at}
+    update["status"] = status
+    view = view.model_copy(update=update)
+    if view.finished_at is not None:
+        view = view.model_copy(update={"duration_ms": _ms_between(view.created_at, view.finished_at)})
+    return view
+
+
+def replay(events: Iterable[Envelope]) -> dict[str, RunView]:
+    """Every run's view, folded from scratch."""
+    views: dict[str, RunView] = {}
+    for event in events:
+        views[event.runid] = apply(views.get(event.runid), event)
+    return views
+
+
+def _stage_status(view: RunView, index: int, status: str) -> list[StageView]:
+    order = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2}
+    return [
+        s.model_copy(update={"status": status}) if s.index == index and order[status] > order[s.status] else s
+        for s in view.stages
+    ] or [StageView(index=index, nodes=[], status=status)]
+
+
+def _ms_between(start: str, end: str) -> float:
+    from datetime import datetime
+
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    return (datetime.strptime(end, fmt) - datetime.strptime(start, fmt)).total_seconds() * 1000
+
+
+def _summary(event: Envelope) -> str:
+    data = event.data
+    kind = event.type.removeprefix("stratum.")
+    if "node" in data:
+        return f"{kind} {data['node']}" + (f": {data['error']}" if data.get("error") else "")
+    if "stage" in data:
+        return f"{kind} {data['stage']}"
+    if "error" in data:
+        return f"{kind}: {data['error']}"
+    return kind

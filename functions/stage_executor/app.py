@@ -1,0 +1,81 @@
+"""Stage executor: runs one stage's nodes in parallel; the first failure cancels the rest.
+
+Every node start and outcome is written to the DB (with the capabilities it produced)
+before its event is published; the stage's result goes to the planner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from functions.stage_executor import core
+from stratum.clock import utc_now
+from stratum.errors import UnknownRunError
+from stratum.events import Envelope, ExecuteStage
+from stratum.executor import ExecutionContext, NodeOutcome, run_stage
+from stratum.graph_registry import GraphRegistry
+from stratum.runtime import Function, FunctionContext, Inbound, run_key
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Plain values the executor needs (from Settings, built by the adapter)."""
+
+    data_dir: Path
+    workdir: Path
+    nu_bin: Path
+    nu_path: str
+    kill_grace: float
+    concurrency: int
+
+
+def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -> Function:
+    async def handle(inbound: Inbound) -> Sequence[Envelope]:
+        command = Envelope.from_bytes(inbound.body)
+        order = command.payload(ExecuteStage)
+        run_id, stage = command.runid, order.stage
+        run = await ctx.store.get_run(run_id)
+        if run is None:
+            raise UnknownRunError(f"stage command {command.id} names unknown run {run_id}")
+        graph = await graphs.version(run["graph_version"])
+        todo = core.pending_nodes(order.nodes, await ctx.store.node_executions(run_id))
+        started = core.started(command, stage, todo, utc_now())
+        await ctx.store.start_stage(run_id, stage, todo, started, command.id)
+        await ctx.publisher.publish_all(started)
+
+        capabilities = await ctx.store.capabilities(run_id)
+        nodes = [graph.nodes[node] for node in todo]
+        payloads = {node.id: core.node_payload(run, node, capabilities) for node in nodes}
+        execution = ExecutionContext(
+            run_id=run_id,
+            tenant=command.tenant,
+            stage=stage,
+            data_dir=config.data_dir,
+            workdir=config.workdir,
+            nu_bin=config.nu_bin,
+            nu_path=config.nu_path,
+            kill_grace=config.kill_grace,
+        )
+
+        async def record(outcome: NodeOutcome) -> None:
+            record, event = core.finished(command, stage, outcome)
+            await ctx.store.finish_node(run_id, outcome.node_id, record, outcome.outputs, [event], command.id)
+            await ctx.publisher.publish(event)
+
+        result = await run_stage(nodes, payloads, graph.schemas, execution, on_node_done=record)
+        final = core.stage_result(command, stage, order.nodes, result.nodes, utc_now())
+        status = "Failed" if result.failed else "Succeeded"
+        await ctx.store.finish_stage(run_id, stage, status, [final], command.id)
+        return [final]
+
+    return Function(
+        name="stage-executor",
+        stream=ctx.subjects.runs_stream,
+        subjects=(ctx.subjects.internal(ExecuteStage.TYPE),),
+        handle=handle,
+        key=run_key,
+        concurrency=config.concurrency,
+        ack_wait=30.0,
+    )

@@ -1,0 +1,82 @@
+"""The HTTP API `stratum up` serves, read by the CLI.
+
+GET /healthz, /api/runs[?tenant=&limit=], /api/runs/{id}, /api/graph, /api/plan?topic=
+Errors are JSON `{"error": "..."}` with a fitting status code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from stratum.errors import PlanError
+from stratum.graph import plan
+from stratum.graph_registry import GraphRegistry
+from stratum.store import RunStore
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(store: RunStore, graphs: GraphRegistry) -> Starlette:
+    async def healthz(_: Request) -> JSONResponse:
+        graph = graphs.current
+        return JSONResponse({
+            "status": "ok",
+            "graph_version": graph.version if graph else None,
+            "graph_error": graphs.error,
+        })
+
+    async def runs(request: Request) -> JSONResponse:
+        tenant = request.query_params.get("tenant") or None
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", "50")), 1000))
+        except ValueError:
+            return _error(400, "limit must be a whole number")
+        return JSONResponse({"runs": await store.list_views(tenant=tenant, limit=limit)})
+
+    async def run_detail(request: Request) -> JSONResponse:
+        run_id = request.path_params["run_id"]
+        view = await store.get_view(run_id)
+        if view is None:
+            if await store.get_run(run_id) is not None:
+                return _error(404, f"run {run_id} exists but is not projected yet")
+            return _error(404, f"unknown run {run_id}")
+        view.pop("_id", None)
+        return JSONResponse(view)
+
+    async def graph(_: Request) -> JSONResponse:
+        current = graphs.current
+        body: dict[str, Any] = {"error": graphs.error, "version": None, "nodes": {}, "capabilities": {}}
+        if current is not None:
+            dumped = current.model_dump(mode="json")
+            body |= {"version": current.version, "nodes": dumped["nodes"],
+                     "capabilities": dumped["schemas"]}
+        return JSONResponse(body)
+
+    async def plan_for(request: Request) -> JSONResponse:
+        topic = request.query_params.get("topic", "")
+        if not topic:
+            return _error(400, "topic is required: /api/plan?topic=crate.push")
+        current = graphs.current
+        if current is None:
+            return _error(503, f"no valid graph is loaded: {graphs.error}")
+        try:
+            chosen = plan(current, topic)
+        except PlanError as error:
+            return _error(404, str(error))
+        return JSONResponse({"topic": topic, "graph_version": chosen.graph_version,
+                             "stages": [list(stage) for stage in chosen.stages]})
+
+    return Starlette(routes=[
+        Route("/healthz", healthz),
+        Route("/api/runs", runs),
+        Route("/api/runs/{run_id}", run_detail),
+        Route("/api/graph", graph),
+        Route("/api/plan", plan_for),
+    ])

@@ -1,0 +1,252 @@
+"""`stratum`: up, emit, runs, show, plan, check, replay.
+
+Errors print one line on stderr and exit non-zero. Commands that read runs talk to the
+running `stratum up` over its HTTP API (the embedded database belongs to that process);
+`plan` and `check` work on the definitions directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+
+from stratum.cli import render
+from stratum.config import Settings, load_settings
+from stratum.errors import StratumError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Stratum: event-driven pipelines of Nushell steps declared in Nickel.")
+out = Console(highlight=False)
+DEFAULT_CONFIG = Path("nickel/config.ncl")
+ConfigOption = typer.Option(None, "--config", "-c", help="Nickel startup config [nickel/config.ncl]")
+JsonOption = typer.Option(False, "--json", help="Machine-readable JSON output.")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    sys.stderr.write(f"error: {message}\n")
+    raise typer.Exit(code)
+
+
+def settings_from(config: Path | None) -> Settings:
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    return load_settings(config)
+
+
+def api_get(settings: Settings, path: str, params: dict[str, Any] | None = None) -> Any:
+    import httpx
+
+    from stratum.server import read_endpoint
+
+    base = read_endpoint(settings.data_dir)["http"]
+    try:
+        response = httpx.get(base + path, params=params, timeout=10)
+    except httpx.HTTPError as error:
+        fail(f"Stratum is not reachable at {base} ({type(error).__name__}); is `stratum up` running?")
+    body = response.json()
+    if response.status_code >= 400:
+        fail(body.get("error", f"HTTP {response.status_code}"))
+    return body
+
+
+@app.command()
+def up(config: Path | None = ConfigOption) -> None:
+    """Start Stratum (NATS, SurrealDB, the five functions, HTTP API) until Ctrl-C."""
+    from stratum.logs import setup_logging
+
+    setup_logging()
+    settings = settings_from(config)
+    try:
+        asyncio.run(_serve(settings))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _serve(settings: Settings) -> None:
+    import signal
+
+    from stratum.server import StratumServer
+
+    server = StratumServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start()
+    except StratumError:
+        await server.stop()
+        raise
+    graph = server.graphs.current
+    out.print(f"[bold green]Stratum is up[/]  http {server.http_url}  nats {server.nats_url}")
+    if graph is not None:
+        out.print(f"graph {graph.version}: {len(graph.nodes)} nodes ({', '.join(sorted(graph.nodes))})")
+    else:
+        out.print(f"[red]no valid graph:[/] {server.graphs.error}")
+    out.print(f"data in {settings.data_dir}; try: stratum emit crate.push --tenant acme "
+              "--data '{\"source\": \"nickel/examples/sample-crate\"}' --wait")
+    await stop.wait()
+    out.print("stopping: draining consumers ...")
+    await server.stop()
+    out.print("stopped")
+
+
+@app.command()
+def emit(
+    topic: str = typer.Argument(..., help="Event topic, e.g. crate.push"),
+    tenant: str = typer.Option(..., "--tenant", "-t"),
+    data: str = typer.Option("{}", "--data", "-d", help="Event data as JSON"),
+    event_id: str = typer.Option("", "--id", help="CloudEvent id [random]"),
+    source: str = typer.Option("stratum-cli", "--source"),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish and print it"),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds --wait waits"),
+    as_json: bool = JsonOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Publish a CloudEvent to the tenant's event subject, as any NATS client could."""
+    from stratum.clock import iso, utc_now
+    from stratum.ids import run_id
+    from stratum.server import read_endpoint
+    from stratum.subjects import Subjects
+
+    settings = settings_from(config)
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        fail(f"--data is not JSON: {error}")
+    endpoint = read_endpoint(settings.data_dir)
+    subjects = Subjects(endpoint.get("subject_prefix", settings.subject_prefix))
+    ident = event_id or str(uuid.uuid4())
+    event = {"specversion": "1.0", "id": ident, "source": source, "type": topic,
+             "time": iso(utc_now()), "datacontenttype": "application/json", "data": payload}
+    try:
+        subject = subjects.event(tenant, topic)
+        subjects.split_event_subject(subject)
+    except ValueError as error:
+        fail(str(error))
+    asyncio.run(_publish(endpoint["nats"], subject, orjson.dumps(event), ident))
+    run = run_id(tenant, ident)
+    if not wait:
+        if as_json:
+            render.print_json(out, {"run_id": run, "event_id": ident, "subject": subject})
+        else:
+            out.print(f"emitted {ident} on {subject}; run {run}")
+        return
+    view = _wait_for(settings, run, timeout, quiet=as_json)
+    if as_json:
+        render.print_json(out, view)
+    else:
+        out.print(render.run_tree(view))
+    if view["status"] != "Succeeded":
+        raise typer.Exit(2)
+
+
+async def _publish(url: str, subject: str, body: bytes, ident: str) -> None:
+    import nats
+
+    try:
+        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0)
+    except Exception as error:
+        fail(f"NATS at {url} is not reachable: {type(error).__name__}")
+    try:
+        await nc.jetstream().publish(subject, body, headers={"Nats-Msg-Id": ident})
+    finally:
+        await nc.close()
+
+
+def _wait_for(settings: Settings, run: str, timeout: float, *, quiet: bool) -> dict[str, Any]:
+    import time
+
+    import httpx
+
+    from stratum.server import read_endpoint
+
+    base = read_endpoint(settings.data_dir)["http"]
+    deadline = time.monotonic() + timeout
+    last_status = ""
+    with httpx.Client(base_url=base, timeout=10) as client:
+        while time.monotonic() < deadline:
+            response = client.get(f"/api/runs/{run}")
+            if response.status_code == 200:
+                view: dict[str, Any] = response.json()
+                if view["status"] != last_status and not quiet:
+                    sys.stderr.write(f"  {run}: {view['status']}\n")
+                    last_status = view["status"]
+                if view.get("finished"):
+                    return view
+            time.sleep(0.05)
+    fail(f"run {run} did not finish within {timeout:.0f}s (see `stratum show {run}`)")
+
+
+@app.command()
+def runs(
+    tenant: str = typer.Option("", "--tenant", "-t"),
+    limit: int = typer.Option(50, "--limit", "-n"),
+    as_json: bool = JsonOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """List recent runs, newest first."""
+    body = api_get(settings_from(config), "/api/runs", {"tenant": tenant, "limit": limit})
+    if as_json:
+        render.print_json(out, body["runs"])
+    else:
+        out.print(render.runs_table(body["runs"]))
+
+
+@app.command()
+def show(run_id: str, as_json: bool = JsonOption, config: Path | None = ConfigOption) -> None:
+    """A run's stages, nodes, statuses, durations and compensation trace."""
+    view = api_get(settings_from(config), f"/api/runs/{run_id}")
+    if as_json:
+        render.print_json(out, view)
+    else:
+        out.print(render.run_tree(view))
+
+
+@app.command()
+def plan(topic: str, as_json: bool = JsonOption, config: Path | None = ConfigOption) -> None:
+    """The stages an event on TOPIC would run, from the definitions on disk."""
+    from stratum.graph import load_graph
+    from stratum.graph import plan as make_plan
+
+    settings = settings_from(config)
+    chosen = make_plan(load_graph(settings.definitions, settings.lib_dir), topic)
+    stages = [list(stage) for stage in chosen.stages]
+    if as_json:
+        render.print_json(out, {"stages": stages})
+    else:
+        out.print(render.plan_text(topic, stages))
+
+
+@app.command()
+def check(config: Path | None = ConfigOption) -> None:
+    """Typecheck every Nickel file (config and workflows); print each problem located."""
+    from stratum.graph import check_definitions
+
+    settings = settings_from(config)
+    problems = check_definitions(settings.definitions, settings.lib_dir)
+    for problem in problems:
+        sys.stderr.write(f"{problem}\n")
+    if problems:
+        fail(f"{len(problems)} problem(s) in {settings.definitions}")
+    out.print(f"ok: {settings.definitions} and {settings.lib_dir} check clean")
+
+
+def main() -> None:
+    """Entry point: deliberate errors become one line on stderr."""
+    try:
+        app()
+    except StratumError as error:
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Startup configuration: Nickel file first, then `STRATUM_*` environment overrides.
+
+Built once in an adapter (`stratum up`, a container entrypoint); handlers receive plain
+values, never this object.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from stratum.errors import ConfigError
+
+ENV_PREFIX = "STRATUM_"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Settings(BaseModel):
+    """Resolved configuration. Relative paths are resolved against `root`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    root: Path
+    data_dir: Path
+    definitions: Path
+    lib_dir: Path
+    nats_url: str = ""
+    subject_prefix: str = "stratum"
+    surreal_url: str = ""
+    surreal_namespace: str = "stratum"
+    surreal_database: str = "main"
+    surreal_user: str = ""
+    surreal_password: str = ""
+    durable_writes: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    nu_bin: str = ""
+    nu_path: str = ""
+    nu_tools: tuple[str, ...] = ()
+    kill_grace: float = 1.0
+    stage_concurrency: int = 32
+    watch: bool = True
+
+    @property
+    def database_url(self) -> str:
+        """The SurrealDB URL to open: configured, or embedded on disk under data_dir."""
+        return self.surreal_url or f"surrealkv://{self.data_dir / 'db'}"
+
+    @property
+    def endpoint_file(self) -> Path:
+        """Where a running `stratum up` says where it listens."""
+        return self.data_dir / "endpoint.json"
+
+    def resolve_nu(self) -> Path:
+        """The `nu` binary to run scripts with; DependencyUnavailableError if none."""
+        from stratum.errors import DependencyUnavailableError
+
+        candidates = [self.nu_bin] if self.nu_bin else [str(Path(sys.executable).parent / "nu")]
+        candidates.append(shutil.which("nu") or "")
+        for candidate in candidates:
+            if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+                return Path(candidate)
+        raise DependencyUnavailableError(
+            "nu (Nushell) not found: run `make install`, or set STRATUM_NU_BIN"
+        )
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    root: Path | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Evaluate the Nickel config (if any), apply `STRATUM_*` env vars, then `overrides`."""
+    base = (root or Path.cwd()).resolve()
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_evaluate_nickel_config(config_file))
+    values.update(_from_environment(os.environ if environ is None else environ))
+    values.update(overrides or {})
+    values.setdefault("data_dir", ".stratum")
+    values.setdefault("definitions", "nickel/workflows")
+    values.setdefault("lib_dir", "nickel/lib")
+    for key in ("data_dir", "definitions", "lib_dir"):
+        values[key] = (base / Path(values[key])).resolve()
+    try:
+        return Settings(root=base, **values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"config field {field}: {first['msg']}") from None
+
+
+def _evaluate_nickel_config(config_file: Path) -> dict[str, Any]:
+    import nickel
+
+    if not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    lib = config_file.resolve().parent / "lib"
+    try:
+        text = nickel.run(f'import "{config_file.resolve()}"', import_paths=[str(lib)])
+    except nickel.NickelException as error:
+        message = ANSI.sub("", str(error)).strip()
+        raise ConfigError(f"{config_file}: {message}") from None
+    parsed = orjson.loads(text)
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"{config_file}: must evaluate to a record")
+    return parsed
+
+
+_FIELD_TYPES = Settings.model_fields
+
+
+def _from_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        field = name[len(ENV_PREFIX) :].lower()
+        if field not in _FIELD_TYPES or field == "root":
+            continue
+        values[field] = raw.split(",") if field == "nu_tools" else raw
+    return values

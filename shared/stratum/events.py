@@ -1,0 +1,231 @@
+"""The event contract between the five functions (see docs/events.md).
+
+Every message on the runs stream is a CloudEvents 1.0 structured-mode JSON document: an
+`Envelope` whose `data` is one of the payload models below. Events are named in the past
+tense; the two commands (`ExecuteStage`, `CompensateRun`) in the imperative. The envelope's
+`type` is the payload's `TYPE`; the NATS subject is derived from it (`stratum.subjects`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from stratum.errors import InvalidEventError
+from stratum.ids import derived_event_id
+
+
+class Payload(BaseModel):
+    """Base of every event payload; `TYPE` is its CloudEvents `type`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    TYPE: ClassVar[str]
+
+
+class RunAccepted(Payload):
+    TYPE: ClassVar[str] = "stratum.run.accepted"
+    topic: str
+    trigger_subject: str
+    event_id: str
+    event_type: str
+    event_source: str
+    actor: str
+    event_data: Any
+    inputs_hash: str
+
+
+class RunPlanned(Payload):
+    TYPE: ClassVar[str] = "stratum.run.planned"
+    graph_version: str
+    stages: list[list[str]]
+
+
+class RunRejected(Payload):
+    """The run was accepted but cannot be planned (unknown topic, broken graph)."""
+
+    TYPE: ClassVar[str] = "stratum.run.rejected"
+    error: str
+
+
+class ExecuteStage(Payload):
+    TYPE: ClassVar[str] = "stratum.stage.execute"
+    stage: int
+    nodes: list[str]
+
+
+class NodeStarted(Payload):
+    TYPE: ClassVar[str] = "stratum.node.started"
+    stage: int
+    node: str
+
+
+class NodeSucceeded(Payload):
+    TYPE: ClassVar[str] = "stratum.node.succeeded"
+    stage: int
+    node: str
+    attempts: int
+    duration_ms: float
+    outputs_hash: str | None
+    bundle: str
+
+
+class NodeFailed(Payload):
+    TYPE: ClassVar[str] = "stratum.node.failed"
+    stage: int
+    node: str
+    attempts: int
+    duration_ms: float
+    error: str
+    cancelled: bool
+    bundle: str | None
+
+
+class StageCompleted(Payload):
+    TYPE: ClassVar[str] = "stratum.stage.completed"
+    stage: int
+    nodes: list[str]
+
+
+class StageFailed(Payload):
+    TYPE: ClassVar[str] = "stratum.stage.failed"
+    stage: int
+    failed: list[str]
+    error: str
+
+
+class RunSucceeded(Payload):
+    TYPE: ClassVar[str] = "stratum.run.succeeded"
+    outputs_hash: str
+
+
+class RunFailed(Payload):
+    TYPE: ClassVar[str] = "stratum.run.failed"
+    stage: int
+    error: str
+
+
+class CompensateRun(Payload):
+    TYPE: ClassVar[str] = "stratum.run.compensate"
+    failed_stage: int
+
+
+class CompensationRecorded(Payload):
+    """One step of the saga's undo: a node's compensate script ran (or there was none)."""
+
+    TYPE: ClassVar[str] = "stratum.compensation.recorded"
+    order: int
+    stage: int
+    node: str
+    status: Literal["succeeded", "failed", "skipped"]
+    duration_ms: float
+    error: str | None
+    bundle: str | None
+
+
+class RunCompensated(Payload):
+    TYPE: ClassVar[str] = "stratum.run.compensated"
+    compensated: list[str]
+    failed: list[str]
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    cls.TYPE: cls
+    for cls in (
+        RunAccepted,
+        RunPlanned,
+        RunRejected,
+        ExecuteStage,
+        NodeStarted,
+        NodeSucceeded,
+        NodeFailed,
+        StageCompleted,
+        StageFailed,
+        RunSucceeded,
+        RunFailed,
+        CompensateRun,
+        CompensationRecorded,
+        RunCompensated,
+    )
+}
+TERMINAL_TYPES = frozenset({RunSucceeded.TYPE, RunCompensated.TYPE, RunRejected.TYPE})
+
+P = TypeVar("P", bound=Payload)
+
+
+class Envelope(BaseModel):
+    """A CloudEvents 1.0 event as Stratum's functions exchange it.
+
+    `tenant` and `runid` are CloudEvents extension attributes; `subject` repeats the run id
+    so generic CloudEvents tooling can group by it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str
+    datacontenttype: Literal["application/json"] = "application/json"
+    tenant: str
+    runid: str
+    data: dict[str, Any]
+
+    def payload(self, kind: type[P]) -> P:
+        """The typed payload; InvalidEventError if the type or the data do not match."""
+        if self.type != kind.TYPE:
+            raise InvalidEventError(f"event {self.id}: expected type {kind.TYPE}, got {self.type}")
+        try:
+            return kind.model_validate(self.data)
+        except ValidationError as error:
+            raise InvalidEventError(f"event {self.id} ({self.type}): {_first_error(error)}") from None
+
+    def any_payload(self) -> Payload:
+        kind = PAYLOADS.get(self.type)
+        if kind is None:
+            raise InvalidEventError(f"event {self.id}: unknown type {self.type!r}")
+        return self.payload(kind)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> Envelope:
+        try:
+            return cls.model_validate_json(body)
+        except ValidationError as error:
+            raise InvalidEventError(f"not a Stratum event: {_first_error(error)}") from None
+
+
+def emit(
+    payload: Payload,
+    *,
+    cause: Envelope | str,
+    run_id: str,
+    tenant: str,
+    source: str,
+    now: datetime,
+    discriminator: str = "",
+) -> Envelope:
+    """Build the envelope for `payload`, with an id derived from what caused it."""
+    cause_id = cause if isinstance(cause, str) else cause.id
+    return Envelope(
+        id=derived_event_id(cause_id, payload.TYPE, discriminator),
+        source=source,
+        type=payload.TYPE,
+        time=now,
+        subject=run_id,
+        tenant=tenant,
+        runid=run_id,
+        data=payload.model_dump(mode="json"),
+    )
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "event"
+    return f"{where}: {first['msg']}"

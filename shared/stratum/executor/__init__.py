@@ -1,0 +1,39 @@
+"""Running action nodes: Nushell scripts in their own process groups, JSON in and out.
+
+`run_stage` runs a stage's nodes in parallel and stops them all at the first failure;
+`run_node` runs one node with retries; `run_compensation` runs a node's undo script. Every
+attempt leaves a bundle under `<data_dir>/runs/` (see `stratum.executor.bundle`).
+"""
+
+from .bundle import attempt_dir, compensation_dir
+from .environment import DEFAULT_TOOLS, RESERVED_ENV, curated_path, node_env
+from .models import AttemptRecord, ExecutionContext, NodeOutcome, StageOutcome, Status
+from .node import OnAttempt, run_compensation, run_node
+from .process import GroupProcess, ProcessResult, run_process
+from .stage import run_stage
+from .validate import OutputError, parse_outputs, validator_for, validators_for
+
+__all__ = [
+    "DEFAULT_TOOLS",
+    "RESERVED_ENV",
+    "AttemptRecord",
+    "ExecutionContext",
+    "GroupProcess",
+    "NodeOutcome",
+    "OnAttempt",
+    "OutputError",
+    "ProcessResult",
+    "StageOutcome",
+    "Status",
+    "attempt_dir",
+    "compensation_dir",
+    "curated_path",
+    "node_env",
+    "parse_outputs",
+    "run_compensation",
+    "run_node",
+    "run_process",
+    "run_stage",
+    "validator_for",
+    "validators_for",
+]

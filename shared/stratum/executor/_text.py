@@ -1,0 +1,61 @@
+"""Turning process output into the one-line, secret-free messages Stratum records."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# nu reports errors through miette: the message is the line that starts with "x ".
+_MIETTE_MESSAGE = re.compile(r"^\s*[x\u00d7]\s+(\S.*)$")
+MAX_LINE = 200
+_MASK = "***"
+# Shorter values ("1", "yes") would mask ordinary text and cannot be meaningful secrets.
+_MIN_SECRET = 4
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """Collapse whitespace runs (newlines included) and cut to `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def stderr_summary(stderr: bytes) -> str:
+    """The most telling line of a script's stderr: nu's error message if there is one,
+    else the last non-empty line."""
+    lines = [_ANSI.sub("", line) for line in stderr.decode("utf-8", "replace").splitlines()]
+    for line in lines:
+        match = _MIETTE_MESSAGE.match(line)
+        if match:
+            return one_line(match.group(1))
+    for line in reversed(lines):
+        if line.strip():
+            return one_line(line)
+    return "no stderr"
+
+
+class Redactor:
+    """Masks the values of caller-supplied variables (later: secrets) in what we write."""
+
+    __slots__ = ("_bytes", "_strs")
+
+    def __init__(self, values: Iterable[str]) -> None:
+        # Longest first, so a secret containing another is masked whole.
+        keep = sorted({v for v in values if len(v) >= _MIN_SECRET}, key=len, reverse=True)
+        self._strs = tuple(keep)
+        self._bytes = tuple(v.encode() for v in keep)
+
+    def text(self, text: str) -> str:
+        """`text` with every secret replaced by ***."""
+        for value in self._strs:
+            text = text.replace(value, _MASK)
+        return text
+
+    def data(self, data: bytes) -> tuple[bytes, bool]:
+        """`data` with every secret replaced, and whether anything was."""
+        hit = False
+        for value in self._bytes:
+            if value in data:
+                hit = True
+                data = data.replace(value, _MASK.encode())
+        return data, hit

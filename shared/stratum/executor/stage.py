@@ -1,0 +1,83 @@
+"""Running a stage: its nodes in parallel, stopping all of them at the first failure.
+
+Once one node has failed the stage has failed (the saga will compensate), so letting the
+siblings run on would only waste time and add side effects to undo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from stratum.graph.model import ActionNode
+
+from .models import ExecutionContext, NodeOutcome, StageOutcome
+from .node import NodeRun, OnAttempt
+from .validate import validators_for
+
+
+class _NodeFailedError(Exception):
+    """Raised inside the task group so that it cancels the siblings."""
+
+
+async def run_stage(
+    nodes: Sequence[ActionNode],
+    payloads: Mapping[str, Mapping[str, Any]],
+    schemas: Mapping[str, Mapping[str, Any]],
+    ctx: ExecutionContext,
+    *,
+    on_attempt: OnAttempt | None = None,
+) -> StageOutcome:
+    """Run `nodes` concurrently (`payloads` by node id); the first failure cancels the rest.
+
+    Cancelled siblings have their process groups killed and end "cancelled". If this call
+    itself is cancelled, every node's processes are killed before the cancellation
+    propagates. Errors that are not node failures are re-raised as themselves:
+    `DefinitionError` (a produced capability without a valid schema; checked before any
+    node starts) and `DependencyUnavailableError` (nu cannot be started).
+    """
+    ordered = sorted(nodes, key=lambda n: n.id)
+    ids = [n.id for n in ordered]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"stage {ctx.stage}: duplicate node ids in {ids}")
+    missing = [i for i in ids if i not in payloads]
+    if missing:
+        raise ValueError(f"stage {ctx.stage}: no payload for {', '.join(missing)}")
+    for n in ordered:  # a graph bug must surface before any script has side effects
+        validators_for(n.id, n.produces, schemas)
+
+    started_at = datetime.now(UTC)
+    runs = {n.id: NodeRun(n, ctx, on_attempt) for n in ordered}
+    done: dict[str, NodeOutcome] = {}
+    first_failure: list[str] = []
+
+    async def one(node: ActionNode) -> None:
+        outcome = await runs[node.id].handler(payloads[node.id], schemas)
+        done[node.id] = outcome
+        if outcome.status == "failed":
+            first_failure.append(node.id)
+            raise _NodeFailedError(node.id)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for node in ordered:
+                group.create_task(one(node), name=f"stratum-node-{node.id}")
+    except BaseExceptionGroup as errors:
+        _, other = errors.split(_NodeFailedError)
+        if other is not None:
+            raise (other.exceptions[0] if len(other.exceptions) == 1 else other) from None
+
+    culprit = first_failure[0] if first_failure else "?"
+    outcomes = [
+        done.get(i) or runs[i].outcome("cancelled", error=f"node {i}: cancelled: {culprit} failed")
+        for i in ids
+    ]
+    return StageOutcome(
+        stage=ctx.stage,
+        nodes=outcomes,
+        failed=any(o.status != "succeeded" for o in outcomes),
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+    )

@@ -1,0 +1,28 @@
+"""The action graph: load it from Nickel, check it, and plan a topic's stages.
+
+`load_graph` / `check_definitions` do the I/O; `plan`, `matches`, `capability_edges` and
+`graph_problems` are pure and work on any `ActionGraph`, hand-built ones included.
+"""
+
+from stratum.graph.consistency import GraphProblem, graph_problems
+from stratum.graph.loader import check_definitions, load_graph
+from stratum.graph.model import ActionGraph, ActionNode, Plan, RetryPolicy
+from stratum.graph.planner import CapabilityEdge, capability_edges, plan
+from stratum.graph.problems import DefinitionProblem
+from stratum.graph.triggers import matches
+
+__all__ = [
+    "ActionGraph",
+    "ActionNode",
+    "CapabilityEdge",
+    "DefinitionProblem",
+    "GraphProblem",
+    "Plan",
+    "RetryPolicy",
+    "capability_edges",
+    "check_definitions",
+    "graph_problems",
+    "load_graph",
+    "matches",
+    "plan",
+]

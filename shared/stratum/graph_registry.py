@@ -1,0 +1,70 @@
+"""The graph in force, and every graph version runs were planned with.
+
+New runs are planned with `current`; a run in flight keeps the version it was planned
+with, which is stored in the DB and read back (and cached: a version never changes).
+A reload that fails keeps the previous graph live and remembers the error.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from stratum.errors import DefinitionError
+from stratum.graph import ActionGraph, load_graph
+from stratum.store import RunStore
+
+log = logging.getLogger("stratum.graph")
+
+
+class GraphRegistry:
+    def __init__(self, definitions: Path, lib_dir: Path, store: RunStore) -> None:
+        self.definitions = definitions
+        self.lib_dir = lib_dir
+        self._store = store
+        self.current: ActionGraph | None = None
+        self.error: str | None = None
+        self._versions: dict[str, ActionGraph] = {}
+        self._stored: set[str] = set()
+
+    def reload(self) -> bool:
+        """Load the definitions; True if a new graph is now current."""
+        try:
+            graph = load_graph(self.definitions, self.lib_dir)
+        except DefinitionError as error:
+            self.error = str(error)
+            log.error("graph reload failed; keeping the previous graph", extra={"error": self.error})
+            return False
+        self.error = None
+        changed = self.current is None or graph.version != self.current.version
+        self.current = graph
+        self._versions[graph.version] = graph
+        if changed:
+            log.info("graph loaded", extra={"version": graph.version, "nodes": len(graph.nodes)})
+        return changed
+
+    async def remember(self, graph: ActionGraph) -> None:
+        """Store the graph snapshot so any instance can run a run planned with it."""
+        if graph.version in self._stored:
+            return
+        if await self._store.get_graph(graph.version) is None:
+            await self._store.save_graph(graph.version, snapshot(graph))
+        self._stored.add(graph.version)
+
+    async def version(self, version: str) -> ActionGraph:
+        """The graph a run was planned with."""
+        graph = self._versions.get(version)
+        if graph is None:
+            stored = await self._store.get_graph(version)
+            if stored is None:
+                raise DefinitionError(f"graph version {version} is not stored")
+            graph = ActionGraph.model_validate(
+                {key: value for key, value in stored.items() if key != "_id"}
+            )
+            self._versions[version] = graph
+        return graph
+
+
+def snapshot(graph: ActionGraph) -> dict[str, Any]:
+    return graph.model_dump(mode="json")

@@ -1,0 +1,183 @@
+"""`stratum up` as a library: every piece started in a fixed order, stopped in reverse.
+
+Order: config -> SurrealDB -> NATS and streams -> graph -> watcher -> HTTP -> consumers.
+A missing or unreachable dependency fails fast with one message naming it. Tests start
+the same object with their own settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from functions.compensator import app as compensator
+from functions.ingest import app as ingest
+from functions.planner import app as planner
+from functions.projector import app as projector
+from functions.stage_executor import app as stage_executor
+from stratum.config import Settings
+from stratum.errors import DependencyUnavailableError
+from stratum.executor import curated_path
+from stratum.graph_registry import GraphRegistry
+from stratum.nats_server import LocalNatsServer, free_port
+from stratum.runtime import FunctionContext, JetStreamRunner, Publisher, ensure_streams
+from stratum.store import Database, RunStore
+from stratum.subjects import Subjects
+
+log = logging.getLogger("stratum")
+
+
+@dataclass
+class StratumServer:
+    settings: Settings
+    subjects: Subjects = field(init=False)
+    store: RunStore = field(init=False)
+    graphs: GraphRegistry = field(init=False)
+    nats_url: str = ""
+    http_url: str = ""
+    runners: list[JetStreamRunner] = field(default_factory=list)
+    _nats_server: LocalNatsServer | None = None
+    _nc: Any = None
+    _database: Database | None = None
+    _http: Any = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def start(self, *, http: bool = True) -> None:
+        s = self.settings
+        self.subjects = Subjects(s.subject_prefix)
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        nu_bin = s.resolve_nu()
+
+        self._database = await Database.open(
+            s.database_url, namespace=s.surreal_namespace, database=s.surreal_database,
+            user=s.surreal_user, password=s.surreal_password, durable_writes=s.durable_writes,
+        )
+        self.store = RunStore(self._database)
+        await self.store.ensure_schema()
+
+        await self._start_nats()
+        js = self._nc.jetstream()
+        await ensure_streams(js, self.subjects)
+
+        self.graphs = GraphRegistry(s.definitions, s.lib_dir, self.store)
+        self.graphs.reload()
+        if s.watch:
+            self._tasks.append(asyncio.create_task(self._watch(), name="graph-watcher"))
+
+        if http:
+            await self._start_http()
+
+        publisher = Publisher(js, self.subjects)
+        ctx = FunctionContext(self.store, self.subjects, publisher, logging.getLogger("stratum.functions"))
+        nu_path = s.nu_path or curated_path(s.data_dir / "toolbin", s.nu_tools, os.environ.get("PATH", ""))
+        config = stage_executor.ExecutorConfig(
+            data_dir=s.data_dir, workdir=s.root, nu_bin=nu_bin, nu_path=nu_path,
+            kill_grace=s.kill_grace, concurrency=s.stage_concurrency,
+        )
+        functions = [
+            ingest.build(ctx),
+            planner.build(ctx, self.graphs),
+            stage_executor.build(ctx, self.graphs, config),
+            compensator.build(ctx, self.graphs, config),
+            projector.build(ctx),
+        ]
+        prefix = s.subject_prefix.replace(".", "-")
+        for function in functions:
+            runner = JetStreamRunner(function, js, publisher, self.store, durable_prefix=prefix)
+            await runner.start()
+            self.runners.append(runner)
+        self._write_endpoint()
+        log.info("stratum is up", extra={"nats": self.nats_url, "http": self.http_url})
+
+    async def _start_nats(self) -> None:
+        import nats
+
+        s = self.settings
+        if s.nats_url:
+            self.nats_url = s.nats_url
+        else:
+            self._nats_server = LocalNatsServer(s.data_dir / "nats")
+            await self._nats_server.start()
+            self.nats_url = self._nats_server.url
+        try:
+            self._nc = await nats.connect(
+                self.nats_url, connect_timeout=3, max_reconnect_attempts=-1, allow_reconnect=True
+            )
+        except Exception as error:
+            raise DependencyUnavailableError(
+                f"NATS at {self.nats_url} is not reachable: {type(error).__name__}: {error}"
+            ) from None
+
+    async def _start_http(self) -> None:
+        import uvicorn
+
+        from stratum.api.http import create_app
+
+        s = self.settings
+        port = s.http_port or free_port(s.http_host)
+        app = create_app(self.store, self.graphs)
+        config = uvicorn.Config(app, host=s.http_host, port=port, log_level="warning",
+                                lifespan="off", access_log=False)
+        self._http = uvicorn.Server(config)
+        self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
+        while not self._http.started:
+            await asyncio.sleep(0.02)
+        self.http_url = f"http://{s.http_host}:{port}"
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        s = self.settings
+        async for _changes in awatch(s.definitions, s.lib_dir, debounce=300):
+            self.graphs.reload()
+
+    def _write_endpoint(self) -> None:
+        endpoint = {"http": self.http_url, "nats": self.nats_url, "pid": os.getpid(),
+                    "subject_prefix": self.settings.subject_prefix}
+        self.settings.endpoint_file.write_bytes(orjson.dumps(endpoint, option=orjson.OPT_INDENT_2))
+
+    async def stop(self) -> None:
+        """Drain consumers, then stop HTTP, NATS (and our nats-server) and the database."""
+        for runner in self.runners:
+            await runner.stop()
+        self.runners.clear()
+        if self._http is not None:
+            self._http.should_exit = True
+        for task in self._tasks:
+            if task.get_name() != "http":
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5)
+        self._tasks.clear()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        if self._nats_server is not None:
+            self._nats_server.stop()
+        if self._database is not None:
+            await self._database.close()
+        with contextlib.suppress(FileNotFoundError):
+            endpoint = orjson.loads(self.settings.endpoint_file.read_bytes())
+            if endpoint.get("pid") == os.getpid():
+                self.settings.endpoint_file.unlink()
+
+
+def read_endpoint(data_dir: Path) -> dict[str, Any]:
+    """Where a running `stratum up` listens; DependencyUnavailableError if none runs."""
+    path = data_dir / "endpoint.json"
+    try:
+        endpoint: dict[str, Any] = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise DependencyUnavailableError(
+            f"Stratum is not running (no {path}); start it with `make up` or `stratum up`"
+        ) from None
+    return endpoint

@@ -1,0 +1,40 @@
+"""Run statuses and the order they can be reached in."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    ACCEPTED = "Accepted"
+    PLANNED = "Planned"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    COMPENSATING = "Compensating"
+    COMPENSATED = "Compensated"
+    DENIED = "Denied"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def rank(self) -> int:
+        """Later in a run's life = higher; lets a projection ignore event arrival order."""
+        return _RANK[self]
+
+
+TERMINAL_STATUSES = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.COMPENSATED, RunStatus.DENIED}
+)
+_RANK = {
+    RunStatus.ACCEPTED: 0,
+    RunStatus.PLANNED: 1,
+    RunStatus.RUNNING: 2,
+    RunStatus.FAILED: 3,
+    RunStatus.COMPENSATING: 4,
+    RunStatus.SUCCEEDED: 5,
+    RunStatus.COMPENSATED: 6,
+    RunStatus.DENIED: 7,
+}

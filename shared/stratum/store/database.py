@@ -1,0 +1,95 @@
+"""A thin async wrapper over the SurrealDB SDK: connect, run queries, translate errors.
+
+Embedded (`surrealkv://DIR`, `mem://`) and server (`ws://`, `http://`) URLs go through the
+same SDK calls, so the code path is identical; only the URL differs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from stratum.errors import DependencyUnavailableError, RetryableError, StratumError
+
+STALE_MARKER = "stratum:stale"
+
+
+class StoreError(StratumError):
+    """A query failed for a reason retrying will not fix."""
+
+
+class StaleWriteError(StratumError):
+    """A conditional write found the record already past the expected state: the message
+    that asked for it was handled before (a redelivery) or is out of date."""
+
+
+class Database:
+    """One SurrealDB connection shared by every function in a process."""
+
+    def __init__(self, connection: Any, url: str) -> None:
+        self._connection = connection
+        self.url = url
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        namespace: str,
+        database: str,
+        user: str = "",
+        password: str = "",
+        durable_writes: bool = True,
+    ) -> Database:
+        """Connect (creating the embedded store if needed); fails fast naming the URL."""
+        if durable_writes and url.startswith(("surrealkv://", "rocksdb://", "file://")):
+            # the embedded engine reads this when it opens: fsync on every commit
+            os.environ.setdefault("SURREAL_SYNC_DATA", "true")
+        from surrealdb import AsyncSurreal
+
+        try:
+            connection = AsyncSurreal(url)
+            await connection.connect()
+            if user:
+                await connection.signin({"username": user, "password": password})
+            await connection.use(namespace, database)
+        except Exception as error:  # the SDK raises many kinds; all mean "not reachable"
+            raise DependencyUnavailableError(
+                f"SurrealDB at {url} is not reachable: {type(error).__name__}: {error}"
+            ) from None
+        return cls(connection, url)
+
+    async def query(self, sql: str, variables: dict[str, Any] | None = None) -> list[Any]:
+        """Run `sql` (one or more statements); the result of each statement, in order."""
+        try:
+            response = await self._connection.query_raw(sql, variables or {})
+        except Exception as error:
+            raise _translate(str(error)) from None
+        results: list[Any] = []
+        for statement in response.get("result", []):
+            if statement.get("status") != "OK":
+                raise _translate(str(statement.get("result")))
+            results.append(statement.get("result"))
+        if "error" in response:
+            raise _translate(str(response["error"]))
+        return results
+
+    async def transaction(self, sql: str, variables: dict[str, Any] | None = None) -> list[Any]:
+        """Run `sql` atomically: all statements commit together or none do."""
+        return await self.query(f"BEGIN TRANSACTION;\n{sql}\nCOMMIT TRANSACTION;", variables)
+
+    async def close(self) -> None:
+        try:
+            await self._connection.close()
+        except Exception:  # closing a broken connection has nothing left to report
+            pass
+
+
+def _translate(message: str) -> StratumError:
+    if STALE_MARKER in message:
+        return StaleWriteError(message)
+    if "can be retried" in message or "conflict" in message.lower():
+        return RetryableError(f"database write conflict: {message}")
+    if "not executed due to a failed transaction" in message:
+        return RetryableError(f"database transaction failed: {message}")
+    return StoreError(f"database error: {message}")

@@ -1,0 +1,403 @@
+"""Domain-level reads and writes of runs, one method per state change.
+
+Every write that announces something stores the announcing events in the same
+transaction (`event` table: the run's log and the outbox), so the database always knows
+about a change before the bus does. Conditional writes THROW a stale marker when the run
+is not in the expected state; the caller sees StaleWriteError and treats the message as
+already handled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from stratum.clock import iso, utc_now
+from stratum.events import Envelope
+from stratum.status import RunStatus
+from stratum.store.database import STALE_MARKER, Database
+from stratum.store.schema import SCHEMA
+
+RUN = "type::thing('run', $run)"
+
+
+def _event_rows(events: Iterable[Envelope], cause: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": event.id,
+            "run": event.runid,
+            "tenant": event.tenant,
+            "type": event.type,
+            "time": iso(event.time),
+            "cause": cause,
+            "envelope": event.model_dump(mode="json"),
+        }
+        for event in events
+    ]
+
+
+def _guard(condition: str, what: str) -> str:
+    """Update the run only if `condition` holds; otherwise abort the transaction."""
+    return (
+        f"LET $changed = (UPDATE {RUN} SET {{assignments}}, version += 1, updated_at = $now "
+        f"WHERE {condition} RETURN AFTER);\n"
+        f"IF array::len($changed) = 0 {{ THROW '{STALE_MARKER}: {what}' }};"
+    )
+
+
+class RunStore:
+    """Run state in SurrealDB. One instance per process, shared by the functions."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    async def ensure_schema(self) -> None:
+        await self.db.query(SCHEMA)
+
+    # -- shared -------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        rows = (await self.db.query(f"SELECT * FROM {RUN};", {"run": run_id}))[0]
+        return _plain(rows[0]) if rows else None
+
+    async def events_caused_by(self, cause: str) -> list[Envelope]:
+        """Events already recorded for a message: what a redelivery must re-publish."""
+        rows = (
+            await self.db.query(
+                "SELECT envelope, time FROM event WHERE cause = $cause ORDER BY time;",
+                {"cause": cause},
+            )
+        )[0]
+        return [Envelope.model_validate(row["envelope"]) for row in rows]
+
+    async def run_events(self, run_id: str) -> list[Envelope]:
+        rows = (
+            await self.db.query(
+                "SELECT envelope, time FROM event WHERE run = $run ORDER BY time;", {"run": run_id}
+            )
+        )[0]
+        return [Envelope.model_validate(row["envelope"]) for row in rows]
+
+    async def all_events(self) -> list[Envelope]:
+        rows = (await self.db.query("SELECT envelope, time FROM event ORDER BY time;"))[0]
+        return [Envelope.model_validate(row["envelope"]) for row in rows]
+
+    async def _guarded(
+        self,
+        run_id: str,
+        *,
+        condition: str,
+        assignments: str,
+        what: str,
+        events: Sequence[Envelope],
+        cause: str,
+        extra_sql: str = "",
+        variables: dict[str, Any] | None = None,
+    ) -> None:
+        sql = _guard(condition, what).replace("{assignments}", assignments)
+        sql += "\n" + extra_sql + "\nINSERT IGNORE INTO event $events;"
+        await self.db.transaction(
+            sql,
+            {
+                "run": run_id,
+                "now": iso(utc_now()),
+                "events": _event_rows(events, cause),
+                **(variables or {}),
+            },
+        )
+
+    # -- ingest -------------------------------------------------------------------------
+
+    async def accept_run(self, run: dict[str, Any], event: Envelope, cause: str) -> bool:
+        """Create the run; False if this (tenant, event id) already has one."""
+        existing = (
+            await self.db.query(
+                "SELECT id FROM run WHERE tenant = $tenant AND event_id = $event_id;",
+                {"tenant": run["tenant"], "event_id": run["event_id"]},
+            )
+        )[0]
+        if existing:
+            return False
+        now = iso(utc_now())
+        record = {
+            **run,
+            "status": RunStatus.ACCEPTED.value,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+            "current_stage": -1,
+        }
+        try:
+            await self.db.transaction(
+                f"CREATE {RUN} CONTENT $record;\nINSERT IGNORE INTO event $events;",
+                {"run": run["id"], "record": _without_id(record), "events": _event_rows([event], cause)},
+            )
+        except Exception as error:
+            if "already" in str(error):  # a concurrent instance created it first
+                return False
+            raise
+        return True
+
+    async def record_rejection(self, rejection: dict[str, Any]) -> None:
+        await self.db.query(
+            "UPSERT type::thing('rejected_event', $id) CONTENT $record;",
+            {"id": rejection["id"], "record": _without_id(rejection)},
+        )
+
+    async def rejections(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = (
+            await self.db.query(
+                "SELECT * FROM rejected_event ORDER BY at DESC LIMIT $limit;", {"limit": limit}
+            )
+        )[0]
+        return [_plain(row) for row in rows]
+
+    # -- planner ------------------------------------------------------------------------
+
+    async def save_graph(self, version: str, snapshot: dict[str, Any]) -> None:
+        """Keep every graph version a run was planned with (immutable, so UPSERT is safe)."""
+        await self.db.query(
+            "UPSERT type::thing('graph', $version) CONTENT $snapshot;",
+            {"version": version, "snapshot": snapshot},
+        )
+
+    async def get_graph(self, version: str) -> dict[str, Any] | None:
+        rows = (
+            await self.db.query("SELECT * FROM type::thing('graph', $version);", {"version": version})
+        )[0]
+        return _plain(rows[0]) if rows else None
+
+    async def record_plan(
+        self,
+        run_id: str,
+        *,
+        graph_version: str,
+        stages: Sequence[Sequence[str]],
+        stage_links: Sequence[tuple[int, int, list[str]]],
+        events: Sequence[Envelope],
+        cause: str,
+    ) -> None:
+        """Store the plan: the run, a record per stage, and `feeds` relations between
+        stages (which capabilities flow from one to the next)."""
+        stage_sql = "\n".join(
+            f"CREATE type::thing('stage', [$run, {index}]) CONTENT {{run: $run, index: {index}, "
+            f"nodes: $stage_nodes[{index}], status: 'Pending'}};"
+            for index in range(len(stages))
+        )
+        link_sql = "\n".join(
+            f"RELATE (type::thing('stage', [$run, {src}]))->feeds->(type::thing('stage', [$run, {dst}])) "
+            f"SET capabilities = $links[{n}];"
+            for n, (src, dst, _) in enumerate(stage_links)
+        )
+        await self._guarded(
+            run_id,
+            condition="status = 'Accepted'",
+            assignments="status = 'Planned', graph_version = $version, plan = $stage_nodes, "
+            "current_stage = 0",
+            what=f"run {run_id} is already planned",
+            events=events,
+            cause=cause,
+            extra_sql=stage_sql + "\n" + link_sql,
+            variables={
+                "version": graph_version,
+                "stage_nodes": [list(stage) for stage in stages],
+                "links": [caps for _, _, caps in stage_links],
+            },
+        )
+
+    async def reject_run(self, run_id: str, error: str, events: Sequence[Envelope], cause: str) -> None:
+        await self._guarded(
+            run_id,
+            condition="status = 'Accepted'",
+            assignments="status = 'Failed', error = $error, finished_at = $now",
+            what=f"run {run_id} is past Accepted",
+            events=events,
+            cause=cause,
+            variables={"error": error},
+        )
+
+    async def advance_stage(
+        self, run_id: str, completed: int, events: Sequence[Envelope], cause: str
+    ) -> None:
+        await self._guarded(
+            run_id,
+            condition="status IN ['Planned', 'Running'] AND current_stage = $completed",
+            assignments="current_stage = $completed + 1",
+            what=f"run {run_id} is past stage {completed}",
+            events=events,
+            cause=cause,
+            variables={"completed": completed},
+        )
+
+    async def succeed_run(
+        self, run_id: str, last_stage: int, outputs_hash: str, events: Sequence[Envelope], cause: str
+    ) -> None:
+        await self._guarded(
+            run_id,
+            condition="status IN ['Planned', 'Running'] AND current_stage = $stage",
+            assignments="status = 'Succeeded', outputs_hash = $hash, finished_at = $now",
+            what=f"run {run_id} already finished",
+            events=events,
+            cause=cause,
+            variables={"stage": last_stage, "hash": outputs_hash},
+        )
+
+    async def start_compensating(
+        self, run_id: str, stage: int, error: str, events: Sequence[Envelope], cause: str
+    ) -> None:
+        await self._guarded(
+            run_id,
+            condition="status IN ['Planned', 'Running'] AND current_stage = $stage",
+            assignments="status = 'Compensating', error = $error",
+            what=f"run {run_id} is already past stage {stage}",
+            events=events,
+            cause=cause,
+            variables={"stage": stage, "error": error},
+        )
+
+    # -- stage executor -----------------------------------------------------------------
+
+    async def capabilities(self, run_id: str) -> dict[str, Any]:
+        rows = (
+            await self.db.query("SELECT name, value FROM capability WHERE run = $run;", {"run": run_id})
+        )[0]
+        return {row["name"]: row["value"] for row in rows}
+
+    async def node_executions(self, run_id: str) -> dict[str, dict[str, Any]]:
+        rows = (await self.db.query("SELECT * FROM node_exec WHERE run = $run;", {"run": run_id}))[0]
+        return {row["node"]: _plain(row) for row in rows}
+
+    async def start_stage(
+        self, run_id: str, stage: int, nodes: Sequence[str], events: Sequence[Envelope], cause: str
+    ) -> None:
+        """Mark the run Running and the stage's nodes started, before any script runs."""
+        await self._guarded(
+            run_id,
+            condition="status IN ['Planned', 'Running'] AND current_stage = $stage",
+            assignments="status = 'Running', started_at = started_at ?? $now",
+            what=f"run {run_id} is not at stage {stage}",
+            events=events,
+            cause=cause,
+            extra_sql=(
+                "UPDATE type::thing('stage', [$run, $stage]) SET status = 'Running', started_at = $now;\n"
+                "FOR $node IN $nodes { UPSERT type::thing('node_exec', [$run, $node]) MERGE "
+                "{run: $run, node: $node, stage: $stage, status: 'Running', started_at: $now}; };"
+            ),
+            variables={"stage": stage, "nodes": list(nodes)},
+        )
+
+    async def finish_node(
+        self,
+        run_id: str,
+        node: str,
+        record: dict[str, Any],
+        outputs: dict[str, Any],
+        events: Sequence[Envelope],
+        cause: str,
+    ) -> None:
+        """A node's outcome and the capabilities it produced, with its announcing event."""
+        await self.db.transaction(
+            "UPSERT type::thing('node_exec', [$run, $node]) MERGE $record;\n"
+            "FOR $name IN object::keys($outputs) { UPSERT type::thing('capability', [$run, $name]) "
+            "CONTENT {run: $run, name: $name, producer: $node, value: $outputs[$name]}; };\n"
+            "INSERT IGNORE INTO event $events;",
+            {
+                "run": run_id,
+                "node": node,
+                "record": record,
+                "outputs": outputs,
+                "events": _event_rows(events, cause),
+            },
+        )
+
+    async def finish_stage(
+        self, run_id: str, stage: int, status: str, events: Sequence[Envelope], cause: str
+    ) -> None:
+        await self.db.transaction(
+            "UPDATE type::thing('stage', [$run, $stage]) SET status = $status, finished_at = $now;\n"
+            "INSERT IGNORE INTO event $events;",
+            {
+                "run": run_id,
+                "stage": stage,
+                "status": status,
+                "now": iso(utc_now()),
+                "events": _event_rows(events, cause),
+            },
+        )
+
+    # -- compensator --------------------------------------------------------------------
+
+    async def compensations(self, run_id: str) -> dict[str, dict[str, Any]]:
+        rows = (
+            await self.db.query("SELECT * FROM compensation WHERE run = $run;", {"run": run_id})
+        )[0]
+        return {row["node"]: _plain(row) for row in rows}
+
+    async def record_compensation(
+        self, run_id: str, node: str, record: dict[str, Any], events: Sequence[Envelope], cause: str
+    ) -> None:
+        await self.db.transaction(
+            "UPSERT type::thing('compensation', [$run, $node]) CONTENT $record;\n"
+            "INSERT IGNORE INTO event $events;",
+            {
+                "run": run_id,
+                "node": node,
+                "record": {**record, "run": run_id, "node": node},
+                "events": _event_rows(events, cause),
+            },
+        )
+
+    async def finish_compensation(
+        self, run_id: str, failed: list[str], events: Sequence[Envelope], cause: str
+    ) -> None:
+        await self._guarded(
+            run_id,
+            condition="status = 'Compensating'",
+            assignments="status = 'Compensated', failed_compensations = $failed, finished_at = $now",
+            what=f"run {run_id} is not compensating",
+            events=events,
+            cause=cause,
+            variables={"failed": failed},
+        )
+
+    # -- projector ----------------------------------------------------------------------
+
+    async def get_view(self, run_id: str) -> dict[str, Any] | None:
+        rows = (await self.db.query("SELECT * FROM type::thing('run_view', $run);", {"run": run_id}))[0]
+        return _plain(rows[0]) if rows else None
+
+    async def put_view(self, view: dict[str, Any]) -> None:
+        await self.db.query(
+            "UPSERT type::thing('run_view', $run) CONTENT $view;",
+            {"run": view["run_id"], "view": view},
+        )
+
+    async def list_views(self, *, tenant: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        where = "WHERE tenant = $tenant" if tenant else ""
+        rows = (
+            await self.db.query(
+                f"SELECT * OMIT history FROM run_view {where} ORDER BY created_at DESC LIMIT $limit;",
+                {"tenant": tenant, "limit": limit},
+            )
+        )[0]
+        return [_plain(row) for row in rows]
+
+    async def all_views(self) -> list[dict[str, Any]]:
+        rows = (await self.db.query("SELECT * FROM run_view ORDER BY run_id;"))[0]
+        return [_plain(row) for row in rows]
+
+    async def clear_views(self) -> None:
+        await self.db.query("DELETE run_view;")
+
+
+def _without_id(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if key != "id"}
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A record with its SurrealDB RecordID turned into plain text."""
+    out = dict(row)
+    record_id = out.pop("id", None)
+    if record_id is not None:
+        out["_id"] = str(getattr(record_id, "id", record_id))
+    return out
