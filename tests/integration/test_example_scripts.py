@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import nickel
 import pytest
+
+import nickel
 
 ROOT = Path(__file__).resolve().parents[2]
 NU = ROOT / ".venv" / "bin" / "nu"
@@ -141,7 +142,9 @@ class Run:
             "inputs": {cap: self.outputs[cap] for cap in node["consumes"]},
         }
 
-    def step(self, node_id: str, stage: int = 0, attempt: int = 1) -> subprocess.CompletedProcess[str]:
+    def step(
+        self, node_id: str, stage: int = 0, attempt: int = 1
+    ) -> subprocess.CompletedProcess[str]:
         node = self.wf.nodes[node_id]
         proc = run_nu(
             self.wf.script(node_id),
@@ -605,9 +608,7 @@ def test_compensations_leave_other_runs_alone(
     assert snapshot(target) == before
 
 
-def test_release_rejects_a_bad_version(
-    release_wf: Workflow, workspace: Path, target: Path
-) -> None:
+def test_release_rejects_a_bad_version(release_wf: Workflow, workspace: Path, target: Path) -> None:
     run = release(release_wf, workspace, target, "../../etc", "run-bad")
     proc = run.step("prepare-release")
     assert proc.returncode != 0 and "must look like 1.4.0" in proc.stderr

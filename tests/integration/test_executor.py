@@ -72,6 +72,11 @@ def assert_eventually(check: Callable[[], bool], timeout: float = 2.0) -> None:
         time.sleep(0.02)
 
 
+def assert_all_dead(pids: list[int]) -> None:
+    assert pids
+    assert_eventually(lambda: not any(alive(pid) for pid in pids))
+
+
 async def wait_for_files(*paths: Path, timeout: float = 3.0) -> list[int]:
     """The pids written by sleepy.nu, once all its pid files exist."""
     deadline = time.monotonic() + timeout
@@ -191,8 +196,7 @@ async def test_timeout_kills_process_group_including_grandchild(ctx: ExecutionCo
     assert 1.0 <= elapsed < 1.0 + ctx.kill_grace + 1.0
     pids = [int(p.read_text()) for p in pid_files(attempt.bundle)]
     assert len(set(pids)) == 3
-    for pid in pids:
-        assert_eventually(lambda pid=pid: not alive(pid))
+    assert_all_dead(pids)
 
 
 async def test_non_json_stdout_is_terminal(ctx: ExecutionContext) -> None:
@@ -396,7 +400,7 @@ async def test_stage_first_failure_cancels_siblings(ctx: ExecutionContext) -> No
         node("breaker", "fail.nu", retries=RetryPolicy(max=0)),
         node("echo", "echo.nu", produces=("result",)),
     ]
-    payloads = {
+    payloads: dict[str, dict[str, Any]] = {
         "sleeper": {},
         "breaker": {"inputs": {"delay_ms": 400, "message": "broken", "code": 3}},
         "echo": {"inputs": {"value": 1}},
@@ -424,8 +428,7 @@ async def test_stage_first_failure_cancels_siblings(ctx: ExecutionContext) -> No
     assert attempt in records
     manifest = orjson.loads((attempt.bundle / "manifest.json").read_bytes())
     assert manifest["cancelled"] is True and manifest["outcome"] == "cancelled"
-    for pid in [int(p.read_text()) for p in pid_files(attempt.bundle)]:
-        assert_eventually(lambda pid=pid: not alive(pid))
+    assert_all_dead([int(p.read_text()) for p in pid_files(attempt.bundle)])
 
 
 async def test_cancelling_the_stage_kills_every_node(ctx: ExecutionContext) -> None:
@@ -438,8 +441,7 @@ async def test_cancelling_the_stage_kills_every_node(ctx: ExecutionContext) -> N
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for pid in pids:
-        assert_eventually(lambda pid=pid: not alive(pid))
+    assert_all_dead(pids)
 
 
 async def test_stage_reraises_errors_that_are_not_node_failures(ctx: ExecutionContext) -> None:

@@ -84,7 +84,13 @@ def main [] {
 
     let out = ($workspace | path expand | path join formatted (crate-dir-name $src))
     # a retry starts from a clean copy
-    if ($out | path exists) { rm -rf $out }
+    if ($out | path exists) {
+        rm -rf $out
+        if ($out | path exists) {
+            print -e $"fmt-crate: could not clear ($out)"
+            exit 1
+        }
+    }
     mkdir $out
 
     let files = (

@@ -21,6 +21,15 @@ def prune [dirs: list<string>] {
     }
 }
 
+# `rm` reports a failure and carries on: make a failed delete fatal.
+def delete [path: string] {
+    rm -rf $path
+    if ($path | path exists) {
+        say $"could not delete ($path)"
+        exit 1
+    }
+}
+
 def main [] {
     let input = ($in | from json)
     let run = ($input.run? | default {} | get -o id | default ($env.STRATUM_RUN_ID? | default "manual"))
@@ -50,7 +59,7 @@ def main [] {
     let created = if $staged != null { $staged.created } else { $manifest | get -o created | default [] }
 
     if ($dir | path exists) {
-        rm -rf $dir
+        delete $dir
         say $"removed staging directory ($dir)"
     } else {
         say $"staging directory ($dir) is already gone"

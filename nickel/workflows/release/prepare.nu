@@ -58,6 +58,15 @@ def asset [path: string] {
     }
 }
 
+# `rm` reports a failure and carries on: make a failed delete fatal.
+def delete [path: string] {
+    rm -rf $path
+    if ($path | path exists) {
+        print -e $"prepare-release: could not delete ($path)"
+        exit 1
+    }
+}
+
 def main [] {
     let input = ($in | from json)
     let run = ($input.run? | default {} | get -o id | default ($env.STRATUM_RUN_ID? | default "manual"))
@@ -83,7 +92,7 @@ def main [] {
             fail $"($l.staging) already exists \(staged by run ($previous | get -o run | default 'unknown')\); remove it or release another version"
         }
         $created_before = ($previous | get -o created | default [])
-        rm -rf $l.staging
+        delete $l.staging
     }
     let created = ($created_before | append (make-dirs ($l.staging | path join assets)) | uniq)
 

@@ -5,6 +5,15 @@
 
 def say [message: string] { print -e $"publish-release \(undo\): ($message)" }
 
+# `rm` reports a failure and carries on: make a failed delete fatal.
+def delete [path: string] {
+    rm -rf $path
+    if ($path | path exists) {
+        say $"could not delete ($path)"
+        exit 1
+    }
+}
+
 def main [] {
     let input = ($in | from json)
     let run = ($input.run? | default {} | get -o id | default ($env.STRATUM_RUN_ID? | default "manual"))
@@ -29,12 +38,16 @@ def main [] {
     }
     let rest = ($index.releases | where run != $run)
     if ($rest | is-empty) and ($index | get -o created_by) == $run {
-        rm $index_path
+        delete $index_path
         say $"deleted index ($index_path): this run created it and nothing else is in it"
     } else if ($ours | is-not-empty) {
         let tmp = $"($index_path).($run).tmp"
         $index | update releases $rest | to json | save -f --raw $tmp
         mv -f $tmp $index_path
+        if ($tmp | path exists) {
+            say $"could not move ($tmp) over ($index_path)"
+            exit 1
+        }
         for r in $ours {
             say $"unpublished ($r.name) ($r.version) from ($index_path)"
         }

@@ -66,6 +66,7 @@ def main [] {
     let tmp = $"($index_path).($run).tmp"
     $index | update releases ($others | append $entry) | to json | save -f --raw $tmp
     mv -f $tmp $index_path
+    if ($tmp | path exists) { fail $"could not move ($tmp) over ($index_path)" }
 
     print -e $"publish-release: published ($staged.name) ($staged.version) \(($tag.tag)\) in ($index_path)"
     {

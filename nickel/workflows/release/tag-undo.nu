@@ -20,6 +20,15 @@ def prune [dirs: list<string>] {
     }
 }
 
+# `rm` reports a failure and carries on: make a failed delete fatal.
+def delete [path: string] {
+    rm -rf $path
+    if ($path | path exists) {
+        say $"could not delete ($path)"
+        exit 1
+    }
+}
+
 def main [] {
     let input = ($in | from json)
     let run = ($input.run? | default {} | get -o id | default ($env.STRATUM_RUN_ID? | default "manual"))
@@ -39,7 +48,7 @@ def main [] {
 
     if ($path | path exists) {
         if ($existing | get -o run) == $run {
-            rm $path
+            delete $path
             say $"deleted tag ($path | path basename) \(($path)\)"
         } else {
             say $"left tag ($path) alone: it was made by run ($existing | get -o run | default 'unknown'), not ($run)"

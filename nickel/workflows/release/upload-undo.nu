@@ -20,6 +20,15 @@ def prune [dirs: list<string>] {
     }
 }
 
+# `rm` reports a failure and carries on: make a failed delete fatal.
+def delete [path: string] {
+    rm -rf $path
+    if ($path | path exists) {
+        say $"could not delete ($path)"
+        exit 1
+    }
+}
+
 def main [] {
     let input = ($in | from json)
     let run = ($input.run? | default {} | get -o id | default ($env.STRATUM_RUN_ID? | default "manual"))
@@ -46,7 +55,7 @@ def main [] {
     let assets = if $uploaded != null { $uploaded.assets } else { $receipt | get -o assets | default [] }
     for a in $assets {
         if ($a.path | path exists) {
-            rm $a.path
+            delete $a.path
             say $"deleted uploaded asset ($a.name) \(($a.path)\)"
         } else {
             say $"uploaded asset ($a.path) is already gone"
@@ -56,10 +65,10 @@ def main [] {
         # a partial upload can leave files the outputs never listed: they are ours too
         let leftovers = (ls -a $dir | where name != $receipt_path | get name)
         for f in $leftovers {
-            rm -rf $f
+            delete $f
             say $"deleted partial upload ($f)"
         }
-        rm $receipt_path
+        delete $receipt_path
         say $"deleted receipt ($receipt_path)"
     }
     let created = if $uploaded != null { $uploaded.created } else { $receipt | get -o created | default [] }

@@ -26,6 +26,15 @@ def make-dirs [dir: string] {
     $missing
 }
 
+# `rm` reports a failure and carries on: make a failed delete fatal.
+def delete [path: string] {
+    rm -rf $path
+    if ($path | path exists) {
+        print -e $"upload-assets: could not delete ($path)"
+        exit 1
+    }
+}
+
 def main [] {
     let input = ($in | from json)
     let run = ($input.run? | default {} | get -o id | default ($env.STRATUM_RUN_ID? | default "manual"))
@@ -48,7 +57,7 @@ def main [] {
         }
         print -e $"upload-assets: attempt ($attempt): clearing the partial upload of an earlier attempt"
         $created_before = ($previous | get -o created | default [])
-        rm -rf $dir
+        delete $dir
     }
     let created = ($created_before | append (make-dirs $dir) | uniq)
     {run: $run, created: $created, assets: []} | to json | save -f --raw $receipt
@@ -61,6 +70,7 @@ def main [] {
         }
         let dest = ($dir | path join $a.name)
         cp $a.path $dest
+        if not ($dest | path exists) { fail $"could not copy ($a.path) to ($dest)" }
         let sha256 = (open --raw $dest | hash sha256)
         if $sha256 != $a.sha256 {
             fail $"uploaded ($a.name) has sha256 ($sha256), expected ($a.sha256)"

@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +61,33 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
+class _Collector(asyncio.SubprocessProtocol):
+    """Collects output as it arrives and reports the leader's exit on its own.
+
+    Not `Process.wait()`: on Python 3.11 it also waits for the pipes to close, which a
+    background grandchild holding stdout would delay until the timeout.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        sink = self.stdout if fd == 1 else self.stderr
+        sink += data.encode() if isinstance(data, str) else data
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Called once the process has exited and every pipe is closed.
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
 class GroupProcess:
     """One run of `argv` with a timeout, whose result survives cancellation.
 
@@ -86,52 +112,52 @@ class GroupProcess:
 
     async def run(self, stdin: bytes, timeout: float) -> ProcessResult:
         """Feed `stdin`, capture all of stdout/stderr, stop the group after `timeout` s."""
+        loop = asyncio.get_running_loop()
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
+        transport, proto = await loop.subprocess_exec(
+            lambda: _Collector(loop),
             *self.argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,
         )
-        assert proc.stdin and proc.stdout and proc.stderr  # all three are PIPEs
-        out, err = bytearray(), bytearray()
-        helpers = [
-            asyncio.create_task(_feed(proc.stdin, stdin)),
-            asyncio.create_task(_drain(proc.stdout, out)),
-            asyncio.create_task(_drain(proc.stderr, err)),
-        ]
+        pid = transport.get_pid()
+        stdin_pipe = transport.get_pipe_transport(0)
+        assert isinstance(stdin_pipe, asyncio.WriteTransport)
+        # Buffered by the transport; a script that exits without reading just drops it.
+        stdin_pipe.write(stdin)
+        stdin_pipe.close()
         timed_out = cancelled = False
         try:
             try:
                 async with asyncio.timeout(timeout):
-                    await proc.wait()
+                    await asyncio.shield(proto.exited)
             except TimeoutError:
                 timed_out = True
-                await self._stop(proc)
+                await self._stop(pid, proto)
             # The script is done: whatever it left running in its group goes too.
-            self._kill(proc.pid)
+            self._kill(pid)
             # Pipes reach EOF once the group is dead; a process that escaped the group
             # (setsid) could hold them open, so the wait is bounded.
-            await asyncio.wait(helpers, timeout=self.kill_grace)
+            await _wait(proto.closed, self.kill_grace)
         except asyncio.CancelledError:
             cancelled = True
-            await self._stop(proc)
+            await self._stop(pid, proto)
             # The group is dead, so EOF is immediate; keep the tail of stderr for the record.
-            await asyncio.wait(helpers, timeout=min(self.kill_grace, 0.2))
+            await _wait(proto.closed, min(self.kill_grace, 0.2))
             raise
         finally:
-            self._kill(proc.pid)  # no-op unless a second cancellation cut _stop short
-            for task in helpers:
-                task.cancel()
+            self._kill(pid)  # no-op unless a second cancellation cut _stop short
+            transport.close()
             self.result = ProcessResult(
                 argv=self.argv,
-                returncode=proc.returncode,
-                stdout=bytes(out),
-                stderr=bytes(err),
+                returncode=transport.get_returncode(),
+                stdout=bytes(proto.stdout),
+                stderr=bytes(proto.stderr),
                 timed_out=timed_out,
                 cancelled=cancelled,
                 started_at=started_at,
@@ -140,24 +166,28 @@ class GroupProcess:
             )
         return self.result
 
-    async def _stop(self, proc: asyncio.subprocess.Process) -> None:
+    async def _stop(self, pid: int, proto: _Collector) -> None:
         """SIGTERM the group, give the leader `kill_grace` s to exit, then SIGKILL it all."""
-        if proc.returncode is None:
-            signal_group(proc.pid, signal.SIGTERM)
-            waiter = asyncio.ensure_future(proc.wait())
-            try:
-                await asyncio.wait([waiter], timeout=self.kill_grace)
-            finally:
-                waiter.cancel()
-        self._kill(proc.pid)
-        if proc.returncode is None:
-            await proc.wait()  # SIGKILL cannot be refused; reap so returncode is known
+        if not proto.exited.done():
+            signal_group(pid, signal.SIGTERM)
+            await _wait(proto.exited, self.kill_grace)
+        self._kill(pid)
+        # SIGKILL cannot be refused; the bound only guards against a process stuck in the
+        # kernel (state D), which nothing can kill.
+        await _wait(proto.exited, max(self.kill_grace, 1.0))
 
     def _kill(self, pgid: int) -> None:
         # Once only: after the leader is reaped its pid could in principle be reused.
         if not self._killed:
             self._killed = True
             signal_group(pgid, signal.SIGKILL)
+
+
+async def _wait(future: asyncio.Future[None], timeout: float) -> None:
+    # shield: giving up on the wait must not cancel the protocol's future itself.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(future)
 
 
 async def run_process(
@@ -171,19 +201,3 @@ async def run_process(
 ) -> ProcessResult:
     """Run `argv` once in its own process group (see `GroupProcess`)."""
     return await GroupProcess(argv, env=env, cwd=cwd, kill_grace=kill_grace).run(stdin, timeout)
-
-
-async def _feed(pipe: asyncio.StreamWriter, data: bytes) -> None:
-    # A script that never reads stdin may exit first: a broken pipe is not an error.
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        if data:
-            pipe.write(data)
-            await pipe.drain()
-        pipe.close()
-        await pipe.wait_closed()
-
-
-async def _drain(stream: asyncio.StreamReader, sink: bytearray) -> None:
-    # Appends as it goes so a cancelled drain still leaves the partial output in `sink`.
-    while chunk := await stream.read(_CHUNK):
-        sink += chunk

@@ -46,7 +46,10 @@ def strip_ansi(text: str) -> str:
 
 
 def parse_report(report: str, lib_dir: Path) -> NickelDiagnostic:
-    """Parse a Nickel error report (ANSI codes allowed) into a `NickelDiagnostic`."""
+    """Parse a Nickel error report (ANSI codes allowed) into a `NickelDiagnostic`.
+
+    `lib_dir` must be absolute and resolved, as the paths in the report are.
+    """
     lines = _first_error(strip_ansi(report).splitlines())
     header: list[str] = []
     blocks: list[_Block] = []
@@ -107,12 +110,11 @@ def _message(header: list[str], notes: list[str]) -> str:
 
 
 def _authors_block(blocks: list[_Block], lib_dir: Path) -> _Block | None:
-    lib = lib_dir.resolve()
     for block in blocks:
         path = Path(block.path)
-        # `python:1:1` is our own wrapper expression, `<stdlib/...>` and `<unknown> ...`
-        # are Nickel's; neither is anything the author can open.
-        if path.is_absolute() and path.is_file() and not path.resolve().is_relative_to(lib):
+        # Files are imported by absolute path, so a relative "path" is not a file:
+        # `python:1:1` is our wrapper expression, `<stdlib/...>` and `<unknown> ...` Nickel's.
+        if path.is_absolute() and not path.is_relative_to(lib_dir):
             return block
     return None
 

@@ -115,7 +115,7 @@ def _stages(needed: dict[str, ActionNode]) -> tuple[tuple[str, ...], ...]:
                 waiting_on[target] -= 1
                 if waiting_on[target] == 0:
                     unblocked.add(target)
-        ready = sorted(unblocked, reverse=True)
+        ready = sorted(unblocked)
     if sum(len(stage) for stage in stages) < len(needed):
         raise PlanError(describe_cycle(cycles(edges)[0]))
     return tuple(stages)

@@ -1,0 +1,212 @@
+"""Stratum vs a bare asyncio spawner on the same staged pipeline of trivial nu nodes.
+
+    python -m bench.pipeline [--runs 40] [--concurrent 20] [--batch 100]
+
+Shape: 2 parallel nodes -> 1 -> 1 (4 nu spawns per pipeline). Both sides run the same
+scripts with the same nu binary, PATH and stdin. Stratum runs in-process with its own
+nats-server (JetStream file store) and embedded SurrealDB on disk with fsync per commit
+(durable writes on). Prints latency p50/p95, orchestration overhead per node, and
+pipelines/s at 1 and N concurrent pipelines, with ratios to the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+NODES = 4
+SCRIPT = 'def main [] { let i = ($in | from json); {%s: {n: (($i.inputs | columns | length) + 1)}} | to json -r }\n'
+WORKFLOW = """
+let { schema, .. } = import "stratum.ncl" in
+let cap = schema.object { n = schema.integer } in
+{
+  nodes = [
+    { id = "a", trigger = "bench.run", produces = ["x"], handler = "a.nu" },
+    { id = "b", trigger = "bench.run", produces = ["y"], handler = "b.nu" },
+    { id = "c", consumes = ["x", "y"], produces = ["z"], handler = "c.nu" },
+    { id = "d", trigger = "bench.run", consumes = ["z"], produces = ["w"], handler = "d.nu" },
+  ],
+  capabilities = { x = cap, y = cap, z = cap, w = cap },
+}
+"""
+STAGES = [["a", "b"], ["c"], ["d"]]
+PRODUCES = {"a": "x", "b": "y", "c": "z", "d": "w"}
+CONSUMES = {"a": [], "b": [], "c": ["x", "y"], "d": ["z"]}
+
+
+def write_definitions(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    (folder / "bench.ncl").write_text(WORKFLOW)
+    for node, capability in PRODUCES.items():
+        (folder / f"{node}.nu").write_text(SCRIPT % capability)
+
+
+class Baseline:
+    """What any asyncio program would do: spawn each stage's scripts together, pipe JSON."""
+
+    def __init__(self, folder: Path, nu: Path, path: str) -> None:
+        self.folder, self.nu, self.env = folder, nu, {"PATH": path, "LANG": "C.UTF-8"}
+
+    async def node(self, node: str, caps: dict[str, Any]) -> dict[str, Any]:
+        payload = {"run": {"id": "b", "tenant": "bench", "topic": "bench.run"}, "event": {},
+                   "inputs": {c: caps[c] for c in CONSUMES[node]}}
+        proc = await asyncio.create_subprocess_exec(
+            str(self.nu), "--no-config-file", "--stdin", str(self.folder / f"{node}.nu"),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=self.env, start_new_session=True)
+        out, _ = await proc.communicate(orjson.dumps(payload))
+        if proc.returncode != 0:
+            raise RuntimeError(f"baseline node {node} failed")
+        result: dict[str, Any] = orjson.loads(out)
+        return result
+
+    async def pipeline(self) -> None:
+        caps: dict[str, Any] = {}
+        for stage in STAGES:
+            for produced in await asyncio.gather(*(self.node(n, caps) for n in stage)):
+                caps.update(produced)
+
+
+class StratumSide:
+    """Stratum in-process; a pipeline = publish a CloudEvent, await its RunSucceeded."""
+
+    def __init__(self, server: Any, nc: Any) -> None:
+        self.server, self.nc = server, nc
+        self.waiting: dict[str, asyncio.Future[str]] = {}
+
+    async def listen(self) -> None:
+        async def done(msg: Any) -> None:
+            future = self.waiting.pop((msg.headers or {}).get("Stratum-Run-Id", ""), None)
+            if future is not None and not future.done():
+                future.set_result(msg.subject)
+
+        subjects = self.server.subjects
+        for kind in ("run.succeeded", "run.compensated", "run.rejected"):
+            await self.nc.subscribe(f"{subjects.prefix}.{kind}", cb=done)
+
+    async def pipeline(self) -> None:
+        from stratum.ids import run_id
+
+        ident = str(uuid.uuid4())
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.waiting[run_id("bench", ident)] = future
+        body = {"specversion": "1.0", "id": ident, "source": "bench", "type": "bench.run",
+                "datacontenttype": "application/json", "data": {}}
+        await self.nc.jetstream().publish(self.server.subjects.event("bench", "bench.run"),
+                                          orjson.dumps(body))
+        subject = await asyncio.wait_for(future, 60)
+        if not subject.endswith("run.succeeded"):
+            raise RuntimeError(f"bench run ended with {subject}")
+
+
+async def latencies(pipeline: Callable[[], Awaitable[None]], runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        await pipeline()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+async def throughput(pipeline: Callable[[], Awaitable[None]], total: int, concurrent: int) -> float:
+    semaphore = asyncio.Semaphore(concurrent)
+
+    async def one() -> None:
+        async with semaphore:
+            await pipeline()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(total)))
+    return total / (time.perf_counter() - start)
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main(runs: int, concurrent: int, batch: int) -> dict[str, Any]:
+    import nats
+
+    from stratum.config import load_settings
+    from stratum.executor import curated_path
+    from stratum.server import StratumServer
+
+    with tempfile.TemporaryDirectory(prefix="stratum-bench-") as tmp:
+        folder = Path(tmp) / "defs"
+        write_definitions(folder)
+        settings = load_settings(None, root=ROOT, environ={}, overrides={
+            "data_dir": str(Path(tmp) / "data"), "definitions": str(folder),
+            "lib_dir": str(ROOT / "nickel" / "lib"), "watch": False, "durable_writes": True,
+            "subject_prefix": "bench"})
+        server = StratumServer(settings)
+        await server.start(http=False)
+        nc = await nats.connect(server.nats_url)
+        try:
+            nu = settings.resolve_nu()
+            path = curated_path(settings.data_dir / "toolbin", settings.nu_tools, os.environ["PATH"])
+            baseline = Baseline(folder, nu, path)
+            stratum = StratumSide(server, nc)
+            await stratum.listen()
+            for side in (baseline.pipeline, stratum.pipeline):  # warm up caches and consumers
+                await latencies(side, 3)
+            base_ms = await latencies(baseline.pipeline, runs)
+            strat_ms = await latencies(stratum.pipeline, runs)
+            base_1 = await throughput(baseline.pipeline, max(runs // 2, 10), 1)
+            strat_1 = await throughput(stratum.pipeline, max(runs // 2, 10), 1)
+            base_n = await throughput(baseline.pipeline, batch, concurrent)
+            strat_n = await throughput(stratum.pipeline, batch, concurrent)
+        finally:
+            await nc.close()
+            await server.stop()
+    p50b, p95b, p50s, p95s = pct(base_ms, .5), pct(base_ms, .95), pct(strat_ms, .5), pct(strat_ms, .95)
+    return {
+        "machine": f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().machine}",
+        "runs": runs, "concurrent": concurrent, "batch": batch, "nodes_per_pipeline": NODES,
+        "baseline_ms": {"p50": p50b, "p95": p95b}, "stratum_ms": {"p50": p50s, "p95": p95s},
+        "overhead_per_node_ms": {"p50": (p50s - p50b) / NODES, "p95": (p95s - p95b) / NODES},
+        "latency_ratio_p50": p50s / p50b,
+        "pipelines_per_s": {"baseline_1": base_1, "stratum_1": strat_1,
+                            f"baseline_{concurrent}": base_n, f"stratum_{concurrent}": strat_n},
+        "throughput_ratio_1": strat_1 / base_1, f"throughput_ratio_{concurrent}": strat_n / base_n,
+        "median_baseline_ms": statistics.median(base_ms),
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    c = result["concurrent"]
+    pps = result["pipelines_per_s"]
+    lines = [
+        f"Stratum bench: 2 -> 1 -> 1 trivial nu nodes; {result['machine']}",
+        f"latency per pipeline   baseline p50 {result['baseline_ms']['p50']:.1f} ms  p95 {result['baseline_ms']['p95']:.1f} ms",
+        f"                       stratum  p50 {result['stratum_ms']['p50']:.1f} ms  p95 {result['stratum_ms']['p95']:.1f} ms"
+        f"  (x{result['latency_ratio_p50']:.2f} at p50)",
+        f"overhead per node      p50 {result['overhead_per_node_ms']['p50']:.1f} ms  p95 {result['overhead_per_node_ms']['p95']:.1f} ms",
+        f"pipelines/s at 1       baseline {pps['baseline_1']:.1f}  stratum {pps['stratum_1']:.1f}"
+        f"  ({result['throughput_ratio_1'] * 100:.0f}%)",
+        f"pipelines/s at {c:<2}      baseline {pps[f'baseline_{c}']:.1f}  stratum {pps[f'stratum_{c}']:.1f}"
+        f"  ({result[f'throughput_ratio_{c}'] * 100:.0f}%)",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--concurrent", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    outcome = asyncio.run(main(args.runs, args.concurrent, args.batch))
+    print(orjson.dumps(outcome, option=orjson.OPT_INDENT_2).decode() if args.json else report(outcome))

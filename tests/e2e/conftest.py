@@ -1,0 +1,57 @@
+"""A whole Stratum (five functions, HTTP API) per test, on the session's nats-server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import orjson
+import pytest_asyncio
+
+from stratum.clock import iso, utc_now
+from stratum.ids import run_id
+from stratum.server import StratumServer
+from tests.conftest import eventually, make_settings
+
+
+class Harness:
+    """A running Stratum plus the publisher-side helpers a test needs."""
+
+    def __init__(self, server: StratumServer, nc: Any) -> None:
+        self.server = server
+        self.nc = nc
+        self.store = server.store
+        self.subjects = server.subjects
+
+    async def emit(self, topic: str, data: dict[str, Any], *, tenant: str = "acme",
+                   event_id: str | None = None) -> str:
+        """Publish a CloudEvent as any NATS client would; the run id it starts."""
+        ident = event_id or str(uuid.uuid4())
+        body = {"specversion": "1.0", "id": ident, "source": "tests", "type": topic,
+                "time": iso(utc_now()), "datacontenttype": "application/json", "data": data}
+        await self.nc.jetstream().publish(self.subjects.event(tenant, topic), orjson.dumps(body))
+        return run_id(tenant, ident)
+
+    async def finished(self, run: str, timeout: float = 60.0) -> dict[str, Any]:
+        """The run's read model once a terminal event has been projected."""
+        async def probe() -> dict[str, Any] | None:
+            view = await self.store.get_view(run)
+            return view if view and view.get("finished") else None
+
+        result: dict[str, Any] = await eventually(probe, timeout=timeout)
+        return result
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stratum(tmp_path: Path, nats_url: str) -> AsyncIterator[Harness]:
+    server = StratumServer(make_settings(tmp_path, nats_url))
+    await server.start(http=True)
+    nc = await nats.connect(nats_url)
+    try:
+        yield Harness(server, nc)
+    finally:
+        await nc.close()
+        await server.stop()

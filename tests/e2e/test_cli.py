@@ -1,0 +1,123 @@
+"""The README's path, as a user takes it: `stratum up` as a process (its own nats-server,
+embedded SurrealDB on disk), then `emit --wait`, `runs`, `show`, `plan`, `check`, then
+SIGTERM, and a second `up` that carries on with the same data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STRATUM = str(Path(sys.executable).parent / "stratum")
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([STRATUM, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_up(env: dict[str, str], data_dir: Path) -> subprocess.Popen[str]:
+    process = subprocess.Popen([STRATUM, "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"stratum up exited: {process.stderr.read() if process.stderr else ''}")
+        if (data_dir / "endpoint.json").is_file():
+            return process
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("stratum up did not come up within 60 s")
+
+
+def stop(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=60)
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    values = dict(os.environ)
+    values.update({"STRATUM_DATA_DIR": str(tmp_path / "data"), "STRATUM_WATCH": "false"})
+    yield values
+
+
+def json_out(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_user_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    process = start_up(env, data_dir)
+    try:
+        endpoint = json.loads((data_dir / "endpoint.json").read_text())
+        assert endpoint["nats"].startswith("nats://127.0.0.1:")
+        assert endpoint["http"].startswith("http://127.0.0.1:")
+
+        done = cli(env, "emit", "crate.push", "--tenant", "acme", "--data",
+                   '{"source": "nickel/examples/sample-crate"}', "--wait", "--json")
+        view = json_out(done)
+        assert view["status"] == "Succeeded"
+        assert [s["nodes"] for s in view["stages"]] == [["fmt-crate", "lint-crate"], ["build-crate"]]
+
+        target = tmp_path / "release"
+        failed = cli(env, "emit", "release.request", "--tenant", "acme", "--data",
+                     json.dumps({"version": "3.1.4", "target": str(target), "fail_at": "publish"}),
+                     "--wait")
+        assert failed.returncode == 2  # finished, but not Succeeded
+        assert "Compensated" in failed.stdout and "compensation (reverse order)" in failed.stdout
+
+        listed = json_out(cli(env, "runs", "--json"))
+        assert {r["run_id"] for r in listed} >= {view["run_id"]}
+        assert {r["status"] for r in listed} == {"Succeeded", "Compensated"}
+
+        shown = cli(env, "show", view["run_id"])
+        assert shown.returncode == 0 and "build-crate" in shown.stdout and "stage 1" in shown.stdout
+
+        unknown = cli(env, "show", "run-does-not-exist")
+        assert unknown.returncode != 0
+        assert unknown.stderr.strip() == "error: unknown run run-does-not-exist"
+    finally:
+        code = stop(process)
+    assert code == 0
+    assert not (data_dir / "endpoint.json").exists()
+    # the nats-server it launched (argv names its store under the data dir) is gone too
+    leftover = subprocess.run(["pgrep", "-f", str(data_dir / "nats")], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
+
+    again = start_up(env, data_dir)  # starting again carries on with the same data
+    try:
+        assert len(json_out(cli(env, "runs", "--json"))) == 2
+    finally:
+        assert stop(again) == 0
+
+
+def test_plan_and_check_and_their_errors(env: dict[str, str], tmp_path: Path) -> None:
+    assert json_out(cli(env, "plan", "crate.push", "--json")) == {
+        "stages": [["fmt-crate", "lint-crate"], ["build-crate"]]
+    }
+    unknown = cli(env, "plan", "no.such.topic")
+    assert unknown.returncode != 0
+    assert unknown.stderr.strip() == "error: no node is triggered by topic 'no.such.topic'"
+
+    assert cli(env, "check").returncode == 0
+
+    broken = tmp_path / "workflows"
+    shutil.copytree(ROOT / "nickel" / "workflows", broken)
+    crate = broken / "crate" / "crate.ncl"
+    crate.write_text(crate.read_text().replace("timeout = 60", 'timeout = "soon"'))
+    result = cli({**env, "STRATUM_DEFINITIONS": str(broken)}, "check")
+    assert result.returncode != 0
+    assert "crate.ncl:" in result.stderr and "timeout" in result.stderr
+    assert "Traceback" not in result.stderr
