@@ -37,7 +37,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             else:
                 execution = ExecutionContext(
                     run_id=run_id, tenant=command.tenant, stage=stage, data_dir=config.data_dir,
-                    workdir=config.workdir, nu_bin=config.nu_bin, nu_path=config.nu_path,
+                    workdir=config.workdir, workspace=config.workspace(run_id), nu_bin=config.nu_bin, nu_path=config.nu_path,
                     kill_grace=config.kill_grace,
                 )
                 payload = core.compensation_payload(

@@ -202,11 +202,14 @@ def replay(events: Iterable[Envelope]) -> dict[str, RunView]:
 
 
 def _stage_status(view: RunView, index: int, status: str) -> list[StageView]:
+    """Stages with `index` moved forward to `status` (created if the plan is not seen yet)."""
     order = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2}
-    return [
-        s.model_copy(update={"status": status}) if s.index == index and order[status] > order[s.status] else s
-        for s in view.stages
-    ] or [StageView(index=index, nodes=[], status=status)]
+    stages = {s.index: s for s in view.stages}
+    current = stages.get(index) or StageView(index=index, nodes=[])
+    if order[status] > order[current.status]:
+        current = current.model_copy(update={"status": status})
+    stages[index] = current
+    return [stages[i] for i in sorted(stages)]
 
 
 def _ms_between(start: str, end: str) -> float:

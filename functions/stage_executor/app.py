@@ -30,6 +30,10 @@ class ExecutorConfig:
     kill_grace: float
     concurrency: int
 
+    def workspace(self, run_id: str) -> Path:
+        """The run's own folder for the files its scripts write."""
+        return self.data_dir / "runs" / run_id / "workspace"
+
 
 def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -> Function:
     async def handle(inbound: Inbound) -> Sequence[Envelope]:
@@ -53,7 +57,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             tenant=command.tenant,
             stage=stage,
             data_dir=config.data_dir,
-            workdir=config.workdir,
+            workdir=config.workdir, workspace=config.workspace(run_id),
             nu_bin=config.nu_bin,
             nu_path=config.nu_path,
             kill_grace=config.kill_grace,

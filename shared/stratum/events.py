@@ -68,7 +68,7 @@ class NodeSucceeded(Payload):
     node: str
     attempts: int
     duration_ms: float
-    outputs_hash: str | None
+    outputs_hash: str | None = None
     bundle: str
 
 
@@ -80,7 +80,7 @@ class NodeFailed(Payload):
     duration_ms: float
     error: str
     cancelled: bool
-    bundle: str | None
+    bundle: str | None = None
 
 
 class StageCompleted(Payload):
@@ -121,8 +121,8 @@ class CompensationRecorded(Payload):
     node: str
     status: Literal["succeeded", "failed", "skipped"]
     duration_ms: float
-    error: str | None
-    bundle: str | None
+    error: str | None = None
+    bundle: str | None = None
 
 
 class RunCompensated(Payload):

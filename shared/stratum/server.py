@@ -159,8 +159,9 @@ class StratumServer:
                 await asyncio.wait_for(task, 5)
         self._tasks.clear()
         if self._nc is not None:
+            # consumers are stopped and every message handled is acked: nothing to drain
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await asyncio.wait_for(self._nc.close(), 5)
         if self._nats_server is not None:
             self._nats_server.stop()
         if self._database is not None:

@@ -39,7 +39,11 @@ class Harness:
         """The run's read model once a terminal event has been projected."""
         async def probe() -> dict[str, Any] | None:
             view = await self.store.get_view(run)
-            return view if view and view.get("finished") else None
+            if not view or not view.get("finished"):
+                return None
+            # every event of the run has been folded in, not just the terminal one
+            complete = len(view["history"]) >= await self.store.count_run_events(run)
+            return view if complete else None
 
         result: dict[str, Any] = await eventually(probe, timeout=timeout)
         return result

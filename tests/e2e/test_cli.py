@@ -27,12 +27,14 @@ def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
 
 
 def start_up(env: dict[str, str], data_dir: Path) -> subprocess.Popen[str]:
-    process = subprocess.Popen([STRATUM, "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "up.log").open("a") as log:  # the child keeps its own copy of the fd
+        process = subprocess.Popen([STRATUM, "up"], cwd=ROOT, env=env, stdout=log, stderr=log,
+                                   text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"stratum up exited: {process.stderr.read() if process.stderr else ''}")
+            raise AssertionError(f"stratum up exited: {(data_dir / 'up.log').read_text()}")
         if (data_dir / "endpoint.json").is_file():
             return process
         time.sleep(0.1)

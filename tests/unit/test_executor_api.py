@@ -20,6 +20,7 @@ def test_exported_names() -> None:
             "GroupProcess",
             "NodeOutcome",
             "OnAttempt",
+        "OnNodeDone",
             "OutputError",
             "ProcessResult",
             "StageOutcome",

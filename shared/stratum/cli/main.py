@@ -179,7 +179,7 @@ def _wait_for(settings: Settings, run: str, timeout: float, *, quiet: bool) -> d
                 if view["status"] != last_status and not quiet:
                     sys.stderr.write(f"  {run}: {view['status']}\n")
                     last_status = view["status"]
-                if view.get("finished"):
+                if view.get("finished") and view.get("projected"):
                     return view
             time.sleep(0.05)
     fail(f"run {run} did not finish within {timeout:.0f}s (see `stratum show {run}`)")

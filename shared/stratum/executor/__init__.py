@@ -10,7 +10,7 @@ from .environment import DEFAULT_TOOLS, RESERVED_ENV, curated_path, node_env
 from .models import AttemptRecord, ExecutionContext, NodeOutcome, StageOutcome, Status
 from .node import OnAttempt, run_compensation, run_node
 from .process import GroupProcess, ProcessResult, run_process
-from .stage import run_stage
+from .stage import OnNodeDone, run_stage
 from .validate import OutputError, parse_outputs, validator_for, validators_for
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "GroupProcess",
     "NodeOutcome",
     "OnAttempt",
+    "OnNodeDone",
     "OutputError",
     "ProcessResult",
     "StageOutcome",

@@ -15,8 +15,9 @@ Status = Literal["succeeded", "failed", "cancelled"]
 
 
 class ExecutionContext(BaseModel):
-    """Where and as whom a stage's nodes run. `workdir` is the run's workspace: the cwd,
-    HOME and STRATUM_WORKSPACE of every script of the run (created if missing)."""
+    """Where and as whom a stage's nodes run. `workdir` is the scripts' cwd (where relative
+    paths in event data resolve); `workspace` is the run's own folder for what it writes
+    (HOME and STRATUM_WORKSPACE; created if missing), the workdir when not given."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -25,11 +26,16 @@ class ExecutionContext(BaseModel):
     stage: int = Field(ge=0)
     data_dir: Path
     workdir: Path
+    workspace: Path | None = None
     nu_bin: Path
     nu_path: str
     # Later holds secrets: kept out of repr() so a logged context cannot leak them.
     extra_env: dict[str, str] = Field(default_factory=dict, repr=False)
     kill_grace: float = Field(default=1.0, ge=0)
+
+    @property
+    def workspace_dir(self) -> Path:
+        return self.workspace or self.workdir
 
     @field_validator("run_id")
     @classmethod

@@ -142,11 +142,11 @@ class NodeRun:
         validators: Mapping[str, Draft202012Validator] | None,
     ) -> tuple[AttemptRecord, dict[str, Any] | None]:
         ctx, node = self.ctx, self.node
-        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        ctx.workspace_dir.mkdir(parents=True, exist_ok=True)
         open_bundle(directory, self._redactor.data(stdin)[0])
         env = node_env(
             path=ctx.nu_path,
-            workspace=ctx.workdir,
+            workspace=ctx.workspace_dir,
             bundle=directory,
             run_id=ctx.run_id,
             tenant=ctx.tenant,

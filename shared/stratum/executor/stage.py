@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stratum.graph.model import ActionNode
@@ -16,6 +17,9 @@ from stratum.graph.model import ActionNode
 from .models import ExecutionContext, NodeOutcome, StageOutcome
 from .node import NodeRun, OnAttempt
 from .validate import validators_for
+
+
+OnNodeDone = Callable[[NodeOutcome], Awaitable[None]]
 
 
 class _NodeFailedError(Exception):
@@ -29,6 +33,7 @@ async def run_stage(
     ctx: ExecutionContext,
     *,
     on_attempt: OnAttempt | None = None,
+    on_node_done: OnNodeDone | None = None,
 ) -> StageOutcome:
     """Run `nodes` concurrently (`payloads` by node id); the first failure cancels the rest.
 
@@ -37,6 +42,10 @@ async def run_stage(
     propagates. Errors that are not node failures are re-raised as themselves:
     `DefinitionError` (a produced capability without a valid schema; checked before any
     node starts) and `DependencyUnavailableError` (nu cannot be started).
+
+    `on_node_done` is awaited with each node's final outcome as soon as it is known (the
+    caller persists it then, not at the end of the stage); cancelled siblings are reported
+    after the stage has stopped.
     """
     ordered = sorted(nodes, key=lambda n: n.id)
     ids = [n.id for n in ordered]
@@ -52,10 +61,16 @@ async def run_stage(
     runs = {n.id: NodeRun(n, ctx, on_attempt) for n in ordered}
     done: dict[str, NodeOutcome] = {}
     first_failure: list[str] = []
+    reports: list[asyncio.Future[None]] = []
 
     async def one(node: ActionNode) -> None:
         outcome = await runs[node.id].handler(payloads[node.id], schemas)
         done[node.id] = outcome
+        if on_node_done is not None:
+            # shielded: a sibling's failure must not cut the recording of this outcome short
+            report = asyncio.ensure_future(on_node_done(outcome))
+            reports.append(report)
+            await asyncio.shield(report)
         if outcome.status == "failed":
             first_failure.append(node.id)
             raise _NodeFailedError(node.id)
@@ -69,11 +84,16 @@ async def run_stage(
         if other is not None:
             raise (other.exceptions[0] if len(other.exceptions) == 1 else other) from None
 
+    await asyncio.gather(*reports)
     culprit = first_failure[0] if first_failure else "?"
-    outcomes = [
-        done.get(i) or runs[i].outcome("cancelled", error=f"node {i}: cancelled: {culprit} failed")
-        for i in ids
-    ]
+    outcomes = []
+    for i in ids:
+        outcome = done.get(i)
+        if outcome is None:
+            outcome = runs[i].outcome("cancelled", error=f"node {i}: cancelled: {culprit} failed")
+            if on_node_done is not None:
+                await on_node_done(outcome)
+        outcomes.append(outcome)
     return StageOutcome(
         stage=ctx.stage,
         nodes=outcomes,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from nats.js.errors import NotFoundError
 from stratum.errors import InvalidEventError, StratumError
 from stratum.events import Envelope
 from stratum.runtime.function import Function, Inbound
+from stratum.runtime.keyed_lock import KeyedLocks
 from stratum.runtime.publisher import Publisher
 from stratum.store import RunStore, StaleWriteError
 from stratum.subjects import Subjects
@@ -67,7 +67,7 @@ class JetStreamRunner:
         self._publisher = publisher
         self._store = store
         self.durable = f"{durable_prefix}-{function.name}"
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks = KeyedLocks()
         self._stopping = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self.handled = 0
@@ -138,7 +138,7 @@ class JetStreamRunner:
             if key is None:
                 events = await self._handle(inbound)
             else:
-                async with self._locks[key]:
+                async with self._locks.hold(key):
                     events = await self._handle(inbound)
             await self._publisher.publish_all(events)
             await message.ack()
@@ -152,7 +152,7 @@ class JetStreamRunner:
         except StratumError as error:
             delay = min(0.2 * 2 ** (delivery - 1), 10.0)
             log.warning(
-                "message will be redelivered",
+                f"message will be redelivered: {error}",
                 extra={"function": fn.name, "error": str(error), "retryable": error.retryable},
             )
             await message.nak(delay=delay)
@@ -161,8 +161,6 @@ class JetStreamRunner:
             await message.nak(delay=min(0.5 * 2 ** (delivery - 1), 30.0))
         finally:
             heartbeat.cancel()
-            if key is not None and key in self._locks and not self._locks[key].locked():
-                del self._locks[key]
 
     async def _handle(self, inbound: Inbound) -> Sequence[Envelope]:
         try:

@@ -6,12 +6,15 @@ same SDK calls, so the code path is identical; only the URL differs.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 from typing import Any
 
 from stratum.errors import DependencyUnavailableError, RetryableError, StratumError
 
 STALE_MARKER = "stratum:stale"
+CONFLICT_RETRIES = 8
 
 
 class StoreError(StratumError):
@@ -60,7 +63,21 @@ class Database:
         return cls(connection, url)
 
     async def query(self, sql: str, variables: dict[str, Any] | None = None) -> list[Any]:
-        """Run `sql` (one or more statements); the result of each statement, in order."""
+        """Run `sql` (one or more statements); the result of each statement, in order.
+
+        Write conflicts between concurrent transactions are expected under snapshot
+        isolation; they are retried here a few times before the caller sees them.
+        """
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return await self._query_once(sql, variables)
+            except RetryableError:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+                await asyncio.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _query_once(self, sql: str, variables: dict[str, Any] | None) -> list[Any]:
         try:
             response = await self._connection.query_raw(sql, variables or {})
         except Exception as error:

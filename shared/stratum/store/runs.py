@@ -78,6 +78,14 @@ class RunStore:
         )[0]
         return [Envelope.model_validate(row["envelope"]) for row in rows]
 
+    async def count_run_events(self, run_id: str) -> int:
+        rows = (
+            await self.db.query(
+                "SELECT count() AS n FROM event WHERE run = $run GROUP ALL;", {"run": run_id}
+            )
+        )[0]
+        return int(rows[0]["n"]) if rows else 0
+
     async def all_events(self) -> list[Envelope]:
         rows = (await self.db.query("SELECT envelope, time FROM event ORDER BY time;"))[0]
         return [Envelope.model_validate(row["envelope"]) for row in rows]
