@@ -26,7 +26,10 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 NODES = 4
-SCRIPT = 'def main [] { let i = ($in | from json); {%s: {n: (($i.inputs | columns | length) + 1)}} | to json -r }\n'
+SCRIPT = (
+    "def main [] { let i = ($in | from json); "
+    "{%s: {n: (($i.inputs | columns | length) + 1)}} | to json -r }\n"
+)
 WORKFLOW = """
 let { schema, .. } = import "stratum.ncl" in
 let cap = schema.object { n = schema.integer } in
@@ -59,12 +62,22 @@ class Baseline:
         self.folder, self.nu, self.env = folder, nu, {"PATH": path, "LANG": "C.UTF-8"}
 
     async def node(self, node: str, caps: dict[str, Any]) -> dict[str, Any]:
-        payload = {"run": {"id": "b", "tenant": "bench", "topic": "bench.run"}, "event": {},
-                   "inputs": {c: caps[c] for c in CONSUMES[node]}}
+        payload = {
+            "run": {"id": "b", "tenant": "bench", "topic": "bench.run"},
+            "event": {},
+            "inputs": {c: caps[c] for c in CONSUMES[node]},
+        }
         proc = await asyncio.create_subprocess_exec(
-            str(self.nu), "--no-config-file", "--stdin", str(self.folder / f"{node}.nu"),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=self.env, start_new_session=True)
+            str(self.nu),
+            "--no-config-file",
+            "--stdin",
+            str(self.folder / f"{node}.nu"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+            start_new_session=True,
+        )
         out, _ = await proc.communicate(orjson.dumps(payload))
         if proc.returncode != 0:
             raise RuntimeError(f"baseline node {node} failed")
@@ -101,10 +114,17 @@ class StratumSide:
         ident = str(uuid.uuid4())
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.waiting[run_id("bench", ident)] = future
-        body = {"specversion": "1.0", "id": ident, "source": "bench", "type": "bench.run",
-                "datacontenttype": "application/json", "data": {}}
-        await self.nc.jetstream().publish(self.server.subjects.event("bench", "bench.run"),
-                                          orjson.dumps(body))
+        body = {
+            "specversion": "1.0",
+            "id": ident,
+            "source": "bench",
+            "type": "bench.run",
+            "datacontenttype": "application/json",
+            "data": {},
+        }
+        await self.nc.jetstream().publish(
+            self.server.subjects.event("bench", "bench.run"), orjson.dumps(body)
+        )
         subject = await asyncio.wait_for(future, 60)
         if not subject.endswith("run.succeeded"):
             raise RuntimeError(f"bench run ended with {subject}")
@@ -146,16 +166,27 @@ async def main(runs: int, concurrent: int, batch: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="stratum-bench-") as tmp:
         folder = Path(tmp) / "defs"
         write_definitions(folder)
-        settings = load_settings(None, root=ROOT, environ={}, overrides={
-            "data_dir": str(Path(tmp) / "data"), "definitions": str(folder),
-            "lib_dir": str(ROOT / "nickel" / "lib"), "watch": False, "durable_writes": True,
-            "subject_prefix": "bench"})
+        settings = load_settings(
+            None,
+            root=ROOT,
+            environ={},
+            overrides={
+                "data_dir": str(Path(tmp) / "data"),
+                "definitions": str(folder),
+                "lib_dir": str(ROOT / "nickel" / "lib"),
+                "watch": False,
+                "durable_writes": True,
+                "subject_prefix": "bench",
+            },
+        )
         server = StratumServer(settings)
         await server.start(http=False)
         nc = await nats.connect(server.nats_url)
         try:
             nu = settings.resolve_nu()
-            path = curated_path(settings.data_dir / "toolbin", settings.nu_tools, os.environ["PATH"])
+            path = curated_path(
+                settings.data_dir / "toolbin", settings.nu_tools, os.environ["PATH"]
+            )
             baseline = Baseline(folder, nu, path)
             stratum = StratumSide(server, nc)
             await stratum.listen()
@@ -170,16 +201,30 @@ async def main(runs: int, concurrent: int, batch: int) -> dict[str, Any]:
         finally:
             await nc.close()
             await server.stop()
-    p50b, p95b, p50s, p95s = pct(base_ms, .5), pct(base_ms, .95), pct(strat_ms, .5), pct(strat_ms, .95)
+    p50b, p95b, p50s, p95s = (
+        pct(base_ms, 0.5),
+        pct(base_ms, 0.95),
+        pct(strat_ms, 0.5),
+        pct(strat_ms, 0.95),
+    )
     return {
         "machine": f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().machine}",
-        "runs": runs, "concurrent": concurrent, "batch": batch, "nodes_per_pipeline": NODES,
-        "baseline_ms": {"p50": p50b, "p95": p95b}, "stratum_ms": {"p50": p50s, "p95": p95s},
+        "runs": runs,
+        "concurrent": concurrent,
+        "batch": batch,
+        "nodes_per_pipeline": NODES,
+        "baseline_ms": {"p50": p50b, "p95": p95b},
+        "stratum_ms": {"p50": p50s, "p95": p95s},
         "overhead_per_node_ms": {"p50": (p50s - p50b) / NODES, "p95": (p95s - p95b) / NODES},
         "latency_ratio_p50": p50s / p50b,
-        "pipelines_per_s": {"baseline_1": base_1, "stratum_1": strat_1,
-                            f"baseline_{concurrent}": base_n, f"stratum_{concurrent}": strat_n},
-        "throughput_ratio_1": strat_1 / base_1, f"throughput_ratio_{concurrent}": strat_n / base_n,
+        "pipelines_per_s": {
+            "baseline_1": base_1,
+            "stratum_1": strat_1,
+            f"baseline_{concurrent}": base_n,
+            f"stratum_{concurrent}": strat_n,
+        },
+        "throughput_ratio_1": strat_1 / base_1,
+        f"throughput_ratio_{concurrent}": strat_n / base_n,
         "median_baseline_ms": statistics.median(base_ms),
     }
 
@@ -187,18 +232,21 @@ async def main(runs: int, concurrent: int, batch: int) -> dict[str, Any]:
 def report(result: dict[str, Any]) -> str:
     c = result["concurrent"]
     pps = result["pipelines_per_s"]
-    lines = [
-        f"Stratum bench: 2 -> 1 -> 1 trivial nu nodes; {result['machine']}",
-        f"latency per pipeline   baseline p50 {result['baseline_ms']['p50']:.1f} ms  p95 {result['baseline_ms']['p95']:.1f} ms",
-        f"                       stratum  p50 {result['stratum_ms']['p50']:.1f} ms  p95 {result['stratum_ms']['p95']:.1f} ms"
-        f"  (x{result['latency_ratio_p50']:.2f} at p50)",
-        f"overhead per node      p50 {result['overhead_per_node_ms']['p50']:.1f} ms  p95 {result['overhead_per_node_ms']['p95']:.1f} ms",
-        f"pipelines/s at 1       baseline {pps['baseline_1']:.1f}  stratum {pps['stratum_1']:.1f}"
-        f"  ({result['throughput_ratio_1'] * 100:.0f}%)",
-        f"pipelines/s at {c:<2}      baseline {pps[f'baseline_{c}']:.1f}  stratum {pps[f'stratum_{c}']:.1f}"
-        f"  ({result[f'throughput_ratio_{c}'] * 100:.0f}%)",
-    ]
-    return "\n".join(lines)
+    base, strat, over = result["baseline_ms"], result["stratum_ms"], result["overhead_per_node_ms"]
+    return "\n".join(
+        [
+            f"Stratum bench: 2 -> 1 -> 1 trivial nu nodes; {result['machine']}",
+            f"latency per pipeline  baseline p50 {base['p50']:.1f} ms  p95 {base['p95']:.1f} ms",
+            f"                      stratum  p50 {strat['p50']:.1f} ms  p95 {strat['p95']:.1f} ms"
+            f"  (x{result['latency_ratio_p50']:.2f} at p50)",
+            f"overhead per node     p50 {over['p50']:.1f} ms  p95 {over['p95']:.1f} ms",
+            f"pipelines/s at 1      baseline {pps['baseline_1']:.1f}"
+            f"  stratum {pps['stratum_1']:.1f}"
+            f"  ({result['throughput_ratio_1'] * 100:.0f}%)",
+            f"pipelines/s at {c:<2}     baseline {pps[f'baseline_{c}']:.1f}"
+            f"  stratum {pps[f'stratum_{c}']:.1f}  ({result[f'throughput_ratio_{c}'] * 100:.0f}%)",
+        ]
+    )
 
 
 if __name__ == "__main__":
@@ -209,4 +257,6 @@ if __name__ == "__main__":
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     outcome = asyncio.run(main(args.runs, args.concurrent, args.batch))
-    print(orjson.dumps(outcome, option=orjson.OPT_INDENT_2).decode() if args.json else report(outcome))
+    print(
+        orjson.dumps(outcome, option=orjson.OPT_INDENT_2).decode() if args.json else report(outcome)
+    )

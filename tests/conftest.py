@@ -53,8 +53,21 @@ def make_settings(tmp_path: Path, nats_url: str, **overrides: Any) -> Settings:
         "subject_prefix": f"t{uuid.uuid4().hex[:10]}",
         "surreal_url": f"surrealkv://{tmp_path / 'db'}",
         "watch": False,
-        "nu_tools": ["tar", "gzip", "sha256sum", "cp", "mv", "rm", "mkdir", "ls", "cat", "date",
-                     "env", "sh", "sleep"],
+        "nu_tools": [
+            "tar",
+            "gzip",
+            "sha256sum",
+            "cp",
+            "mv",
+            "rm",
+            "mkdir",
+            "ls",
+            "cat",
+            "date",
+            "env",
+            "sh",
+            "sleep",
+        ],
     }
     values.update(overrides)
     return load_settings(None, root=ROOT, environ={}, overrides=values)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from functions.compensator import core
+from functions.compensator.core import StepStatus
 from functions.stage_executor.app import ExecutorConfig
 from stratum.clock import iso, utc_now
 from stratum.errors import UnknownRunError
@@ -33,27 +34,39 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             node = graph.nodes[node_id]
             started = utc_now()
             if node.compensate is None:
-                status, error, bundle, duration_ms = "skipped", None, None, 0.0
+                status: StepStatus = "skipped"
+                error, bundle, duration_ms = None, None, 0.0
             else:
                 execution = ExecutionContext(
-                    run_id=run_id, tenant=command.tenant, stage=stage, data_dir=config.data_dir,
-                    workdir=config.workdir, workspace=config.workspace(run_id), nu_bin=config.nu_bin, nu_path=config.nu_path,
+                    run_id=run_id,
+                    tenant=command.tenant,
+                    stage=stage,
+                    data_dir=config.data_dir,
+                    workdir=config.workdir,
+                    workspace=config.workspace(run_id),
+                    nu_bin=config.nu_bin,
+                    nu_path=config.nu_path,
                     kill_grace=config.kill_grace,
                 )
-                payload = core.compensation_payload(
-                    run, node.consumes, node.produces, capabilities
-                )
+                payload = core.compensation_payload(run, node.consumes, node.produces, capabilities)
                 outcome = await run_compensation(node, payload, execution)
                 status = "succeeded" if outcome.status == "succeeded" else "failed"
                 error = outcome.error
                 bundle = str(outcome.attempts[-1].bundle) if outcome.attempts else None
                 duration_ms = (outcome.finished_at - outcome.started_at).total_seconds() * 1000
             now = utc_now()
-            event = core.step(command, order, stage, node_id, status, duration_ms, error, bundle, now)
+            event = core.step(
+                command, order, stage, node_id, status, duration_ms, error, bundle, now
+            )
             record = {
-                "order": order, "stage": stage, "status": status, "error": error,
-                "bundle": bundle, "duration_ms": duration_ms,
-                "started_at": iso(started), "finished_at": iso(now),
+                "order": order,
+                "stage": stage,
+                "status": status,
+                "error": error,
+                "bundle": bundle,
+                "duration_ms": duration_ms,
+                "started_at": iso(started),
+                "finished_at": iso(now),
             }
             await ctx.store.record_compensation(run_id, node_id, record, [event], command.id)
             await ctx.publisher.publish(event)

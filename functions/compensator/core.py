@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from stratum.events import CompensationRecorded, Envelope, Payload, RunCompensated
 from stratum.events import emit as emit_event
 
 SOURCE = "stratum/compensator"
+StepStatus = Literal["succeeded", "failed", "skipped"]
 
 
 def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str = "") -> Envelope:
     return emit_event(
-        payload, cause=cause, run_id=cause.runid, tenant=cause.tenant, source=SOURCE, now=now,
+        payload,
+        cause=cause,
+        run_id=cause.runid,
+        tenant=cause.tenant,
+        source=SOURCE,
+        now=now,
         discriminator=discriminator,
     )
 
@@ -30,8 +36,12 @@ def undo_order(executions: Mapping[str, Mapping[str, Any]]) -> list[tuple[int, s
     return sorted(done, reverse=True)
 
 
-def compensation_payload(run: Mapping[str, Any], consumes: tuple[str, ...],
-                         produces: tuple[str, ...], capabilities: Mapping[str, Any]) -> dict[str, Any]:
+def compensation_payload(
+    run: Mapping[str, Any],
+    consumes: tuple[str, ...],
+    produces: tuple[str, ...],
+    capabilities: Mapping[str, Any],
+) -> dict[str, Any]:
     """A compensate script sees what its node saw, plus what the node produced."""
     return {
         "run": {"id": run["_id"], "tenant": run["tenant"], "topic": run["topic"]},
@@ -41,12 +51,30 @@ def compensation_payload(run: Mapping[str, Any], consumes: tuple[str, ...],
     }
 
 
-def step(cause: Envelope, order: int, stage: int, node: str, status: str, duration_ms: float,
-         error: str | None, bundle: str | None, now: datetime) -> Envelope:
+def step(
+    cause: Envelope,
+    order: int,
+    stage: int,
+    node: str,
+    status: StepStatus,
+    duration_ms: float,
+    error: str | None,
+    bundle: str | None,
+    now: datetime,
+) -> Envelope:
     return _emit(
-        CompensationRecorded(order=order, stage=stage, node=node, status=status,  # type: ignore[arg-type]
-                             duration_ms=duration_ms, error=error, bundle=bundle),
-        cause, now, node,
+        CompensationRecorded(
+            order=order,
+            stage=stage,
+            node=node,
+            status=status,
+            duration_ms=duration_ms,
+            error=error,
+            bundle=bundle,
+        ),
+        cause,
+        now,
+        node,
     )
 
 

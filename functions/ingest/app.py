@@ -22,7 +22,9 @@ def build(ctx: FunctionContext) -> Function:
     async def handle(inbound: Inbound) -> Sequence[Envelope]:
         now = utc_now()
         try:
-            incoming = core.parse_incoming(inbound.subject, inbound.headers, inbound.body, ctx.subjects)
+            incoming = core.parse_incoming(
+                inbound.subject, inbound.headers, inbound.body, ctx.subjects
+            )
         except InvalidEventError as error:
             record = core.rejection(inbound.subject, inbound.body, str(error), now)
             await ctx.store.record_rejection(record)

@@ -89,10 +89,14 @@ def parse_incoming(
     )
 
 
-def accept(incoming: IncomingEvent, *, actor: str, now: datetime) -> tuple[dict[str, Any], Envelope]:
+def accept(
+    incoming: IncomingEvent, *, actor: str, now: datetime
+) -> tuple[dict[str, Any], Envelope]:
     """The run record to create and the RunAccepted event announcing it."""
     run = run_id(incoming.tenant, incoming.id)
-    inputs_hash = hashlib.sha256(orjson.dumps(incoming.data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    inputs_hash = hashlib.sha256(
+        orjson.dumps(incoming.data, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
     record = {
         "id": run,
         "tenant": incoming.tenant,

@@ -52,7 +52,9 @@ def build(ctx: FunctionContext, graphs: GraphRegistry) -> Function:
             return [done]
         failure = event.payload(StageFailed)
         events = core.failed(event, failure.stage, failure.error, now)
-        await ctx.store.start_compensating(event.runid, failure.stage, failure.error, events, event.id)
+        await ctx.store.start_compensating(
+            event.runid, failure.stage, failure.error, events, event.id
+        )
         return events
 
     subjects = ctx.subjects

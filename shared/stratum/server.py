@@ -56,8 +56,12 @@ class StratumServer:
         nu_bin = s.resolve_nu()
 
         self._database = await Database.open(
-            s.database_url, namespace=s.surreal_namespace, database=s.surreal_database,
-            user=s.surreal_user, password=s.surreal_password, durable_writes=s.durable_writes,
+            s.database_url,
+            namespace=s.surreal_namespace,
+            database=s.surreal_database,
+            user=s.surreal_user,
+            password=s.surreal_password,
+            durable_writes=s.durable_writes,
         )
         self.store = RunStore(self._database)
         await self.store.ensure_schema()
@@ -75,11 +79,19 @@ class StratumServer:
             await self._start_http()
 
         publisher = Publisher(js, self.subjects)
-        ctx = FunctionContext(self.store, self.subjects, publisher, logging.getLogger("stratum.functions"))
-        nu_path = s.nu_path or curated_path(s.data_dir / "toolbin", s.nu_tools, os.environ.get("PATH", ""))
+        ctx = FunctionContext(
+            self.store, self.subjects, publisher, logging.getLogger("stratum.functions")
+        )
+        nu_path = s.nu_path or curated_path(
+            s.data_dir / "toolbin", s.nu_tools, os.environ.get("PATH", "")
+        )
         config = stage_executor.ExecutorConfig(
-            data_dir=s.data_dir, workdir=s.root, nu_bin=nu_bin, nu_path=nu_path,
-            kill_grace=s.kill_grace, concurrency=s.stage_concurrency,
+            data_dir=s.data_dir,
+            workdir=s.root,
+            nu_bin=nu_bin,
+            nu_path=nu_path,
+            kill_grace=s.kill_grace,
+            concurrency=s.stage_concurrency,
         )
         functions = [
             ingest.build(ctx),
@@ -123,10 +135,11 @@ class StratumServer:
         s = self.settings
         port = s.http_port or free_port(s.http_host)
         app = create_app(self.store, self.graphs)
-        config = uvicorn.Config(app, host=s.http_host, port=port, log_level="warning",
-                                lifespan="off", access_log=False)
+        config = uvicorn.Config(
+            app, host=s.http_host, port=port, log_level="warning", lifespan="off", access_log=False
+        )
         self._http = uvicorn.Server(config)
-        self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._http.install_signal_handlers = lambda: None
         self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
         while not self._http.started:
             await asyncio.sleep(0.02)
@@ -140,8 +153,12 @@ class StratumServer:
             self.graphs.reload()
 
     def _write_endpoint(self) -> None:
-        endpoint = {"http": self.http_url, "nats": self.nats_url, "pid": os.getpid(),
-                    "subject_prefix": self.settings.subject_prefix}
+        endpoint = {
+            "http": self.http_url,
+            "nats": self.nats_url,
+            "pid": os.getpid(),
+            "subject_prefix": self.settings.subject_prefix,
+        }
         self.settings.endpoint_file.write_bytes(orjson.dumps(endpoint, option=orjson.OPT_INDENT_2))
 
     async def stop(self) -> None:

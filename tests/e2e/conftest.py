@@ -26,17 +26,26 @@ class Harness:
         self.store = server.store
         self.subjects = server.subjects
 
-    async def emit(self, topic: str, data: dict[str, Any], *, tenant: str = "acme",
-                   event_id: str | None = None) -> str:
+    async def emit(
+        self, topic: str, data: dict[str, Any], *, tenant: str = "acme", event_id: str | None = None
+    ) -> str:
         """Publish a CloudEvent as any NATS client would; the run id it starts."""
         ident = event_id or str(uuid.uuid4())
-        body = {"specversion": "1.0", "id": ident, "source": "tests", "type": topic,
-                "time": iso(utc_now()), "datacontenttype": "application/json", "data": data}
+        body = {
+            "specversion": "1.0",
+            "id": ident,
+            "source": "tests",
+            "type": topic,
+            "time": iso(utc_now()),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
         await self.nc.jetstream().publish(self.subjects.event(tenant, topic), orjson.dumps(body))
         return run_id(tenant, ident)
 
     async def finished(self, run: str, timeout: float = 60.0) -> dict[str, Any]:
         """The run's read model once a terminal event has been projected."""
+
         async def probe() -> dict[str, Any] | None:
             view = await self.store.get_view(run)
             if not view or not view.get("finished"):

@@ -22,15 +22,23 @@ STRATUM = str(Path(sys.executable).parent / "stratum")
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([STRATUM, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [STRATUM, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_up(env: dict[str, str], data_dir: Path) -> subprocess.Popen[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     with (data_dir / "up.log").open("a") as log:  # the child keeps its own copy of the fd
-        process = subprocess.Popen([STRATUM, "up"], cwd=ROOT, env=env, stdout=log, stderr=log,
-                                   text=True, start_new_session=True)
+        process = subprocess.Popen(
+            [STRATUM, "up"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -67,16 +75,35 @@ def test_user_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
         assert endpoint["nats"].startswith("nats://127.0.0.1:")
         assert endpoint["http"].startswith("http://127.0.0.1:")
 
-        done = cli(env, "emit", "crate.push", "--tenant", "acme", "--data",
-                   '{"source": "nickel/examples/sample-crate"}', "--wait", "--json")
+        done = cli(
+            env,
+            "emit",
+            "crate.push",
+            "--tenant",
+            "acme",
+            "--data",
+            '{"source": "nickel/examples/sample-crate"}',
+            "--wait",
+            "--json",
+        )
         view = json_out(done)
         assert view["status"] == "Succeeded"
-        assert [s["nodes"] for s in view["stages"]] == [["fmt-crate", "lint-crate"], ["build-crate"]]
+        assert [s["nodes"] for s in view["stages"]] == [
+            ["fmt-crate", "lint-crate"],
+            ["build-crate"],
+        ]
 
         target = tmp_path / "release"
-        failed = cli(env, "emit", "release.request", "--tenant", "acme", "--data",
-                     json.dumps({"version": "3.1.4", "target": str(target), "fail_at": "publish"}),
-                     "--wait")
+        failed = cli(
+            env,
+            "emit",
+            "release.request",
+            "--tenant",
+            "acme",
+            "--data",
+            json.dumps({"version": "3.1.4", "target": str(target), "fail_at": "publish"}),
+            "--wait",
+        )
         assert failed.returncode == 2  # finished, but not Succeeded
         assert "Compensated" in failed.stdout and "compensation (reverse order)" in failed.stdout
 
@@ -95,7 +122,9 @@ def test_user_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
     assert code == 0
     assert not (data_dir / "endpoint.json").exists()
     # the nats-server it launched (argv names its store under the data dir) is gone too
-    leftover = subprocess.run(["pgrep", "-f", str(data_dir / "nats")], capture_output=True, text=True)
+    leftover = subprocess.run(
+        ["pgrep", "-f", str(data_dir / "nats")], capture_output=True, text=True
+    )
     assert leftover.stdout.strip() == ""
 
     again = start_up(env, data_dir)  # starting again carries on with the same data

@@ -20,15 +20,22 @@ def tree(path: Path) -> dict[str, bytes]:
     """Every file under `path` with its bytes (empty if `path` does not exist)."""
     if not path.exists():
         return {}
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
 
 
-async def test_crate_pipeline_succeeds_in_planned_stages_with_a_real_artifact(stratum: Harness) -> None:
+async def test_crate_pipeline_succeeds_in_planned_stages_with_a_real_artifact(
+    stratum: Harness,
+) -> None:
     run = await stratum.emit("crate.push", {"source": SAMPLE})
     view = await stratum.finished(run)
 
     assert view["status"] == "Succeeded", view.get("error")
-    assert [stage["nodes"] for stage in view["stages"]] == [["fmt-crate", "lint-crate"], ["build-crate"]]
+    assert [stage["nodes"] for stage in view["stages"]] == [
+        ["fmt-crate", "lint-crate"],
+        ["build-crate"],
+    ]
     assert all(node["status"] == "succeeded" for node in view["nodes"].values())
     record = await stratum.store.get_run(run)
     assert record is not None and record["status"] == "Succeeded"
@@ -51,8 +58,9 @@ async def test_failed_release_is_compensated_in_reverse_order_and_undone_on_disk
 ) -> None:
     target = tmp_path / "release-target"
     before = tree(target)
-    run = await stratum.emit("release.request",
-                             {"version": "9.9.9", "target": str(target), "fail_at": "publish"})
+    run = await stratum.emit(
+        "release.request", {"version": "9.9.9", "target": str(target), "fail_at": "publish"}
+    )
     view = await stratum.finished(run)
 
     assert view["status"] == "Compensated"
@@ -90,10 +98,14 @@ async def test_unknown_topic_fails_the_run_with_a_clear_reason(stratum: Harness)
     assert "no node is triggered by topic 'nothing.here'" in view["error"]
 
 
-async def test_invalid_events_are_recorded_and_valid_traffic_keeps_flowing(stratum: Harness) -> None:
+async def test_invalid_events_are_recorded_and_valid_traffic_keeps_flowing(
+    stratum: Harness,
+) -> None:
     js = stratum.nc.jetstream()
     await js.publish(stratum.subjects.event("acme", "crate.push"), b"this is not json")
-    await js.publish(stratum.subjects.event("acme", "crate.push"), orjson.dumps({"specversion": "1.0"}))
+    await js.publish(
+        stratum.subjects.event("acme", "crate.push"), orjson.dumps({"specversion": "1.0"})
+    )
     run = await stratum.emit("crate.push", {"source": SAMPLE})
     assert (await stratum.finished(run))["status"] == "Succeeded"
 
@@ -115,8 +127,11 @@ async def test_every_event_is_in_the_database_before_it_is_on_the_bus(stratum: H
     async def check(msg: Any) -> None:
         event = orjson.loads(msg.data)
         seen.append(event["type"])
-        rows = (await stratum.store.db.query("SELECT id FROM type::thing('event', $id);",
-                                             {"id": event["id"]}))[0]
+        rows = (
+            await stratum.store.db.query(
+                "SELECT id FROM type::thing('event', $id);", {"id": event["id"]}
+            )
+        )[0]
         if not rows:
             violations.append(f"{event['type']} {event['id']} not in the event log")
         run = await stratum.store.get_run(event["runid"])
@@ -135,8 +150,10 @@ async def test_every_event_is_in_the_database_before_it_is_on_the_bus(stratum: H
         if kind == "stratum.run.compensated" and run["status"] != "Compensated":
             violations.append("run not recorded as Compensated")
 
-    subscriptions = [await stratum.nc.subscribe(subject, cb=check)
-                     for subject in stratum.subjects.internal_wildcards]
+    subscriptions = [
+        await stratum.nc.subscribe(subject, cb=check)
+        for subject in stratum.subjects.internal_wildcards
+    ]
     run = await stratum.emit("crate.push", {"source": SAMPLE})
     await stratum.finished(run)
     for subscription in subscriptions:
@@ -148,8 +165,10 @@ async def test_every_event_is_in_the_database_before_it_is_on_the_bus(stratum: H
 async def test_replay_rebuilds_the_same_read_models(stratum: Harness, tmp_path: Path) -> None:
     runs = [
         await stratum.emit("crate.push", {"source": SAMPLE}),
-        await stratum.emit("release.request", {"version": "2.0.0", "target": str(tmp_path / "t"),
-                                               "fail_at": "publish"}),
+        await stratum.emit(
+            "release.request",
+            {"version": "2.0.0", "target": str(tmp_path / "t"), "fail_at": "publish"},
+        ),
     ]
     for run in runs:
         await stratum.finished(run)

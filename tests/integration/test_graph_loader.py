@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 import stratum.graph
 from stratum.errors import DefinitionError
 from stratum.graph import (

@@ -20,7 +20,7 @@ def test_exported_names() -> None:
             "GroupProcess",
             "NodeOutcome",
             "OnAttempt",
-        "OnNodeDone",
+            "OnNodeDone",
             "OutputError",
             "ProcessResult",
             "StageOutcome",

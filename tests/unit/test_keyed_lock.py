@@ -30,6 +30,37 @@ async def test_same_key_never_runs_twice_at_once_and_locks_are_dropped() -> None
     assert len(locks) == 0
 
 
+async def test_a_newcomer_waits_for_a_waiter_woken_by_a_release() -> None:
+    """A holds, B waits; A releases and, before B has run, C arrives: C must queue."""
+    locks = KeyedLocks()
+    release_a = asyncio.Event()
+    inside = 0
+    most = 0
+
+    async def holder() -> None:
+        async with locks.hold("k"):
+            await release_a.wait()
+
+    async def work() -> None:
+        nonlocal inside, most
+        async with locks.hold("k"):
+            inside += 1
+            most = max(most, inside)
+            for _ in range(5):
+                await asyncio.sleep(0)
+            inside -= 1
+
+    a = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    b = asyncio.create_task(work())
+    await asyncio.sleep(0)
+    release_a.set()
+    await asyncio.sleep(0)  # A leaves the lock; B is woken but has not run yet
+    c = asyncio.create_task(work())
+    await asyncio.gather(a, b, c)
+    assert most == 1
+
+
 async def test_different_keys_run_in_parallel() -> None:
     locks = KeyedLocks()
     both_inside = asyncio.Event()

@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+
 from stratum.errors import PlanError
 from stratum.graph import (
     ActionGraph,

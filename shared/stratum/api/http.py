@@ -26,11 +26,13 @@ def _error(status: int, message: str) -> JSONResponse:
 def create_app(store: RunStore, graphs: GraphRegistry) -> Starlette:
     async def healthz(_: Request) -> JSONResponse:
         graph = graphs.current
-        return JSONResponse({
-            "status": "ok",
-            "graph_version": graph.version if graph else None,
-            "graph_error": graphs.error,
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "graph_version": graph.version if graph else None,
+                "graph_error": graphs.error,
+            }
+        )
 
     async def runs(request: Request) -> JSONResponse:
         tenant = request.query_params.get("tenant") or None
@@ -54,11 +56,19 @@ def create_app(store: RunStore, graphs: GraphRegistry) -> Starlette:
 
     async def graph(_: Request) -> JSONResponse:
         current = graphs.current
-        body: dict[str, Any] = {"error": graphs.error, "version": None, "nodes": {}, "capabilities": {}}
+        body: dict[str, Any] = {
+            "error": graphs.error,
+            "version": None,
+            "nodes": {},
+            "capabilities": {},
+        }
         if current is not None:
             dumped = current.model_dump(mode="json")
-            body |= {"version": current.version, "nodes": dumped["nodes"],
-                     "capabilities": dumped["schemas"]}
+            body |= {
+                "version": current.version,
+                "nodes": dumped["nodes"],
+                "capabilities": dumped["schemas"],
+            }
         return JSONResponse(body)
 
     async def plan_for(request: Request) -> JSONResponse:
@@ -72,13 +82,20 @@ def create_app(store: RunStore, graphs: GraphRegistry) -> Starlette:
             chosen = plan(current, topic)
         except PlanError as error:
             return _error(404, str(error))
-        return JSONResponse({"topic": topic, "graph_version": chosen.graph_version,
-                             "stages": [list(stage) for stage in chosen.stages]})
+        return JSONResponse(
+            {
+                "topic": topic,
+                "graph_version": chosen.graph_version,
+                "stages": [list(stage) for stage in chosen.stages],
+            }
+        )
 
-    return Starlette(routes=[
-        Route("/healthz", healthz),
-        Route("/api/runs", runs),
-        Route("/api/runs/{run_id}", run_detail),
-        Route("/api/graph", graph),
-        Route("/api/plan", plan_for),
-    ])
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/api/runs", runs),
+            Route("/api/runs/{run_id}", run_detail),
+            Route("/api/graph", graph),
+            Route("/api/plan", plan_for),
+        ]
+    )

@@ -8,6 +8,7 @@ running `stratum up` over its HTTP API (the embedded database belongs to that pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
 from pathlib import Path
@@ -21,11 +22,17 @@ from stratum.cli import render
 from stratum.config import Settings, load_settings
 from stratum.errors import StratumError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Stratum: event-driven pipelines of Nushell steps declared in Nickel.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Stratum: event-driven pipelines of Nushell steps declared in Nickel.",
+)
 out = Console(highlight=False)
 DEFAULT_CONFIG = Path("nickel/config.ncl")
-ConfigOption = typer.Option(None, "--config", "-c", help="Nickel startup config [nickel/config.ncl]")
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="Nickel startup config [nickel/config.ncl]"
+)
 JsonOption = typer.Option(False, "--json", help="Machine-readable JSON output.")
 
 
@@ -49,7 +56,9 @@ def api_get(settings: Settings, path: str, params: dict[str, Any] | None = None)
     try:
         response = httpx.get(base + path, params=params, timeout=10)
     except httpx.HTTPError as error:
-        fail(f"Stratum is not reachable at {base} ({type(error).__name__}); is `stratum up` running?")
+        fail(
+            f"Stratum is not reachable at {base} ({type(error).__name__}); is `stratum up` running?"
+        )
     body = response.json()
     if response.status_code >= 400:
         fail(body.get("error", f"HTTP {response.status_code}"))
@@ -63,10 +72,8 @@ def up(config: Path | None = ConfigOption) -> None:
 
     setup_logging()
     settings = settings_from(config)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings))
-    except KeyboardInterrupt:
-        pass
 
 
 async def _serve(settings: Settings) -> None:
@@ -87,11 +94,15 @@ async def _serve(settings: Settings) -> None:
     graph = server.graphs.current
     out.print(f"[bold green]Stratum is up[/]  http {server.http_url}  nats {server.nats_url}")
     if graph is not None:
-        out.print(f"graph {graph.version}: {len(graph.nodes)} nodes ({', '.join(sorted(graph.nodes))})")
+        out.print(
+            f"graph {graph.version}: {len(graph.nodes)} nodes ({', '.join(sorted(graph.nodes))})"
+        )
     else:
         out.print(f"[red]no valid graph:[/] {server.graphs.error}")
-    out.print(f"data in {settings.data_dir}; try: stratum emit crate.push --tenant acme "
-              "--data '{\"source\": \"nickel/examples/sample-crate\"}' --wait")
+    out.print(
+        f"data in {settings.data_dir}; try: stratum emit crate.push --tenant acme "
+        '--data \'{"source": "nickel/examples/sample-crate"}\' --wait'
+    )
     await stop.wait()
     out.print("stopping: draining consumers ...")
     await server.stop()
@@ -124,8 +135,15 @@ def emit(
     endpoint = read_endpoint(settings.data_dir)
     subjects = Subjects(endpoint.get("subject_prefix", settings.subject_prefix))
     ident = event_id or str(uuid.uuid4())
-    event = {"specversion": "1.0", "id": ident, "source": source, "type": topic,
-             "time": iso(utc_now()), "datacontenttype": "application/json", "data": payload}
+    event = {
+        "specversion": "1.0",
+        "id": ident,
+        "source": source,
+        "type": topic,
+        "time": iso(utc_now()),
+        "datacontenttype": "application/json",
+        "data": payload,
+    }
     try:
         subject = subjects.event(tenant, topic)
         subjects.split_event_subject(subject)

@@ -10,9 +10,20 @@ from rich.text import Text
 from rich.tree import Tree
 
 STATUS_STYLE = {
-    "Succeeded": "green", "succeeded": "green", "Compensated": "yellow", "Compensating": "yellow",
-    "Failed": "red", "failed": "red", "cancelled": "magenta", "Running": "cyan", "running": "cyan",
-    "Planned": "blue", "Accepted": "blue", "Denied": "red", "skipped": "dim", "pending": "dim",
+    "Succeeded": "green",
+    "succeeded": "green",
+    "Compensated": "yellow",
+    "Compensating": "yellow",
+    "Failed": "red",
+    "failed": "red",
+    "cancelled": "magenta",
+    "Running": "cyan",
+    "running": "cyan",
+    "Planned": "blue",
+    "Accepted": "blue",
+    "Denied": "red",
+    "skipped": "dim",
+    "pending": "dim",
 }
 
 
@@ -31,14 +42,22 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
     for column in ("run", "tenant", "topic", "status", "duration", "created (UTC)"):
         table.add_column(column)
     for run in runs:
-        table.add_row(run["run_id"], run["tenant"], run.get("topic") or "-", status_text(run["status"]),
-                      ms(run.get("duration_ms")), (run.get("created_at") or "")[:23].replace("T", " "))
+        table.add_row(
+            run["run_id"],
+            run["tenant"],
+            run.get("topic") or "-",
+            status_text(run["status"]),
+            ms(run.get("duration_ms")),
+            (run.get("created_at") or "")[:23].replace("T", " "),
+        )
     return table
 
 
 def run_tree(view: dict[str, Any]) -> Tree:
     title = Text.assemble(
-        (view["run_id"], "bold"), "  ", status_text(view["status"]),
+        (view["run_id"], "bold"),
+        "  ",
+        status_text(view["status"]),
         f"  {view['tenant']}/{view.get('topic') or '?'}  {ms(view.get('duration_ms'))}",
     )
     tree = Tree(title)
@@ -53,8 +72,11 @@ def run_tree(view: dict[str, Any]) -> Tree:
         branch = tree.add(Text.assemble(f"stage {stage['index']}  ", status_text(stage["status"])))
         for name in stage["nodes"]:
             node = nodes.get(name, {})
-            line = Text.assemble(f"{name}  ", status_text(node.get("status", "pending")),
-                                 f"  {ms(node.get('duration_ms'))}")
+            line = Text.assemble(
+                f"{name}  ",
+                status_text(node.get("status", "pending")),
+                f"  {ms(node.get('duration_ms'))}",
+            )
             if node.get("attempts", 0) > 1:
                 line.append(f"  ({node['attempts']} attempts)", style="dim")
             if node.get("error"):
@@ -64,8 +86,11 @@ def run_tree(view: dict[str, Any]) -> Tree:
     if steps:
         saga = tree.add(Text("compensation (reverse order)", style="yellow"))
         for step in steps:
-            line = Text.assemble(f"{step['order'] + 1}. {step['node']} (stage {step['stage']})  ",
-                                 status_text(step["status"]), f"  {ms(step.get('duration_ms'))}")
+            line = Text.assemble(
+                f"{step['order'] + 1}. {step['node']} (stage {step['stage']})  ",
+                status_text(step["status"]),
+                f"  {ms(step.get('duration_ms'))}",
+            )
             if step.get("error"):
                 line.append(f"  {step['error']}", style="red")
             saga.add(line)

@@ -7,9 +7,8 @@ siblings run on would only waste time and add side effects to undo.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stratum.graph.model import ActionNode
@@ -17,7 +16,6 @@ from stratum.graph.model import ActionNode
 from .models import ExecutionContext, NodeOutcome, StageOutcome
 from .node import NodeRun, OnAttempt
 from .validate import validators_for
-
 
 OnNodeDone = Callable[[NodeOutcome], Awaitable[None]]
 

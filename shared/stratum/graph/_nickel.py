@@ -36,6 +36,15 @@ def evaluate_workflow(file: Path, lib_dir: Path) -> Any:
     return json.loads(str(text))
 
 
+def evaluate_file(file: Path, import_paths: list[Path]) -> Any:
+    """Any Nickel file's value as JSON data (the startup config uses this)."""
+    try:
+        text = run(f"import {_string(file)}", import_paths=[str(p) for p in import_paths])
+    except NickelException as exc:
+        raise NickelFailure(str(exc)) from None
+    return json.loads(str(text))
+
+
 def _string(path: Path) -> str:
     """A Nickel string literal; `%` is escaped so `%{` in a path is not interpolation."""
     escaped = str(path).replace("\\", "\\\\").replace('"', '\\"').replace("%", "\\%")

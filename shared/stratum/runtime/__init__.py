@@ -4,4 +4,12 @@ from stratum.runtime.function import Function, FunctionContext, Inbound, run_key
 from stratum.runtime.jetstream import JetStreamRunner, ensure_streams
 from stratum.runtime.publisher import Publisher
 
-__all__ = ["Function", "FunctionContext", "Inbound", "run_key", "JetStreamRunner", "Publisher", "ensure_streams"]
+__all__ = [
+    "Function",
+    "FunctionContext",
+    "Inbound",
+    "JetStreamRunner",
+    "Publisher",
+    "ensure_streams",
+    "run_key",
+]

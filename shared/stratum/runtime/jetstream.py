@@ -86,7 +86,9 @@ class JetStreamRunner:
         )
         await self._js.add_consumer(fn.stream, config=config)
         for index in range(fn.concurrency):
-            subscription = await self._js.pull_subscribe_bind(durable=self.durable, stream=fn.stream)
+            subscription = await self._js.pull_subscribe_bind(
+                durable=self.durable, stream=fn.stream
+            )
             self._workers.append(
                 asyncio.create_task(self._work(subscription), name=f"{fn.name}-worker-{index}")
             )
@@ -94,9 +96,13 @@ class JetStreamRunner:
     async def stop(self, drain_seconds: float = 10.0) -> None:
         """Stop taking new messages; let handlers in flight finish (bounded), then leave."""
         self._stopping.set()
-        _, pending = await asyncio.wait(self._workers, timeout=drain_seconds) if self._workers else (
-            set(),
-            set(),
+        _, pending = (
+            await asyncio.wait(self._workers, timeout=drain_seconds)
+            if self._workers
+            else (
+                set(),
+                set(),
+            )
         )
         for task in pending:
             task.cancel()
@@ -115,7 +121,9 @@ class JetStreamRunner:
             except Exception as error:  # connection trouble: back off, keep serving
                 if self._stopping.is_set():
                     return
-                log.warning("fetch failed", extra={"function": self.function.name, "error": str(error)})
+                log.warning(
+                    "fetch failed", extra={"function": self.function.name, "error": str(error)}
+                )
                 await asyncio.sleep(0.5)
                 continue
             for message in messages:
@@ -157,7 +165,9 @@ class JetStreamRunner:
             )
             await message.nak(delay=delay)
         except Exception:
-            log.exception("handler crashed; message will be redelivered", extra={"function": fn.name})
+            log.exception(
+                "handler crashed; message will be redelivered", extra={"function": fn.name}
+            )
             await message.nak(delay=min(0.5 * 2 ** (delivery - 1), 30.0))
         finally:
             heartbeat.cancel()

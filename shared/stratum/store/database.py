@@ -7,6 +7,7 @@ same SDK calls, so the code path is identical; only the URL differs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 from typing import Any
@@ -52,7 +53,7 @@ class Database:
 
         try:
             connection = AsyncSurreal(url)
-            await connection.connect()
+            await connection.connect(url)
             if user:
                 await connection.signin({"username": user, "password": password})
             await connection.use(namespace, database)
@@ -96,10 +97,9 @@ class Database:
         return await self.query(f"BEGIN TRANSACTION;\n{sql}\nCOMMIT TRANSACTION;", variables)
 
     async def close(self) -> None:
-        try:
+        # closing a broken connection has nothing left to report
+        with contextlib.suppress(Exception):
             await self._connection.close()
-        except Exception:  # closing a broken connection has nothing left to report
-            pass
 
 
 def _translate(message: str) -> StratumError:

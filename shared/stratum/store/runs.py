@@ -19,6 +19,7 @@ from stratum.store.database import STALE_MARKER, Database
 from stratum.store.schema import SCHEMA
 
 RUN = "type::thing('run', $run)"
+STAGE = "type::thing('stage', [$run, $stage])"
 
 
 def _event_rows(events: Iterable[Envelope], cause: str) -> list[dict[str, Any]]:
@@ -138,7 +139,11 @@ class RunStore:
         try:
             await self.db.transaction(
                 f"CREATE {RUN} CONTENT $record;\nINSERT IGNORE INTO event $events;",
-                {"run": run["id"], "record": _without_id(record), "events": _event_rows([event], cause)},
+                {
+                    "run": run["id"],
+                    "record": _without_id(record),
+                    "events": _event_rows([event], cause),
+                },
             )
         except Exception as error:
             if "already" in str(error):  # a concurrent instance created it first
@@ -171,7 +176,9 @@ class RunStore:
 
     async def get_graph(self, version: str) -> dict[str, Any] | None:
         rows = (
-            await self.db.query("SELECT * FROM type::thing('graph', $version);", {"version": version})
+            await self.db.query(
+                "SELECT * FROM type::thing('graph', $version);", {"version": version}
+            )
         )[0]
         return _plain(rows[0]) if rows else None
 
@@ -193,7 +200,8 @@ class RunStore:
             for index in range(len(stages))
         )
         link_sql = "\n".join(
-            f"RELATE (type::thing('stage', [$run, {src}]))->feeds->(type::thing('stage', [$run, {dst}])) "
+            f"RELATE (type::thing('stage', [$run, {src}]))"
+            f"->feeds->(type::thing('stage', [$run, {dst}])) "
             f"SET capabilities = $links[{n}];"
             for n, (src, dst, _) in enumerate(stage_links)
         )
@@ -213,7 +221,9 @@ class RunStore:
             },
         )
 
-    async def reject_run(self, run_id: str, error: str, events: Sequence[Envelope], cause: str) -> None:
+    async def reject_run(
+        self, run_id: str, error: str, events: Sequence[Envelope], cause: str
+    ) -> None:
         await self._guarded(
             run_id,
             condition="status = 'Accepted'",
@@ -238,7 +248,12 @@ class RunStore:
         )
 
     async def succeed_run(
-        self, run_id: str, last_stage: int, outputs_hash: str, events: Sequence[Envelope], cause: str
+        self,
+        run_id: str,
+        last_stage: int,
+        outputs_hash: str,
+        events: Sequence[Envelope],
+        cause: str,
     ) -> None:
         await self._guarded(
             run_id,
@@ -267,12 +282,16 @@ class RunStore:
 
     async def capabilities(self, run_id: str) -> dict[str, Any]:
         rows = (
-            await self.db.query("SELECT name, value FROM capability WHERE run = $run;", {"run": run_id})
+            await self.db.query(
+                "SELECT name, value FROM capability WHERE run = $run;", {"run": run_id}
+            )
         )[0]
         return {row["name"]: row["value"] for row in rows}
 
     async def node_executions(self, run_id: str) -> dict[str, dict[str, Any]]:
-        rows = (await self.db.query("SELECT * FROM node_exec WHERE run = $run;", {"run": run_id}))[0]
+        rows = (await self.db.query("SELECT * FROM node_exec WHERE run = $run;", {"run": run_id}))[
+            0
+        ]
         return {row["node"]: _plain(row) for row in rows}
 
     async def start_stage(
@@ -287,7 +306,7 @@ class RunStore:
             events=events,
             cause=cause,
             extra_sql=(
-                "UPDATE type::thing('stage', [$run, $stage]) SET status = 'Running', started_at = $now;\n"
+                f"UPDATE {STAGE} SET status = 'Running', started_at = $now;\n"
                 "FOR $node IN $nodes { UPSERT type::thing('node_exec', [$run, $node]) MERGE "
                 "{run: $run, node: $node, stage: $stage, status: 'Running', started_at: $now}; };"
             ),
@@ -322,7 +341,7 @@ class RunStore:
         self, run_id: str, stage: int, status: str, events: Sequence[Envelope], cause: str
     ) -> None:
         await self.db.transaction(
-            "UPDATE type::thing('stage', [$run, $stage]) SET status = $status, finished_at = $now;\n"
+            f"UPDATE {STAGE} SET status = $status, finished_at = $now;\n"
             "INSERT IGNORE INTO event $events;",
             {
                 "run": run_id,
@@ -361,7 +380,9 @@ class RunStore:
         await self._guarded(
             run_id,
             condition="status = 'Compensating'",
-            assignments="status = 'Compensated', failed_compensations = $failed, finished_at = $now",
+            assignments=(
+                "status = 'Compensated', failed_compensations = $failed, finished_at = $now"
+            ),
             what=f"run {run_id} is not compensating",
             events=events,
             cause=cause,
@@ -371,7 +392,9 @@ class RunStore:
     # -- projector ----------------------------------------------------------------------
 
     async def get_view(self, run_id: str) -> dict[str, Any] | None:
-        rows = (await self.db.query("SELECT * FROM type::thing('run_view', $run);", {"run": run_id}))[0]
+        rows = (
+            await self.db.query("SELECT * FROM type::thing('run_view', $run);", {"run": run_id})
+        )[0]
         return _plain(rows[0]) if rows else None
 
     async def put_view(self, view: dict[str, Any]) -> None:
@@ -380,11 +403,14 @@ class RunStore:
             {"run": view["run_id"], "view": view},
         )
 
-    async def list_views(self, *, tenant: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    async def list_views(
+        self, *, tenant: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
         where = "WHERE tenant = $tenant" if tenant else ""
         rows = (
             await self.db.query(
-                f"SELECT * OMIT history FROM run_view {where} ORDER BY created_at DESC LIMIT $limit;",
+                f"SELECT * OMIT history FROM run_view {where} "
+                "ORDER BY created_at DESC LIMIT $limit;",
                 {"tenant": tenant, "limit": limit},
             )
         )[0]
