@@ -21,12 +21,10 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         command = Envelope.from_bytes(inbound.body)
         command.payload(CompensateRun)
         run_id = command.runid
-        run = await ctx.store.get_run(run_id)
+        run, executions, capabilities = await ctx.store.stage_state(run_id)
         if run is None:
             raise UnknownRunError(f"compensation command {command.id} names unknown run {run_id}")
         graph = await graphs.version(run["graph_version"])
-        executions = await ctx.store.node_executions(run_id)
-        capabilities = await ctx.store.capabilities(run_id)
         steps = dict(await ctx.store.compensations(run_id))
         for order, (stage, node_id) in enumerate(core.undo_order(executions)):
             if node_id in steps:

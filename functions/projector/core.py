@@ -1,8 +1,10 @@
 """Read models, folded from events: the run list, run detail and event history.
 
-`apply` is pure and does not care in which order a run's events arrive (statuses only
-move forward by rank, history is kept sorted, each event counts once), so folding the
-stored events again (`replay`) gives exactly what live projection gave.
+`apply` is pure, idempotent and does not care in which order a run's events arrive
+(statuses only move forward by rank, nodes and compensation steps are keyed, times take
+the earliest), so folding the stored events again (`replay`) gives exactly what live
+projection gave. The history is one small row per event (`history_item`), appended rather
+than rewritten inside the view, so a run's view stays the same size as it grows.
 """
 
 from __future__ import annotations
@@ -96,7 +98,6 @@ class RunView(BaseModel):
     stages: list[StageView] = []
     nodes: dict[str, NodeView] = {}
     compensation: list[CompensationStep] = []
-    history: list[HistoryItem] = []
 
 
 def _forward(current: str, candidate: RunStatus) -> str:
@@ -115,16 +116,17 @@ def _node(view: RunView, name: str, stage: int, **changes: Any) -> dict[str, Nod
     return nodes
 
 
+def history_item(event: Envelope) -> HistoryItem:
+    """The event history's row for `event`."""
+    return HistoryItem(id=event.id, time=iso(event.time), type=event.type, summary=_summary(event))
+
+
 def apply(view: RunView | None, event: Envelope) -> RunView:
-    """The view after `event` (a no-op if the event was already applied)."""
+    """The view after `event` (applying an event twice changes nothing)."""
     at = iso(event.time)
     if view is None:
         view = RunView(run_id=event.runid, tenant=event.tenant, created_at=at)
-    if any(item.id == event.id for item in view.history):
-        return view
-    item = HistoryItem(id=event.id, time=at, type=event.type, summary=_summary(event))
-    history = sorted([*view.history, item], key=lambda h: (h.time, h.id))
-    update: dict[str, Any] = {"history": history, "created_at": min(view.created_at, at)}
+    update: dict[str, Any] = {"created_at": min(view.created_at, at)}
     status = view.status
     kind = event.type
 
@@ -228,12 +230,14 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
     return view
 
 
-def replay(events: Iterable[Envelope]) -> dict[str, RunView]:
-    """Every run's view, folded from scratch."""
+def replay(events: Iterable[Envelope]) -> tuple[dict[str, RunView], list[tuple[str, HistoryItem]]]:
+    """Every run's view and every history row (with its run id), folded from scratch."""
     views: dict[str, RunView] = {}
+    history: list[tuple[str, HistoryItem]] = []
     for event in events:
         views[event.runid] = apply(views.get(event.runid), event)
-    return views
+        history.append((event.runid, history_item(event)))
+    return views, history
 
 
 def _stage_status(view: RunView, index: int, status: str) -> list[StageView]:

@@ -40,16 +40,15 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         command = Envelope.from_bytes(inbound.body)
         order = command.payload(ExecuteStage)
         run_id, stage = command.runid, order.stage
-        run = await ctx.store.get_run(run_id)
+        run, executions, capabilities = await ctx.store.stage_state(run_id)
         if run is None:
             raise UnknownRunError(f"stage command {command.id} names unknown run {run_id}")
         graph = await graphs.version(run["graph_version"])
-        todo = core.pending_nodes(order.nodes, await ctx.store.node_executions(run_id))
+        todo = core.pending_nodes(order.nodes, executions)
         started = core.started(command, stage, todo, utc_now())
         await ctx.store.start_stage(run_id, stage, todo, started, command.id)
         await ctx.publisher.publish_all(started)
 
-        capabilities = await ctx.store.capabilities(run_id)
         nodes = [graph.nodes[node] for node in todo]
         payloads = {node.id: core.node_payload(run, node, capabilities) for node in nodes}
         execution = ExecutionContext(

@@ -40,6 +40,7 @@ class StratumServer:
     subjects: Subjects = field(init=False)
     store: RunStore = field(init=False)
     graphs: GraphRegistry = field(init=False)
+    projections: projector.Projector = field(init=False)
     nats_url: str = ""
     http_url: str = ""
     runners: list[JetStreamRunner] = field(default_factory=list)
@@ -79,6 +80,7 @@ class StratumServer:
             await self._start_http()
 
         publisher = Publisher(js, self.subjects)
+        self.projections = projector.Projector(self.store)
         ctx = FunctionContext(
             self.store, self.subjects, publisher, logging.getLogger("stratum.functions")
         )
@@ -98,7 +100,7 @@ class StratumServer:
             planner.build(ctx, self.graphs),
             stage_executor.build(ctx, self.graphs, config),
             compensator.build(ctx, self.graphs, config),
-            projector.build(ctx),
+            projector.build(ctx, self.projections),
         ]
         prefix = s.subject_prefix.replace(".", "-")
         for function in functions:

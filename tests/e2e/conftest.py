@@ -51,7 +51,7 @@ class Harness:
             if not view or not view.get("finished"):
                 return None
             # every event of the run has been folded in, not just the terminal one
-            complete = len(view["history"]) >= await self.store.count_run_events(run)
+            complete = await self.store.count_history(run) >= await self.store.count_run_events(run)
             return view if complete else None
 
         result: dict[str, Any] = await eventually(probe, timeout=timeout)

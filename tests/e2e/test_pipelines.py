@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 
-from functions.projector.app import rebuild
 from tests.conftest import eventually
 from tests.e2e.conftest import Harness
 
@@ -174,7 +173,7 @@ async def test_replay_rebuilds_the_same_read_models(stratum: Harness, tmp_path: 
         await stratum.finished(run)
     live = await stratum.store.all_views()
     assert len(live) == 2
-    assert await rebuild(stratum.store) == 2
+    assert await stratum.server.projections.rebuild() == 2
     rebuilt = await stratum.store.all_views()
     for before, after in zip(live, rebuilt, strict=True):
         assert {k: v for k, v in after.items() if before.get(k) != v} == {}, before["run_id"]

@@ -50,8 +50,9 @@ def create_app(store: RunStore, graphs: GraphRegistry) -> Starlette:
                 return _error(404, f"run {run_id} exists but is not projected yet")
             return _error(404, f"unknown run {run_id}")
         view.pop("_id", None)
+        view["history"] = await store.history(run_id)
         # the projector may still be folding this run's last events
-        view["projected"] = len(view.get("history", [])) >= await store.count_run_events(run_id)
+        view["projected"] = len(view["history"]) >= await store.count_run_events(run_id)
         return JSONResponse(view)
 
     async def graph(_: Request) -> JSONResponse:

@@ -8,6 +8,7 @@ out — timeout, cancellation, even a normal exit — signals the whole group.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 import contextlib
 import os
 import signal
@@ -126,8 +127,8 @@ class GroupProcess:
             start_new_session=True,
         )
         pid = transport.get_pid()
-        stdin_pipe = transport.get_pipe_transport(0)
-        assert isinstance(stdin_pipe, asyncio.WriteTransport)
+        # a WriteTransport in spirit; uvloop's pipe transport does not subclass the ABC
+        stdin_pipe = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
         # Buffered by the transport; a script that exits without reading just drops it.
         stdin_pipe.write(stdin)
         stdin_pipe.close()

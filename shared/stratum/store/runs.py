@@ -41,7 +41,7 @@ def _guard(condition: str, what: str) -> str:
     """Update the run only if `condition` holds; otherwise abort the transaction."""
     return (
         f"LET $changed = (UPDATE {RUN} SET {{assignments}}, version += 1, updated_at = $now "
-        f"WHERE {condition} RETURN AFTER);\n"
+        f"WHERE {condition} RETURN VALUE id);\n"
         f"IF array::len($changed) = 0 {{ THROW '{STALE_MARKER}: {what}' }};"
     )
 
@@ -104,7 +104,7 @@ class RunStore:
         variables: dict[str, Any] | None = None,
     ) -> None:
         sql = _guard(condition, what).replace("{assignments}", assignments)
-        sql += "\n" + extra_sql + "\nINSERT IGNORE INTO event $events;"
+        sql += "\n" + extra_sql + "\nINSERT IGNORE INTO event $events RETURN NONE;"
         await self.db.transaction(
             sql,
             {
@@ -138,7 +138,7 @@ class RunStore:
         }
         try:
             await self.db.transaction(
-                f"CREATE {RUN} CONTENT $record;\nINSERT IGNORE INTO event $events;",
+                f"CREATE {RUN} CONTENT $record RETURN NONE;\nINSERT IGNORE INTO event $events RETURN NONE;",
                 {
                     "run": run["id"],
                     "record": _without_id(record),
@@ -153,7 +153,7 @@ class RunStore:
 
     async def record_rejection(self, rejection: dict[str, Any]) -> None:
         await self.db.query(
-            "UPSERT type::thing('rejected_event', $id) CONTENT $record;",
+            "UPSERT type::thing('rejected_event', $id) CONTENT $record RETURN NONE;",
             {"id": rejection["id"], "record": _without_id(rejection)},
         )
 
@@ -170,7 +170,7 @@ class RunStore:
     async def save_graph(self, version: str, snapshot: dict[str, Any]) -> None:
         """Keep every graph version a run was planned with (immutable, so UPSERT is safe)."""
         await self.db.query(
-            "UPSERT type::thing('graph', $version) CONTENT $snapshot;",
+            "UPSERT type::thing('graph', $version) CONTENT $snapshot RETURN NONE;",
             {"version": version, "snapshot": snapshot},
         )
 
@@ -196,13 +196,13 @@ class RunStore:
         stages (which capabilities flow from one to the next)."""
         stage_sql = "\n".join(
             f"CREATE type::thing('stage', [$run, {index}]) CONTENT {{run: $run, index: {index}, "
-            f"nodes: $stage_nodes[{index}], status: 'Pending'}};"
+            f"nodes: $stage_nodes[{index}], status: 'Pending'}} RETURN NONE;"
             for index in range(len(stages))
         )
         link_sql = "\n".join(
             f"RELATE (type::thing('stage', [$run, {src}]))"
             f"->feeds->(type::thing('stage', [$run, {dst}])) "
-            f"SET capabilities = $links[{n}];"
+            f"SET capabilities = $links[{n}] RETURN NONE;"
             for n, (src, dst, _) in enumerate(stage_links)
         )
         await self._guarded(
@@ -280,6 +280,21 @@ class RunStore:
 
     # -- stage executor -----------------------------------------------------------------
 
+    async def stage_state(
+        self, run_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, Any]]:
+        """The run, its node executions and its capabilities, in one round trip (the
+        stage executor and the compensator need all three before doing anything)."""
+        run_rows, exec_rows, cap_rows = await self.db.query(
+            f"SELECT * FROM {RUN};\n"
+            "SELECT * FROM node_exec WHERE run = $run;\n"
+            "SELECT name, value FROM capability WHERE run = $run;",
+            {"run": run_id},
+        )
+        run = _plain(run_rows[0]) if run_rows else None
+        executions = {row["node"]: _plain(row) for row in exec_rows}
+        return run, executions, {row["name"]: row["value"] for row in cap_rows}
+
     async def capabilities(self, run_id: str) -> dict[str, Any]:
         rows = (
             await self.db.query(
@@ -306,9 +321,10 @@ class RunStore:
             events=events,
             cause=cause,
             extra_sql=(
-                f"UPDATE {STAGE} SET status = 'Running', started_at = $now;\n"
+                f"UPDATE {STAGE} SET status = 'Running', started_at = $now RETURN NONE;\n"
                 "FOR $node IN $nodes { UPSERT type::thing('node_exec', [$run, $node]) MERGE "
-                "{run: $run, node: $node, stage: $stage, status: 'Running', started_at: $now}; };"
+                "{run: $run, node: $node, stage: $stage, status: 'Running', started_at: $now} "
+                "RETURN NONE; };"
             ),
             variables={"stage": stage, "nodes": list(nodes)},
         )
@@ -324,10 +340,11 @@ class RunStore:
     ) -> None:
         """A node's outcome and the capabilities it produced, with its announcing event."""
         await self.db.transaction(
-            "UPSERT type::thing('node_exec', [$run, $node]) MERGE $record;\n"
+            "UPSERT type::thing('node_exec', [$run, $node]) MERGE $record RETURN NONE;\n"
             "FOR $name IN object::keys($outputs) { UPSERT type::thing('capability', [$run, $name]) "
-            "CONTENT {run: $run, name: $name, producer: $node, value: $outputs[$name]}; };\n"
-            "INSERT IGNORE INTO event $events;",
+            "CONTENT {run: $run, name: $name, producer: $node, value: $outputs[$name]} "
+            "RETURN NONE; };\n"
+            "INSERT IGNORE INTO event $events RETURN NONE;",
             {
                 "run": run_id,
                 "node": node,
@@ -341,8 +358,8 @@ class RunStore:
         self, run_id: str, stage: int, status: str, events: Sequence[Envelope], cause: str
     ) -> None:
         await self.db.transaction(
-            f"UPDATE {STAGE} SET status = $status, finished_at = $now;\n"
-            "INSERT IGNORE INTO event $events;",
+            f"UPDATE {STAGE} SET status = $status, finished_at = $now RETURN NONE;\n"
+            "INSERT IGNORE INTO event $events RETURN NONE;",
             {
                 "run": run_id,
                 "stage": stage,
@@ -364,8 +381,8 @@ class RunStore:
         self, run_id: str, node: str, record: dict[str, Any], events: Sequence[Envelope], cause: str
     ) -> None:
         await self.db.transaction(
-            "UPSERT type::thing('compensation', [$run, $node]) CONTENT $record;\n"
-            "INSERT IGNORE INTO event $events;",
+            "UPSERT type::thing('compensation', [$run, $node]) CONTENT $record RETURN NONE;\n"
+            "INSERT IGNORE INTO event $events RETURN NONE;",
             {
                 "run": run_id,
                 "node": node,
@@ -397,11 +414,35 @@ class RunStore:
         )[0]
         return _plain(rows[0]) if rows else None
 
-    async def put_view(self, view: dict[str, Any]) -> None:
-        await self.db.query(
-            "UPSERT type::thing('run_view', $run) CONTENT $view;",
-            {"run": view["run_id"], "view": view},
+    async def put_view(self, view: dict[str, Any], items: list[dict[str, Any]]) -> None:
+        """Store a run's view and the history rows of the events folded into it."""
+        run_id = view["run_id"]
+        await self.db.transaction(
+            "UPSERT type::thing('run_view', $run) CONTENT $view RETURN NONE;\n"
+            "INSERT IGNORE INTO history_item $items RETURN NONE;",
+            {"run": run_id, "view": view, "items": [{**item, "run": run_id} for item in items]},
         )
+
+    async def history(self, run_id: str) -> list[dict[str, Any]]:
+        rows = (
+            await self.db.query(
+                "SELECT time, type, summary, id FROM history_item WHERE run = $run "
+                "ORDER BY time, id;",
+                {"run": run_id},
+            )
+        )[0]
+        return [
+            {"id": str(row["id"].id), "time": row["time"], "type": row["type"], "summary": row["summary"]}
+            for row in rows
+        ]
+
+    async def count_history(self, run_id: str) -> int:
+        rows = (
+            await self.db.query(
+                "SELECT count() AS n FROM history_item WHERE run = $run GROUP ALL;", {"run": run_id}
+            )
+        )[0]
+        return int(rows[0]["n"]) if rows else 0
 
     async def list_views(
         self, *, tenant: str | None = None, limit: int = 50
@@ -409,7 +450,7 @@ class RunStore:
         where = "WHERE tenant = $tenant" if tenant else ""
         rows = (
             await self.db.query(
-                f"SELECT * OMIT history FROM run_view {where} "
+                f"SELECT * FROM run_view {where} "
                 "ORDER BY created_at DESC LIMIT $limit;",
                 {"tenant": tenant, "limit": limit},
             )
@@ -417,11 +458,12 @@ class RunStore:
         return [_plain(row) for row in rows]
 
     async def all_views(self) -> list[dict[str, Any]]:
+        """Every view with its history: what a replay must reproduce."""
         rows = (await self.db.query("SELECT * FROM run_view ORDER BY run_id;"))[0]
-        return [_plain(row) for row in rows]
+        return [_plain(row) | {"history": await self.history(row["run_id"])} for row in rows]
 
     async def clear_views(self) -> None:
-        await self.db.query("DELETE run_view;")
+        await self.db.query("DELETE run_view; DELETE history_item;")
 
 
 def _without_id(record: dict[str, Any]) -> dict[str, Any]:

@@ -20,4 +20,6 @@ DEFINE INDEX IF NOT EXISTS event_cause ON event FIELDS cause;
 DEFINE TABLE IF NOT EXISTS rejected_event SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS run_view SCHEMALESS;
 DEFINE INDEX IF NOT EXISTS run_view_created ON run_view FIELDS created_at;
+DEFINE TABLE IF NOT EXISTS history_item SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS history_item_run ON history_item FIELDS run;
 """
