@@ -68,4 +68,5 @@ def build(ctx: FunctionContext, graphs: GraphRegistry) -> Function:
         ),
         handle=handle,
         key=run_key,
+        concurrency=16,
     )

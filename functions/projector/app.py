@@ -25,7 +25,9 @@ class _Write:
 
     view: core.RunView
     items: list[dict[str, Any]] = field(default_factory=list)
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class Projector:

@@ -8,7 +8,6 @@ out — timeout, cancellation, even a normal exit — signals the whole group.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import contextlib
 import os
 import signal
@@ -18,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,8 @@ from stratum.store import RunStore, StaleWriteError
 from stratum.subjects import Subjects
 
 log = logging.getLogger("stratum.runtime")
+# how long an idle worker's pull request waits before it is renewed
+FETCH_SECONDS = 5.0
 
 
 async def ensure_streams(jetstream: Any, subjects: Subjects) -> None:
@@ -70,6 +72,7 @@ class JetStreamRunner:
         self._locks = KeyedLocks()
         self._stopping = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None]] = set()
         self.handled = 0
 
     async def start(self) -> None:
@@ -96,6 +99,9 @@ class JetStreamRunner:
     async def stop(self, drain_seconds: float = 10.0) -> None:
         """Stop taking new messages; let handlers in flight finish (bounded), then leave."""
         self._stopping.set()
+        for task in self._workers:
+            if task not in self._busy:
+                task.cancel()  # waiting on an empty pull: nothing in hand to lose
         _, pending = (
             await asyncio.wait(self._workers, timeout=drain_seconds)
             if self._workers
@@ -113,7 +119,7 @@ class JetStreamRunner:
     async def _work(self, subscription: Any) -> None:
         while not self._stopping.is_set():
             try:
-                messages = await subscription.fetch(1, timeout=1.0)
+                messages = await subscription.fetch(1, timeout=FETCH_SECONDS)
             except TimeoutError:
                 continue
             except asyncio.CancelledError:
@@ -126,8 +132,14 @@ class JetStreamRunner:
                 )
                 await asyncio.sleep(0.5)
                 continue
-            for message in messages:
-                await self._process(message)
+            current = asyncio.current_task()
+            assert current is not None
+            self._busy.add(current)
+            try:
+                for message in messages:
+                    await self._process(message)
+            finally:
+                self._busy.discard(current)
 
     async def _process(self, message: Any) -> None:
         fn = self.function

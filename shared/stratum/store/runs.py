@@ -138,7 +138,8 @@ class RunStore:
         }
         try:
             await self.db.transaction(
-                f"CREATE {RUN} CONTENT $record RETURN NONE;\nINSERT IGNORE INTO event $events RETURN NONE;",
+                f"CREATE {RUN} CONTENT $record RETURN NONE;\n"
+                "INSERT IGNORE INTO event $events RETURN NONE;",
                 {
                     "run": run["id"],
                     "record": _without_id(record),
@@ -432,7 +433,12 @@ class RunStore:
             )
         )[0]
         return [
-            {"id": str(row["id"].id), "time": row["time"], "type": row["type"], "summary": row["summary"]}
+            {
+                "id": str(row["id"].id),
+                "time": row["time"],
+                "type": row["type"],
+                "summary": row["summary"],
+            }
             for row in rows
         ]
 
@@ -450,8 +456,7 @@ class RunStore:
         where = "WHERE tenant = $tenant" if tenant else ""
         rows = (
             await self.db.query(
-                f"SELECT * FROM run_view {where} "
-                "ORDER BY created_at DESC LIMIT $limit;",
+                f"SELECT * FROM run_view {where} ORDER BY created_at DESC LIMIT $limit;",
                 {"tenant": tenant, "limit": limit},
             )
         )[0]
