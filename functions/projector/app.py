@@ -25,6 +25,8 @@ class _Write:
 
     view: core.RunView
     items: list[dict[str, Any]] = field(default_factory=list)
+    # the write's task, referenced so it cannot be garbage-collected mid-flight
+    task: asyncio.Task[None] | None = None
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -61,7 +63,7 @@ class Projector:
             if write is None:
                 write = _Write(updated)
                 self._pending[run_id] = write
-                asyncio.create_task(self._write(run_id, write))
+                write.task = asyncio.create_task(self._write(run_id, write))
             write.view = updated
             write.items.append(core.history_item(event).model_dump(mode="json"))
         await asyncio.shield(write.done)
