@@ -7,11 +7,10 @@ from collections.abc import Sequence
 
 from functions.compensator import core
 from functions.compensator.core import StepStatus
-from functions.stage_executor.app import ExecutorConfig
 from stratum.clock import iso, utc_now
 from stratum.errors import UnknownRunError
 from stratum.events import CompensateRun, Envelope
-from stratum.executor import ExecutionContext, run_compensation
+from stratum.executor import ExecutorConfig, run_compensation
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
 
@@ -35,17 +34,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
                 status: StepStatus = "skipped"
                 error, bundle, duration_ms = None, None, 0.0
             else:
-                execution = ExecutionContext(
-                    run_id=run_id,
-                    tenant=command.tenant,
-                    stage=stage,
-                    data_dir=config.data_dir,
-                    workdir=config.workdir,
-                    workspace=config.workspace(run_id),
-                    nu_bin=config.nu_bin,
-                    nu_path=config.nu_path,
-                    kill_grace=config.kill_grace,
-                )
+                execution = config.context(run_id, command.tenant, stage)
                 payload = core.compensation_payload(run, node.consumes, node.produces, capabilities)
                 outcome = await run_compensation(node, payload, execution)
                 status = "succeeded" if outcome.status == "succeeded" else "failed"

@@ -6,23 +6,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from stratum.events import CompensationRecorded, Envelope, Payload, RunCompensated
-from stratum.events import emit as emit_event
+from stratum.events import CompensationRecorded, Envelope, Payload, RunCompensated, follow
 
 SOURCE = "stratum/compensator"
 StepStatus = Literal["succeeded", "failed", "skipped"]
 
 
 def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str = "") -> Envelope:
-    return emit_event(
-        payload,
-        cause=cause,
-        run_id=cause.runid,
-        tenant=cause.tenant,
-        source=SOURCE,
-        now=now,
-        discriminator=discriminator,
-    )
+    return follow(payload, cause, source=SOURCE, now=now, discriminator=discriminator)
 
 
 def undo_order(executions: Mapping[str, Mapping[str, Any]]) -> list[tuple[int, str]]:

@@ -21,8 +21,8 @@ from stratum.events import (
     RunPlanned,
     RunRejected,
     RunSucceeded,
+    follow,
 )
-from stratum.events import emit as emit_event
 from stratum.graph import ActionGraph, capability_edges, plan
 
 SOURCE = "stratum/planner"
@@ -44,15 +44,7 @@ class Rejected:
 
 
 def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str = "") -> Envelope:
-    return emit_event(
-        payload,
-        cause=cause,
-        run_id=cause.runid,
-        tenant=cause.tenant,
-        source=SOURCE,
-        now=now,
-        discriminator=discriminator,
-    )
+    return follow(payload, cause, source=SOURCE, now=now, discriminator=discriminator)
 
 
 def on_accepted(

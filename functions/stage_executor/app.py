@@ -7,32 +7,14 @@ before its event is published; the stage's result goes to the planner.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from functions.stage_executor import core
 from stratum.clock import utc_now
 from stratum.errors import UnknownRunError
 from stratum.events import Envelope, ExecuteStage
-from stratum.executor import ExecutionContext, NodeOutcome, run_stage
+from stratum.executor import ExecutorConfig, NodeOutcome, run_stage
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
-
-
-@dataclass(frozen=True)
-class ExecutorConfig:
-    """Plain values the executor needs (from Settings, built by the adapter)."""
-
-    data_dir: Path
-    workdir: Path
-    nu_bin: Path
-    nu_path: str
-    kill_grace: float
-    concurrency: int
-
-    def workspace(self, run_id: str) -> Path:
-        """The run's own folder for the files its scripts write."""
-        return self.data_dir / "runs" / run_id / "workspace"
 
 
 def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -> Function:
@@ -51,17 +33,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
 
         nodes = [graph.nodes[node] for node in todo]
         payloads = {node.id: core.node_payload(run, node, capabilities) for node in nodes}
-        execution = ExecutionContext(
-            run_id=run_id,
-            tenant=command.tenant,
-            stage=stage,
-            data_dir=config.data_dir,
-            workdir=config.workdir,
-            workspace=config.workspace(run_id),
-            nu_bin=config.nu_bin,
-            nu_path=config.nu_path,
-            kill_grace=config.kill_grace,
-        )
+        execution = config.context(run_id, command.tenant, stage)
 
         async def record(outcome: NodeOutcome) -> None:
             record, event = core.finished(command, stage, outcome)

@@ -15,8 +15,8 @@ from stratum.events import (
     Payload,
     StageCompleted,
     StageFailed,
+    follow,
 )
-from stratum.events import emit as emit_event
 from stratum.executor import NodeOutcome
 from stratum.graph import ActionNode
 
@@ -24,15 +24,7 @@ SOURCE = "stratum/stage-executor"
 
 
 def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str = "") -> Envelope:
-    return emit_event(
-        payload,
-        cause=cause,
-        run_id=cause.runid,
-        tenant=cause.tenant,
-        source=SOURCE,
-        now=now,
-        discriminator=discriminator,
-    )
+    return follow(payload, cause, source=SOURCE, now=now, discriminator=discriminator)
 
 
 def node_payload(

@@ -228,6 +228,21 @@ def emit(
     )
 
 
+def follow(
+    payload: Payload, cause: Envelope, *, source: str, now: datetime, discriminator: str = ""
+) -> Envelope:
+    """An event of the same run as `cause`, emitted because of it."""
+    return emit(
+        payload,
+        cause=cause,
+        run_id=cause.runid,
+        tenant=cause.tenant,
+        source=source,
+        now=now,
+        discriminator=discriminator,
+    )
+
+
 def _first_error(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "event"

@@ -24,7 +24,7 @@ from functions.projector import app as projector
 from functions.stage_executor import app as stage_executor
 from stratum.config import Settings
 from stratum.errors import DependencyUnavailableError
-from stratum.executor import curated_path
+from stratum.executor import ExecutorConfig, curated_path
 from stratum.graph_registry import GraphRegistry
 from stratum.nats_server import LocalNatsServer, free_port
 from stratum.runtime import FunctionContext, JetStreamRunner, Publisher, ensure_streams
@@ -87,7 +87,7 @@ class StratumServer:
         nu_path = s.nu_path or curated_path(
             s.data_dir / "toolbin", s.nu_tools, os.environ.get("PATH", "")
         )
-        config = stage_executor.ExecutorConfig(
+        config = ExecutorConfig(
             data_dir=s.data_dir,
             workdir=s.root,
             nu_bin=nu_bin,

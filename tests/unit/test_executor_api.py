@@ -17,6 +17,7 @@ def test_exported_names() -> None:
             "RESERVED_ENV",
             "AttemptRecord",
             "ExecutionContext",
+            "ExecutorConfig",
             "GroupProcess",
             "NodeOutcome",
             "OnAttempt",

@@ -6,6 +6,7 @@ attempt leaves a bundle under `<data_dir>/runs/` (see `stratum.executor.bundle`)
 """
 
 from .bundle import attempt_dir, compensation_dir
+from .config import ExecutorConfig
 from .environment import DEFAULT_TOOLS, RESERVED_ENV, curated_path, node_env
 from .models import AttemptRecord, ExecutionContext, NodeOutcome, StageOutcome, Status
 from .node import OnAttempt, run_compensation, run_node
@@ -18,6 +19,7 @@ __all__ = [
     "RESERVED_ENV",
     "AttemptRecord",
     "ExecutionContext",
+    "ExecutorConfig",
     "GroupProcess",
     "NodeOutcome",
     "OnAttempt",
