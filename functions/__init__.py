@@ -3,6 +3,7 @@ the chain only by publishing events:
 
     ingest -> planner -> stage_executor -> planner -> ... -> (compensator) -> projector
 
-Each has `core.py` (pure decisions), `app.py` (the declaration: subjects + handler), and
-`__main__.py` (run it alone against a NATS and SurrealDB URL).
+Each has `core.py` (pure decisions) and `app.py` (the declaration: subjects + handler),
+run by the JetStream adapter in `stratum.runtime`; `stratum up` (`stratum.server`) runs
+all five in one process.
 """

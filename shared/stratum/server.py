@@ -32,6 +32,7 @@ from stratum.store import Database, RunStore
 from stratum.subjects import Subjects
 
 log = logging.getLogger("stratum")
+CONNECT_SECONDS = 10.0
 
 
 @dataclass
@@ -121,9 +122,22 @@ class StratumServer:
             await self._nats_server.start()
             self.nats_url = self._nats_server.url
         try:
-            self._nc = await nats.connect(
-                self.nats_url, connect_timeout=3, max_reconnect_attempts=-1, allow_reconnect=True
+            # bounded: with reconnects allowed, nats-py would retry a dead URL forever
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    self.nats_url,
+                    connect_timeout=3,
+                    max_reconnect_attempts=-1,
+                    allow_reconnect=True,
+                    error_cb=_log_nats_error,
+                ),
+                CONNECT_SECONDS,
             )
+        except TimeoutError:
+            raise DependencyUnavailableError(
+                f"NATS at {self.nats_url} is not reachable (no connection within "
+                f"{CONNECT_SECONDS:.0f} s)"
+            ) from None
         except Exception as error:
             raise DependencyUnavailableError(
                 f"NATS at {self.nats_url} is not reachable: {type(error).__name__}: {error}"
@@ -189,6 +203,11 @@ class StratumServer:
             endpoint = orjson.loads(self.settings.endpoint_file.read_bytes())
             if endpoint.get("pid") == os.getpid():
                 self.settings.endpoint_file.unlink()
+
+
+async def _log_nats_error(error: Exception) -> None:
+    """nats-py reports connection trouble here; one line, not a traceback."""
+    log.warning(f"nats: {type(error).__name__}: {error}")
 
 
 def read_endpoint(data_dir: Path) -> dict[str, Any]:

@@ -152,3 +152,22 @@ def test_plan_and_check_and_their_errors(env: dict[str, str], tmp_path: Path) ->
     assert result.returncode != 0
     assert "crate.ncl:" in result.stderr and "timeout" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_fails_fast_naming_an_unreachable_dependency(env: dict[str, str]) -> None:
+    for name, variable, url in (
+        ("SurrealDB", "STRATUM_SURREAL_URL", "ws://127.0.0.1:1"),
+        ("NATS", "STRATUM_NATS_URL", "nats://127.0.0.1:1"),
+    ):
+        result = cli({**env, variable: url}, "up", timeout=60)
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {name} at {url} is not reachable"), last
+
+
+def test_commands_that_need_a_running_stratum_say_so(env: dict[str, str]) -> None:
+    result = cli(env, "runs")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: Stratum is not running")
+    bad = cli(env, "emit", "crate.push", "--tenant", "acme", "--data", "{not json")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: --data is not JSON")

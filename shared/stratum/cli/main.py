@@ -86,11 +86,19 @@ async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        await server.start()
-    except StratumError:
+    starting = asyncio.create_task(server.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # Ctrl-C / SIGTERM while starting: stop what has started
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StratumError):
+            await starting
         await server.stop()
-        raise
+        return
+    stopping.cancel()
+    if starting.exception() is not None:
+        await server.stop()
+        raise starting.exception()  # type: ignore[misc]
     graph = server.graphs.current
     out.print(f"[bold green]Stratum is up[/]  http {server.http_url}  nats {server.nats_url}")
     if graph is not None:
