@@ -1,0 +1,91 @@
+"""The projector's fold: same view whatever order a run's events arrive in, and twice."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+
+from functions.projector.core import RunView, apply
+from stratum.events import (
+    Envelope,
+    ExecuteStage,
+    NodeStarted,
+    NodeSucceeded,
+    Payload,
+    RunAccepted,
+    RunPlanned,
+    RunSucceeded,
+    StageCompleted,
+    emit,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def events() -> list[Envelope]:
+    payloads: list[Payload] = [
+        RunAccepted(
+            topic="t.x",
+            trigger_subject="s",
+            event_id="e",
+            event_type="t.x",
+            event_source="src",
+            actor="a",
+            event_data={},
+            inputs_hash="h",
+        ),
+        RunPlanned(graph_version="v", stages=[["a", "b"], ["c"]]),
+        ExecuteStage(stage=0, nodes=["a", "b"]),
+        NodeStarted(stage=0, node="a"),
+        NodeStarted(stage=0, node="b"),
+        NodeSucceeded(stage=0, node="a", attempts=1, duration_ms=5, outputs_hash="x", bundle="/a"),
+        NodeSucceeded(stage=0, node="b", attempts=2, duration_ms=6, outputs_hash="y", bundle="/b"),
+        StageCompleted(stage=0, nodes=["a", "b"]),
+        ExecuteStage(stage=1, nodes=["c"]),
+        NodeStarted(stage=1, node="c"),
+        NodeSucceeded(stage=1, node="c", attempts=1, duration_ms=7, outputs_hash="z", bundle="/c"),
+        StageCompleted(stage=1, nodes=["c"]),
+        RunSucceeded(outputs_hash="all"),
+    ]
+    return [
+        emit(
+            p,
+            cause=f"cause-{i}",
+            run_id="run-1",
+            tenant="acme",
+            source="test",
+            now=T0 + timedelta(milliseconds=i),
+            discriminator=str(i),
+        )
+        for i, p in enumerate(payloads)
+    ]
+
+
+def fold(sequence: list[Envelope]) -> RunView:
+    view = None
+    for event in sequence:
+        view = apply(view, event)
+    assert view is not None
+    return view
+
+
+def test_in_order_fold_gives_the_expected_view() -> None:
+    view = fold(events())
+    assert view.status == "Succeeded" and view.finished
+    assert [s.status for s in view.stages] == ["succeeded", "succeeded"]
+    assert {n: v.status for n, v in view.nodes.items()} == dict.fromkeys("abc", "succeeded")
+    assert view.nodes["b"].attempts == 2
+    assert view.duration_ms == 12.0
+
+
+def test_any_arrival_order_and_repeats_give_the_same_view() -> None:
+    ordered = events()
+    expected = fold(ordered)
+    rng = random.Random(20261122)
+    print("seed 20261122")
+    for _ in range(200):
+        shuffled = ordered[:]
+        rng.shuffle(shuffled)
+        assert fold(shuffled) == expected
+    assert fold(list(itertools.chain(ordered, ordered[::-1]))) == expected
