@@ -153,6 +153,11 @@ def test_plan_and_check_and_their_errors(env: dict[str, str], tmp_path: Path) ->
     assert "crate.ncl:" in result.stderr and "timeout" in result.stderr
     assert "Traceback" not in result.stderr
 
+    planned = cli({**env, "STRATUM_DEFINITIONS": str(broken)}, "plan", "crate.push")
+    assert planned.returncode == 1
+    assert len(planned.stderr.strip().splitlines()) == 1
+    assert planned.stderr.startswith("error: ") and "crate.ncl:" in planned.stderr
+
 
 def test_up_fails_fast_naming_an_unreachable_dependency(env: dict[str, str]) -> None:
     for name, variable, url in (

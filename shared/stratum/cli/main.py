@@ -20,7 +20,7 @@ from rich.console import Console
 
 from stratum.cli import render
 from stratum.config import Settings, load_settings
-from stratum.errors import StratumError
+from stratum.errors import DefinitionError, StratumError
 
 app = typer.Typer(
     add_completion=False,
@@ -270,7 +270,11 @@ def main() -> None:
     try:
         app()
     except StratumError as error:
-        sys.stderr.write(f"error: {error}\n")
+        lines = str(error).splitlines() or [type(error).__name__]
+        hint = (
+            " (`stratum check` shows every problem)" if isinstance(error, DefinitionError) else ""
+        )
+        sys.stderr.write(f"error: {lines[0]}{hint if len(lines) > 1 else ''}\n")
         sys.exit(1)
 
 
