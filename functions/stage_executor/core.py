@@ -109,7 +109,7 @@ def stage_result(
     failed = [o for o in outcomes if o.status == "failed"]
     if not failed:
         return _emit(StageCompleted(stage=stage, nodes=nodes), command, now)
-    error = "; ".join(f"{o.node_id}: {o.error}" for o in failed)
+    error = "; ".join(o.error or f"node {o.node_id}: failed" for o in failed)
     return _emit(
         StageFailed(stage=stage, failed=[o.node_id for o in failed], error=error), command, now
     )

@@ -28,7 +28,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Stratum: event-driven pipelines of Nushell steps declared in Nickel.",
 )
-out = Console(highlight=False)
+# piped output is never cut to 80 columns: a run id must survive `stratum runs | grep`
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 DEFAULT_CONFIG = Path("nickel/config.ncl")
 ConfigOption = typer.Option(
     None, "--config", "-c", help="Nickel startup config [nickel/config.ncl]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -38,18 +39,22 @@ def ms(value: float | None) -> str:
 
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:
-    table = Table(title="Runs", title_justify="left")
-    for column in ("run", "tenant", "topic", "status", "duration", "created (UTC)"):
-        table.add_column(column)
-    for run in runs:
-        table.add_row(
+    table = Table(title="Runs", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    rows = [
+        (
             run["run_id"],
             run["tenant"],
             run.get("topic") or "-",
-            status_text(run["status"]),
+            run["status"],
             ms(run.get("duration_ms")),
-            (run.get("created_at") or "")[:23].replace("T", " "),
+            (run.get("created_at") or "")[5:16].replace("T", " "),
         )
+        for run in runs
+    ]
+    for column in ("run", "tenant", "topic", "status", "took", "created (UTC)"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row[:3], status_text(row[3]), *row[4:])
     return table
 
 
