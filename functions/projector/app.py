@@ -82,7 +82,11 @@ class Projector:
                 write.done.set_result(None)
 
     async def rebuild(self) -> int:
-        """Replay: drop the read models and fold them again from the stored event log."""
+        """Replay: drop the read models and fold them again from the stored event log.
+
+        Meant for a quiet system: an event projected while this runs may be overwritten
+        by the rebuilt view (a second replay then includes it).
+        """
         views, history = core.replay(await self.store.all_events())
         self._views.clear()
         await self.store.clear_views()

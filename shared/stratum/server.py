@@ -72,6 +72,7 @@ class StratumServer:
         js = self._nc.jetstream()
         await ensure_streams(js, self.subjects)
 
+        self.projections = projector.Projector(self.store)
         self.graphs = GraphRegistry(s.definitions, s.lib_dir, self.store)
         self.graphs.reload()
         if s.watch:
@@ -81,7 +82,6 @@ class StratumServer:
             await self._start_http()
 
         publisher = Publisher(js, self.subjects)
-        self.projections = projector.Projector(self.store)
         ctx = FunctionContext(
             self.store, self.subjects, publisher, logging.getLogger("stratum.functions")
         )
@@ -150,7 +150,7 @@ class StratumServer:
 
         s = self.settings
         port = s.http_port or free_port(s.http_host)
-        app = create_app(self.store, self.graphs)
+        app = create_app(self.store, self.graphs, self.projections)
         config = uvicorn.Config(
             app, host=s.http_host, port=port, log_level="warning", lifespan="off", access_log=False
         )

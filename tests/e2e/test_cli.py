@@ -114,6 +114,10 @@ def test_user_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
         shown = cli(env, "show", view["run_id"])
         assert shown.returncode == 0 and "build-crate" in shown.stdout and "stage 1" in shown.stdout
 
+        replayed = cli(env, "replay")
+        assert replayed.returncode == 0 and "of 2 run(s)" in replayed.stdout
+        assert json_out(cli(env, "runs", "--json")) == listed
+
         unknown = cli(env, "show", "run-does-not-exist")
         assert unknown.returncode != 0
         assert unknown.stderr.strip() == "error: unknown run run-does-not-exist"

@@ -1,12 +1,13 @@
 """The HTTP API `stratum up` serves, read by the CLI.
 
 GET /healthz, /api/runs[?tenant=&limit=], /api/runs/{id}, /api/graph, /api/plan?topic=
+POST /api/replay (rebuild the read models from the stored events)
 Errors are JSON `{"error": "..."}` with a fitting status code.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,7 +24,11 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(store: RunStore, graphs: GraphRegistry) -> Starlette:
+class Replayer(Protocol):
+    async def rebuild(self) -> int: ...
+
+
+def create_app(store: RunStore, graphs: GraphRegistry, projections: Replayer) -> Starlette:
     async def healthz(_: Request) -> JSONResponse:
         graph = graphs.current
         return JSONResponse(
@@ -91,6 +96,9 @@ def create_app(store: RunStore, graphs: GraphRegistry) -> Starlette:
             }
         )
 
+    async def replay(_: Request) -> JSONResponse:
+        return JSONResponse({"runs": await projections.rebuild()})
+
     return Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -98,5 +106,6 @@ def create_app(store: RunStore, graphs: GraphRegistry) -> Starlette:
             Route("/api/runs/{run_id}", run_detail),
             Route("/api/graph", graph),
             Route("/api/plan", plan_for),
+            Route("/api/replay", replay, methods=["POST"]),
         ]
     )

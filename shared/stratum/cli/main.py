@@ -48,14 +48,16 @@ def settings_from(config: Path | None) -> Settings:
     return load_settings(config)
 
 
-def api_get(settings: Settings, path: str, params: dict[str, Any] | None = None) -> Any:
+def api_get(
+    settings: Settings, path: str, params: dict[str, Any] | None = None, *, method: str = "GET"
+) -> Any:
     import httpx
 
     from stratum.server import read_endpoint
 
     base = read_endpoint(settings.data_dir)["http"]
     try:
-        response = httpx.get(base + path, params=params, timeout=10)
+        response = httpx.request(method, base + path, params=params, timeout=120)
     except httpx.HTTPError as error:
         fail(
             f"Stratum is not reachable at {base} ({type(error).__name__}); is `stratum up` running?"
@@ -250,6 +252,13 @@ def plan(topic: str, as_json: bool = JsonOption, config: Path | None = ConfigOpt
         render.print_json(out, {"stages": stages})
     else:
         out.print(render.plan_text(topic, stages))
+
+
+@app.command()
+def replay(config: Path | None = ConfigOption) -> None:
+    """Rebuild the read models (run list, details, history) from the stored events."""
+    body = api_get(settings_from(config), "/api/replay", method="POST")
+    out.print(f"rebuilt the read models of {body['runs']} run(s) from the event log")
 
 
 @app.command()
