@@ -18,7 +18,8 @@ from stratum.events import Envelope, RunAccepted, emit
 from stratum.ids import run_id
 from stratum.subjects import Subjects
 
-MAX_BODY_BYTES = 1024 * 1024
+# under NATS's default 1 MiB max_payload with room for run.accepted, which carries the data
+MAX_BODY_BYTES = 1024 * 1024 - 64 * 1024
 SOURCE = "stratum/ingest"
 
 

@@ -53,7 +53,8 @@ class Projector:
     async def project(self, event: Envelope) -> None:
         run_id = event.runid
         async with self._loads.hold(run_id):
-            view = self._views.get(run_id)
+            pending = self._pending.get(run_id)
+            view = self._views.get(run_id) or (pending.view if pending else None)
             if view is None:
                 stored = await self.store.get_view(run_id)
                 view = core.RunView.model_validate(_clean(stored)) if stored else None

@@ -16,15 +16,21 @@ from stratum.executor import ExecutorConfig, NodeOutcome, run_stage
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
 
+FINISHED_STAGE = frozenset({"Succeeded", "Failed"})
+
 
 def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -> Function:
     async def handle(inbound: Inbound) -> Sequence[Envelope]:
         command = Envelope.from_bytes(inbound.body)
         order = command.payload(ExecuteStage)
         run_id, stage = command.runid, order.stage
-        run, executions, capabilities = await ctx.store.stage_state(run_id)
+        run, executions, capabilities, stage_status = await ctx.store.stage_state(run_id, stage)
         if run is None:
             raise UnknownRunError(f"stage command {command.id} names unknown run {run_id}")
+        if stage_status in FINISHED_STAGE:
+            # a redelivery of a stage that already ended: announce its result again, never
+            # run its nodes a second time
+            return await ctx.store.events_caused_by(command.id)
         graph = await graphs.version(run["graph_version"])
         todo = core.pending_nodes(order.nodes, executions)
         started = core.started(command, stage, todo, utc_now())

@@ -156,10 +156,21 @@ class StratumServer:
         )
         self._http = uvicorn.Server(config)
         self._http.install_signal_handlers = lambda: None
-        self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
+        serving = asyncio.create_task(self._serve_http(), name="http")
+        self._tasks.append(serving)
         while not self._http.started:
+            if serving.done():  # could not bind, or crashed while starting
+                raise DependencyUnavailableError(
+                    f"HTTP API could not listen on {s.http_host}:{port} (see the log above)"
+                )
             await asyncio.sleep(0.02)
         self.http_url = f"http://{s.http_host}:{port}"
+
+    async def _serve_http(self) -> None:
+        # uvicorn calls sys.exit() when it cannot bind; keep that from ending the process
+        # before the rest is stopped in order
+        with contextlib.suppress(SystemExit):
+            await self._http.serve()
 
     async def _watch(self) -> None:
         from watchfiles import awatch

@@ -99,9 +99,12 @@ async def _serve(settings: Settings) -> None:
         await server.stop()
         return
     stopping.cancel()
-    if starting.exception() is not None:
+    error = starting.exception()
+    if error is not None:
         await server.stop()
-        raise starting.exception()  # type: ignore[misc]
+        if isinstance(error, StratumError):
+            raise error
+        fail(f"start-up failed: {type(error).__name__}: {error}")
     graph = server.graphs.current
     out.print(f"[bold green]Stratum is up[/]  http {server.http_url}  nats {server.nats_url}")
     if graph is not None:
@@ -186,6 +189,8 @@ async def _publish(url: str, subject: str, body: bytes, ident: str) -> None:
         fail(f"NATS at {url} is not reachable: {type(error).__name__}")
     try:
         await nc.jetstream().publish(subject, body, headers={"Nats-Msg-Id": ident})
+    except Exception as error:
+        fail(f"publishing to {subject} failed: {type(error).__name__}: {error}")
     finally:
         await nc.close()
 
@@ -202,7 +207,10 @@ def _wait_for(settings: Settings, run: str, timeout: float, *, quiet: bool) -> d
     last_status = ""
     with httpx.Client(base_url=base, timeout=10) as client:
         while time.monotonic() < deadline:
-            response = client.get(f"/api/runs/{run}")
+            try:
+                response = client.get(f"/api/runs/{run}")
+            except httpx.HTTPError as error:
+                fail(f"lost Stratum at {base} while waiting for {run} ({type(error).__name__})")
             if response.status_code == 200:
                 view: dict[str, Any] = response.json()
                 if view["status"] != last_status and not quiet:

@@ -137,7 +137,15 @@ class JetStreamRunner:
             self._busy.add(current)
             try:
                 for message in messages:
-                    await self._process(message)
+                    try:
+                        await self._process(message)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # ack/nak itself failed (connection trouble)
+                        log.exception(
+                            "could not settle a message; JetStream will redeliver it",
+                            extra={"function": self.function.name},
+                        )
             finally:
                 self._busy.discard(current)
 

@@ -16,6 +16,7 @@ from stratum.errors import DependencyUnavailableError, RetryableError, StratumEr
 
 STALE_MARKER = "stratum:stale"
 CONFLICT_RETRIES = 8
+NOT_EXECUTED = "not executed due to a failed transaction"
 
 
 class StoreError(StratumError):
@@ -83,14 +84,16 @@ class Database:
             response = await self._connection.query_raw(sql, variables or {})
         except Exception as error:
             raise _translate(str(error)) from None
-        results: list[Any] = []
-        for statement in response.get("result", []):
-            if statement.get("status") != "OK":
-                raise _translate(str(statement.get("result")))
-            results.append(statement.get("result"))
         if "error" in response:
             raise _translate(str(response["error"]))
-        return results
+        statements = response.get("result", [])
+        errors = [str(s.get("result")) for s in statements if s.get("status") != "OK"]
+        if errors:
+            # in a failed transaction every statement reports "not executed"; the cause
+            # (a THROW, a unique index, a conflict) is the one error that says otherwise
+            causes = [e for e in errors if NOT_EXECUTED not in e]
+            raise _translate(causes[0] if causes else errors[0])
+        return [statement.get("result") for statement in statements]
 
     async def transaction(self, sql: str, variables: dict[str, Any] | None = None) -> list[Any]:
         """Run `sql` atomically: all statements commit together or none do."""
@@ -107,6 +110,6 @@ def _translate(message: str) -> StratumError:
         return StaleWriteError(message)
     if "can be retried" in message or "conflict" in message.lower():
         return RetryableError(f"database write conflict: {message}")
-    if "not executed due to a failed transaction" in message:
+    if NOT_EXECUTED in message:
         return RetryableError(f"database transaction failed: {message}")
     return StoreError(f"database error: {message}")

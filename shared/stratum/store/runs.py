@@ -147,7 +147,8 @@ class RunStore:
                 },
             )
         except Exception as error:
-            if "already" in str(error):  # a concurrent instance created it first
+            if "already exists" in str(error) or "already contains" in str(error):
+                # a concurrent instance created it first
                 return False
             raise
         return True
@@ -282,19 +283,23 @@ class RunStore:
     # -- stage executor -----------------------------------------------------------------
 
     async def stage_state(
-        self, run_id: str
-    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, Any]]:
-        """The run, its node executions and its capabilities, in one round trip (the
-        stage executor and the compensator need all three before doing anything)."""
-        run_rows, exec_rows, cap_rows = await self.db.query(
+        self,
+        run_id: str,
+        stage: int = 0,
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, Any], str | None]:
+        """The run, its node executions, its capabilities and the status of `stage`, in
+        one round trip (the stage executor and the compensator need them all first)."""
+        run_rows, exec_rows, cap_rows, stage_rows = await self.db.query(
             f"SELECT * FROM {RUN};\n"
             "SELECT * FROM node_exec WHERE run = $run;\n"
-            "SELECT name, value FROM capability WHERE run = $run;",
-            {"run": run_id},
+            "SELECT name, value FROM capability WHERE run = $run;\n"
+            f"SELECT VALUE status FROM {STAGE};",
+            {"run": run_id, "stage": stage},
         )
         run = _plain(run_rows[0]) if run_rows else None
         executions = {row["node"]: _plain(row) for row in exec_rows}
-        return run, executions, {row["name"]: row["value"] for row in cap_rows}
+        capabilities = {row["name"]: row["value"] for row in cap_rows}
+        return run, executions, capabilities, (stage_rows[0] if stage_rows else None)
 
     async def capabilities(self, run_id: str) -> dict[str, Any]:
         rows = (
@@ -324,7 +329,7 @@ class RunStore:
             extra_sql=(
                 f"UPDATE {STAGE} SET status = 'Running', started_at = $now RETURN NONE;\n"
                 "FOR $node IN $nodes { UPSERT type::thing('node_exec', [$run, $node]) MERGE "
-                "{run: $run, node: $node, stage: $stage, status: 'Running', started_at: $now} "
+                "{run: $run, node: $node, stage: $stage, status: 'running', started_at: $now} "
                 "RETURN NONE; };"
             ),
             variables={"stage": stage, "nodes": list(nodes)},

@@ -1,0 +1,77 @@
+"""RunStore against the real embedded SurrealDB engine (mem://): guarded writes and the
+event log behave as the runner relies on."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+
+from stratum.events import RunPlanned, emit
+from stratum.store import Database, RunStore, StaleWriteError
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def store() -> AsyncIterator[RunStore]:
+    database = await Database.open("mem://", namespace="t", database="t", durable_writes=False)
+    runs = RunStore(database)
+    await runs.ensure_schema()
+    yield runs
+    await database.close()
+
+
+async def accepted_run(store: RunStore, run_id: str = "run-1") -> None:
+    record = {"id": run_id, "tenant": "acme", "event_id": f"e-{run_id}", "topic": "x"}
+    event = emit(
+        RunPlanned(graph_version="v", stages=[["a"]]),
+        cause="c0",
+        run_id=run_id,
+        tenant="acme",
+        source="test",
+        now=NOW,
+    )
+    assert await store.accept_run(record, event, cause="c0")
+
+
+async def test_a_guarded_write_done_twice_is_stale_and_its_events_can_be_found(
+    store: RunStore,
+) -> None:
+    await accepted_run(store)
+    planned = [
+        emit(
+            RunPlanned(graph_version="v", stages=[["a"]]),
+            cause="c1",
+            run_id="run-1",
+            tenant="acme",
+            source="test",
+            now=NOW,
+        )
+    ]
+    await store.record_plan(
+        "run-1", graph_version="v", stages=[["a"]], stage_links=[], events=planned, cause="c1"
+    )
+    with pytest.raises(StaleWriteError, match="already planned"):
+        await store.record_plan(
+            "run-1", graph_version="v", stages=[["a"]], stage_links=[], events=planned, cause="c1"
+        )
+    assert [e.id for e in await store.events_caused_by("c1")] == [planned[0].id]
+    run = await store.get_run("run-1")
+    assert run is not None and run["status"] == "Planned" and run["version"] == 2
+
+
+async def test_the_same_event_accepted_twice_makes_one_run(store: RunStore) -> None:
+    await accepted_run(store, "run-2")
+    record = {"id": "run-2", "tenant": "acme", "event_id": "e-run-2", "topic": "x"}
+    event = emit(
+        RunPlanned(graph_version="v", stages=[]),
+        cause="c0",
+        run_id="run-2",
+        tenant="acme",
+        source="test",
+        now=NOW,
+    )
+    assert not await store.accept_run(record, event, cause="c0")
