@@ -21,6 +21,7 @@ from stratum.subjects import Subjects
 # under NATS's default 1 MiB max_payload with room for run.accepted, which carries the data
 MAX_BODY_BYTES = 1024 * 1024 - 64 * 1024
 SOURCE = "stratum/ingest"
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,16 @@ def parse_incoming(
             raise InvalidEventError(f"body is not JSON: {error}") from None
         if not isinstance(document, dict):
             raise InvalidEventError("body must be a CloudEvents JSON object")
+        present = set(document)
+    else:
+        present = {key.removeprefix("ce-") for key in lowered if key.startswith("ce-")}
+    # checked here: the SDK would make up an id (and a time) for an event that has none,
+    # and a made-up id defeats de-duplication
+    missing = [name for name in REQUIRED_ATTRIBUTES if name not in present]
+    if missing:
+        raise InvalidEventError(
+            f"not a valid CloudEvent: missing required attribute(s) {', '.join(missing)}"
+        )
     try:
         event = from_http(HTTPMessage(headers=lowered if binary else {}, body=body), JSONFormat())
     except BaseCloudEventException as error:
