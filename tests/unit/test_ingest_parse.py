@@ -3,6 +3,8 @@ what is not. Pure: no servers."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 import pytest
 
@@ -70,8 +72,8 @@ def test_invalid_events_say_what_is_wrong(subject: str, payload: bytes, reason: 
 
 def test_accepting_derives_the_run_id_from_tenant_and_event_id() -> None:
     event = parse_incoming("stratum.events.acme.crate.push", {}, body(), SUBJECTS)
-    record, accepted = accept(event, actor="source:ci", now=__import__("datetime").datetime.now())
-    again, accepted_again = accept(event, actor="source:ci", now=accepted.time)
+    record, accepted = accept(event, actor="source:ci", now=datetime.now(UTC))
+    _, accepted_again = accept(event, actor="source:ci", now=accepted.time)
     assert record["id"] == run_id("acme", "e-1") == accepted.runid
     assert accepted.id == accepted_again.id, "a redelivery must re-emit the same event id"
     assert len(record["inputs_hash"]) == 64
