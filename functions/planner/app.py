@@ -3,6 +3,7 @@ compensator, and marks runs Succeeded."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from functions.planner import core
@@ -12,8 +13,28 @@ from stratum.events import Envelope, RunAccepted, StageCompleted, StageFailed
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
 
+PLANS_CACHED = 4096
+
 
 def build(ctx: FunctionContext, graphs: GraphRegistry) -> Function:
+    # a run's plan never changes once stored, so this process may keep it (bounded)
+    plans: OrderedDict[str, list[list[str]]] = OrderedDict()
+
+    def remember(run_id: str, stages: list[list[str]]) -> None:
+        plans[run_id] = stages
+        while len(plans) > PLANS_CACHED:
+            plans.popitem(last=False)
+
+    async def plan_of(run_id: str, cause: str) -> list[list[str]]:
+        stages = plans.get(run_id)
+        if stages is None:
+            run = await ctx.store.get_run(run_id)
+            if run is None or "plan" not in run:
+                raise UnknownRunError(f"event {cause} names run {run_id}, which has no plan")
+            stages = run["plan"]
+            remember(run_id, stages)
+        return stages
+
     async def handle(inbound: Inbound) -> Sequence[Envelope]:
         event = Envelope.from_bytes(inbound.body)
         now = utc_now()
@@ -34,14 +55,12 @@ def build(ctx: FunctionContext, graphs: GraphRegistry) -> Function:
                 events=decision.events,
                 cause=event.id,
             )
+            remember(event.runid, [list(stage) for stage in decision.stages])
             return decision.events
 
-        run = await ctx.store.get_run(event.runid)
-        if run is None:
-            raise UnknownRunError(f"event {event.id} names unknown run {event.runid}")
         if event.type == StageCompleted.TYPE:
             stage = event.payload(StageCompleted).stage
-            following = core.next_stage(event, stage, run["plan"], now)
+            following = core.next_stage(event, stage, await plan_of(event.runid, event.id), now)
             if following is not None:
                 await ctx.store.advance_stage(event.runid, stage, [following], event.id)
                 return [following]

@@ -6,6 +6,7 @@ before its event is published; the stage's result goes to the planner.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from functions.stage_executor import core
@@ -35,7 +36,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         todo = core.pending_nodes(order.nodes, executions)
         started = core.started(command, stage, todo, utc_now())
         await ctx.store.start_stage(run_id, stage, todo, started, command.id)
-        await ctx.publisher.publish_all(started)
+        await asyncio.gather(*(ctx.publisher.publish(event) for event in started))
 
         nodes = [graph.nodes[node] for node in todo]
         payloads = {node.id: core.node_payload(run, node, capabilities) for node in nodes}

@@ -160,7 +160,7 @@ class JetStreamRunner:
             body=message.data,
             delivery=delivery,
         )
-        heartbeat = asyncio.create_task(self._heartbeat(message))
+        heartbeat = self._heartbeat(message)
         key = fn.key(inbound) if fn.key is not None else None
         try:
             if key is None:
@@ -199,13 +199,35 @@ class JetStreamRunner:
             # handled before (a redelivery): re-announce what it caused; the bus drops repeats
             return await self._store.events_caused_by(_message_id(inbound))
 
-    async def _heartbeat(self, message: Any) -> None:
-        """Tell JetStream a long handler (a stage running scripts) is still working."""
-        interval = max(self.function.ack_wait / 3, 0.5)
-        with contextlib.suppress(Exception):
-            while True:
-                await asyncio.sleep(interval)
-                await message.in_progress()
+    def _heartbeat(self, message: Any) -> _Heartbeat:
+        return _Heartbeat(message, max(self.function.ack_wait / 3, 0.5))
+
+
+class _Heartbeat:
+    """Tells JetStream a long handler (a stage running scripts) is still working.
+
+    A timer rather than a task per message: most handlers finish before the first beat.
+    """
+
+    def __init__(self, message: Any, interval: float) -> None:
+        self._message = message
+        self._interval = interval
+        self._loop = asyncio.get_running_loop()
+        self._sending: set[asyncio.Task[None]] = set()
+        self._timer = self._loop.call_later(interval, self._beat)
+
+    def _beat(self) -> None:
+        task = self._loop.create_task(self._send())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        self._timer = self._loop.call_later(self._interval, self._beat)
+
+    async def _send(self) -> None:
+        with contextlib.suppress(Exception):  # a missed beat only risks a redelivery
+            await self._message.in_progress()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def _message_id(inbound: Inbound) -> str:
