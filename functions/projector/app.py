@@ -16,7 +16,7 @@ from stratum.store import RunStore
 
 CACHED_VIEWS = 2048
 # how long a run's write waits for more of its events to join it
-COALESCE_SECONDS = 0.01
+COALESCE_SECONDS = 0.05
 
 
 @dataclass
@@ -118,5 +118,5 @@ def build(ctx: FunctionContext, projector: Projector) -> Function:
         subjects=ctx.subjects.internal_wildcards,
         handle=handle,
         key=None,  # the projector orders a run's events itself (and writes them together)
-        concurrency=64,
+        concurrency=128,
     )
