@@ -16,6 +16,7 @@ from stratum.clock import iso, utc_now
 from stratum.events import Envelope
 from stratum.status import RunStatus
 from stratum.store.database import STALE_MARKER, Database
+from stratum.store.read_models import ReadModels, plain_record
 from stratum.store.schema import SCHEMA
 
 RUN = "type::thing('run', $run)"
@@ -46,7 +47,7 @@ def _guard(condition: str, what: str) -> str:
     )
 
 
-class RunStore:
+class RunStore(ReadModels):
     """Run state in SurrealDB. One instance per process, shared by the functions."""
 
     def __init__(self, database: Database) -> None:
@@ -59,7 +60,7 @@ class RunStore:
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         rows = (await self.db.query(f"SELECT * FROM {RUN};", {"run": run_id}))[0]
-        return _plain(rows[0]) if rows else None
+        return plain_record(rows[0]) if rows else None
 
     async def events_caused_by(self, cause: str) -> list[Envelope]:
         """Events already recorded for a message: what a redelivery must re-publish."""
@@ -165,7 +166,7 @@ class RunStore:
                 "SELECT * FROM rejected_event ORDER BY at DESC LIMIT $limit;", {"limit": limit}
             )
         )[0]
-        return [_plain(row) for row in rows]
+        return [plain_record(row) for row in rows]
 
     # -- planner ------------------------------------------------------------------------
 
@@ -182,7 +183,7 @@ class RunStore:
                 "SELECT * FROM type::thing('graph', $version);", {"version": version}
             )
         )[0]
-        return _plain(rows[0]) if rows else None
+        return plain_record(rows[0]) if rows else None
 
     async def record_plan(
         self,
@@ -296,8 +297,8 @@ class RunStore:
             f"SELECT VALUE status FROM {STAGE};",
             {"run": run_id, "stage": stage},
         )
-        run = _plain(run_rows[0]) if run_rows else None
-        executions = {row["node"]: _plain(row) for row in exec_rows}
+        run = plain_record(run_rows[0]) if run_rows else None
+        executions = {row["node"]: plain_record(row) for row in exec_rows}
         capabilities = {row["name"]: row["value"] for row in cap_rows}
         return run, executions, capabilities, (stage_rows[0] if stage_rows else None)
 
@@ -313,7 +314,7 @@ class RunStore:
         rows = (await self.db.query("SELECT * FROM node_exec WHERE run = $run;", {"run": run_id}))[
             0
         ]
-        return {row["node"]: _plain(row) for row in rows}
+        return {row["node"]: plain_record(row) for row in rows}
 
     async def start_stage(
         self, run_id: str, stage: int, nodes: Sequence[str], events: Sequence[Envelope], cause: str
@@ -381,7 +382,7 @@ class RunStore:
         rows = (
             await self.db.query("SELECT * FROM compensation WHERE run = $run;", {"run": run_id})
         )[0]
-        return {row["node"]: _plain(row) for row in rows}
+        return {row["node"]: plain_record(row) for row in rows}
 
     async def record_compensation(
         self, run_id: str, node: str, record: dict[str, Any], events: Sequence[Envelope], cause: str
@@ -412,78 +413,6 @@ class RunStore:
             variables={"failed": failed},
         )
 
-    # -- projector ----------------------------------------------------------------------
-
-    async def get_view(self, run_id: str) -> dict[str, Any] | None:
-        rows = (
-            await self.db.query("SELECT * FROM type::thing('run_view', $run);", {"run": run_id})
-        )[0]
-        return _plain(rows[0]) if rows else None
-
-    async def put_view(self, view: dict[str, Any], items: list[dict[str, Any]]) -> None:
-        """Store a run's view and the history rows of the events folded into it."""
-        run_id = view["run_id"]
-        await self.db.transaction(
-            "UPSERT type::thing('run_view', $run) CONTENT $view RETURN NONE;\n"
-            "INSERT IGNORE INTO history_item $items RETURN NONE;",
-            {"run": run_id, "view": view, "items": [{**item, "run": run_id} for item in items]},
-        )
-
-    async def history(self, run_id: str) -> list[dict[str, Any]]:
-        rows = (
-            await self.db.query(
-                "SELECT time, type, summary, id FROM history_item WHERE run = $run "
-                "ORDER BY time, id;",
-                {"run": run_id},
-            )
-        )[0]
-        return [
-            {
-                "id": str(row["id"].id),
-                "time": row["time"],
-                "type": row["type"],
-                "summary": row["summary"],
-            }
-            for row in rows
-        ]
-
-    async def count_history(self, run_id: str) -> int:
-        rows = (
-            await self.db.query(
-                "SELECT count() AS n FROM history_item WHERE run = $run GROUP ALL;", {"run": run_id}
-            )
-        )[0]
-        return int(rows[0]["n"]) if rows else 0
-
-    async def list_views(
-        self, *, tenant: str | None = None, limit: int = 50
-    ) -> list[dict[str, Any]]:
-        where = "WHERE tenant = $tenant" if tenant else ""
-        rows = (
-            await self.db.query(
-                f"SELECT * FROM run_view {where} ORDER BY created_at DESC LIMIT $limit;",
-                {"tenant": tenant, "limit": limit},
-            )
-        )[0]
-        return [_plain(row) for row in rows]
-
-    async def all_views(self) -> list[dict[str, Any]]:
-        """Every view with its history: what a replay must reproduce."""
-        rows = (await self.db.query("SELECT * FROM run_view ORDER BY run_id;"))[0]
-        return [_plain(row) | {"history": await self.history(row["run_id"])} for row in rows]
-
-    async def clear_views(self) -> None:
-        await self.db.query("DELETE run_view; DELETE history_item;")
-
 
 def _without_id(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key != "id"}
-
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """A record with its SurrealDB RecordID turned into plain text."""
-    out = dict(row)
-    record_id = out.pop("id", None)
-    if record_id is not None:
-        out["_id"] = str(getattr(record_id, "id", record_id))
-    return out
