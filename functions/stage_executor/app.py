@@ -42,18 +42,37 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         payloads = {node.id: core.node_payload(run, node, capabilities) for node in nodes}
         execution = config.context(run_id, command.tenant, stage)
 
+        unrecorded = len(nodes)
+        last: list[NodeOutcome] = []
+
         async def record(outcome: NodeOutcome) -> None:
-            record, event = core.finished(command, stage, outcome)
+            nonlocal unrecorded
+            unrecorded -= 1
+            if unrecorded == 0:
+                last.append(outcome)  # written with the stage's result, in one transaction
+                return
+            node_record, event = core.finished(command, stage, outcome)
             await ctx.store.finish_node(
-                run_id, outcome.node_id, record, outcome.outputs, [event], command.id
+                run_id, outcome.node_id, node_record, outcome.outputs, [event], command.id
             )
             await ctx.publisher.publish(event)
 
         result = await run_stage(nodes, payloads, graph.schemas, execution, on_node_done=record)
         final = core.stage_result(command, stage, order.nodes, result.nodes, utc_now())
         status = "Failed" if result.failed else "Succeeded"
-        await ctx.store.finish_stage(run_id, stage, status, [final], command.id)
-        return [final]
+        if not last:
+            await ctx.store.finish_stage(run_id, stage, status, [final], command.id)
+            return [final]
+        node_record, node_event = core.finished(command, stage, last[0])
+        await ctx.store.finish_stage(
+            run_id,
+            stage,
+            status,
+            [node_event, final],
+            command.id,
+            last_node=(last[0].node_id, node_record, last[0].outputs),
+        )
+        return [node_event, final]
 
     return Function(
         name="stage-executor",
