@@ -3,10 +3,11 @@
     python -m bench.pipeline [--runs 40] [--concurrent 20] [--batch 100]
 
 Shape: 2 parallel nodes -> 1 -> 1 (4 nu spawns per pipeline). Both sides run the same
-scripts with the same nu binary, PATH and stdin. Stratum runs in-process with its own
-nats-server (JetStream file store) and embedded SurrealDB on disk with fsync per commit
-(durable writes on). Prints latency p50/p95, orchestration overhead per node, and
-pipelines/s at 1 and N concurrent pipelines, with ratios to the baseline.
+scripts with the same nu binary, PATH and stdin, alternately (pipeline by pipeline for
+latency, in rounds for throughput) so that both see the same machine. Stratum runs
+in-process with its own nats-server (JetStream file store) and embedded SurrealDB on disk
+with fsync per commit (durable writes on). Prints latency p50/p95, orchestration overhead
+per node, and pipelines/s at 1 and N concurrent pipelines, with ratios to the baseline.
 """
 
 from __future__ import annotations
@@ -130,7 +131,10 @@ class StratumSide:
             raise RuntimeError(f"bench run ended with {subject}")
 
 
-async def latencies(pipeline: Callable[[], Awaitable[None]], runs: int) -> list[float]:
+Pipeline = Callable[[], Awaitable[None]]
+
+
+async def latencies(pipeline: Pipeline, runs: int) -> list[float]:
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -139,7 +143,19 @@ async def latencies(pipeline: Callable[[], Awaitable[None]], runs: int) -> list[
     return samples
 
 
-async def throughput(pipeline: Callable[[], Awaitable[None]], total: int, concurrent: int) -> float:
+async def interleaved_latencies(
+    a: Pipeline, b: Pipeline, runs: int
+) -> tuple[list[float], list[float]]:
+    """Alternate the two sides run by run, so both see the same (shared, noisy) machine."""
+    first: list[float] = []
+    second: list[float] = []
+    for _ in range(runs):
+        first += await latencies(a, 1)
+        second += await latencies(b, 1)
+    return first, second
+
+
+async def busy_seconds(pipeline: Pipeline, total: int, concurrent: int) -> float:
     semaphore = asyncio.Semaphore(concurrent)
 
     async def one() -> None:
@@ -148,7 +164,19 @@ async def throughput(pipeline: Callable[[], Awaitable[None]], total: int, concur
 
     start = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(total)))
-    return total / (time.perf_counter() - start)
+    return time.perf_counter() - start
+
+
+async def interleaved_throughput(
+    a: Pipeline, b: Pipeline, total: int, concurrent: int, rounds: int = 4
+) -> tuple[float, float]:
+    """Pipelines/s of each side, measured in alternating rounds of total/rounds each."""
+    per_round = max(total // rounds, concurrent)
+    seconds_a = seconds_b = 0.0
+    for _ in range(rounds):
+        seconds_a += await busy_seconds(a, per_round, concurrent)
+        seconds_b += await busy_seconds(b, per_round, concurrent)
+    return per_round * rounds / seconds_a, per_round * rounds / seconds_b
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -192,12 +220,15 @@ async def main(runs: int, concurrent: int, batch: int) -> dict[str, Any]:
             await stratum.listen()
             for side in (baseline.pipeline, stratum.pipeline):  # warm up caches and consumers
                 await latencies(side, 3)
-            base_ms = await latencies(baseline.pipeline, runs)
-            strat_ms = await latencies(stratum.pipeline, runs)
-            base_1 = await throughput(baseline.pipeline, max(runs // 2, 10), 1)
-            strat_1 = await throughput(stratum.pipeline, max(runs // 2, 10), 1)
-            base_n = await throughput(baseline.pipeline, batch, concurrent)
-            strat_n = await throughput(stratum.pipeline, batch, concurrent)
+            base_ms, strat_ms = await interleaved_latencies(
+                baseline.pipeline, stratum.pipeline, runs
+            )
+            base_1, strat_1 = await interleaved_throughput(
+                baseline.pipeline, stratum.pipeline, max(runs // 2, 10), 1
+            )
+            base_n, strat_n = await interleaved_throughput(
+                baseline.pipeline, stratum.pipeline, batch, concurrent
+            )
         finally:
             await nc.close()
             await server.stop()
