@@ -20,7 +20,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         command = Envelope.from_bytes(inbound.body)
         command.payload(CompensateRun)
         run_id = command.runid
-        run, executions, capabilities, _ = await ctx.store.stage_state(run_id)
+        run, executions, capabilities = await ctx.store.run_state(run_id)
         if run is None:
             raise UnknownRunError(f"compensation command {command.id} names unknown run {run_id}")
         graph = await graphs.version(run["graph_version"])

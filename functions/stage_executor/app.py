@@ -11,13 +11,10 @@ from collections.abc import Sequence
 
 from functions.stage_executor import core
 from stratum.clock import utc_now
-from stratum.errors import UnknownRunError
 from stratum.events import Envelope, ExecuteStage
 from stratum.executor import ExecutorConfig, NodeOutcome, run_stage
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
-
-FINISHED_STAGE = frozenset({"Succeeded", "Failed"})
 
 
 def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -> Function:
@@ -25,18 +22,15 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         command = Envelope.from_bytes(inbound.body)
         order = command.payload(ExecuteStage)
         run_id, stage = command.runid, order.stage
-        run, executions, capabilities, stage_status = await ctx.store.stage_state(run_id, stage)
-        if run is None:
-            raise UnknownRunError(f"stage command {command.id} names unknown run {run_id}")
-        if stage_status in FINISHED_STAGE:
-            # a redelivery of a stage that already ended: announce its result again, never
-            # run its nodes a second time
-            return await ctx.store.events_caused_by(command.id)
-        graph = await graphs.version(run["graph_version"])
-        todo = core.pending_nodes(order.nodes, executions)
-        started = core.started(command, stage, todo, utc_now())
-        await ctx.store.start_stage(run_id, stage, todo, started, command.id)
+        # one transaction checks the stage may start, marks it and its pending nodes
+        # started, and reads what they need; a stage that already ended is stale
+        every_start = core.started(command, stage, order.nodes, utc_now())
+        run, _, capabilities, todo = await ctx.store.begin_stage(
+            run_id, stage, order.nodes, every_start, command.id
+        )
+        started = [event for event in every_start if event.data["node"] in todo]
         await asyncio.gather(*(ctx.publisher.publish(event) for event in started))
+        graph = await graphs.version(run["graph_version"])
 
         nodes = [graph.nodes[node] for node in todo]
         payloads = {node.id: core.node_payload(run, node, capabilities) for node in nodes}

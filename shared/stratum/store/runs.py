@@ -291,24 +291,20 @@ class RunStore(ReadModels):
 
     # -- stage executor -----------------------------------------------------------------
 
-    async def stage_state(
-        self,
-        run_id: str,
-        stage: int = 0,
-    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, Any], str | None]:
-        """The run, its node executions, its capabilities and the status of `stage`, in
-        one round trip (the stage executor and the compensator need them all first)."""
-        run_rows, exec_rows, cap_rows, stage_rows = await self.db.query(
+    async def run_state(
+        self, run_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, Any]]:
+        """The run, its node executions and its capabilities, in one round trip (what the
+        compensator needs before undoing anything)."""
+        run_rows, exec_rows, cap_rows = await self.db.query(
             f"SELECT * FROM {RUN};\n"
             "SELECT * FROM node_exec WHERE run = $run;\n"
-            "SELECT name, value FROM capability WHERE run = $run;\n"
-            f"SELECT VALUE status FROM {STAGE};",
-            {"run": run_id, "stage": stage},
+            "SELECT name, value FROM capability WHERE run = $run;",
+            {"run": run_id},
         )
         run = plain_record(run_rows[0]) if run_rows else None
         executions = {row["node"]: plain_record(row) for row in exec_rows}
-        capabilities = {row["name"]: row["value"] for row in cap_rows}
-        return run, executions, capabilities, (stage_rows[0] if stage_rows else None)
+        return run, executions, {row["name"]: row["value"] for row in cap_rows}
 
     async def capabilities(self, run_id: str) -> dict[str, Any]:
         rows = (
@@ -324,24 +320,58 @@ class RunStore(ReadModels):
         ]
         return {row["node"]: plain_record(row) for row in rows}
 
-    async def start_stage(
-        self, run_id: str, stage: int, nodes: Sequence[str], events: Sequence[Envelope], cause: str
-    ) -> None:
-        """Mark the run Running and the stage's nodes started, before any script runs."""
-        await self._guarded(
-            run_id,
-            condition="status IN ['Planned', 'Running'] AND current_stage = $stage",
-            assignments="status = 'Running', started_at = started_at ?? $now",
-            what=f"run {run_id} is not at stage {stage}",
-            events=events,
-            cause=cause,
-            extra_sql=(
-                f"UPDATE {STAGE} SET status = 'Running', started_at = $now RETURN NONE;\n"
-                "FOR $node IN $nodes { UPSERT type::thing('node_exec', [$run, $node]) MERGE "
-                "{run: $run, node: $node, stage: $stage, status: 'running', started_at: $now} "
-                "RETURN NONE; };"
-            ),
-            variables={"stage": stage, "nodes": list(nodes)},
+    async def begin_stage(
+        self,
+        run_id: str,
+        stage: int,
+        nodes: Sequence[str],
+        started: Sequence[Envelope],
+        cause: str,
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any], list[str]]:
+        """In one transaction: check the stage may start, mark the run Running and every
+        node of the stage that has not already succeeded as running (recording their
+        NodeStarted events from `started`), and read back what the nodes need.
+
+        Returns the run, its node executions, its capabilities and the nodes to run.
+        StaleWriteError if the stage already ended or the run is past it.
+        """
+        stale = f"{STALE_MARKER}: stage {stage} of run {run_id}"
+        results = await self.db.transaction(
+            f"LET $stage_status = (SELECT VALUE status FROM ONLY {STAGE});\n"
+            "IF $stage_status INSIDE ['Succeeded', 'Failed'] "
+            f"{{ THROW '{stale} already ended' }};\n"
+            f"LET $changed = (UPDATE {RUN} SET status = 'Running', "
+            "started_at = started_at ?? $now, version += 1, updated_at = $now "
+            "WHERE status IN ['Planned', 'Running'] AND current_stage = $stage RETURN VALUE id);\n"
+            f"IF array::len($changed) = 0 {{ THROW '{stale} is not current' }};\n"
+            "LET $done = (SELECT VALUE node FROM node_exec WHERE run = $run "
+            "AND status = 'succeeded');\n"
+            "LET $todo = array::complement($nodes, $done);\n"
+            f"UPDATE {STAGE} SET status = 'Running', started_at = $now RETURN NONE;\n"
+            "FOR $node IN $todo { UPSERT type::thing('node_exec', [$run, $node]) MERGE "
+            "{run: $run, node: $node, stage: $stage, status: 'running', started_at: $now} "
+            "RETURN NONE; };\n"
+            "INSERT IGNORE INTO event "
+            "(SELECT * FROM $events WHERE envelope.data.node INSIDE $todo) RETURN NONE;\n"
+            f"SELECT * FROM {RUN};\n"
+            "SELECT * FROM node_exec WHERE run = $run;\n"
+            "SELECT name, value FROM capability WHERE run = $run;",
+            {
+                "run": run_id,
+                "stage": stage,
+                "nodes": list(nodes),
+                "now": iso(utc_now()),
+                "events": _event_rows(started, cause),
+            },
+        )
+        run_rows, exec_rows, cap_rows = results[-3:]
+        executions = {row["node"]: plain_record(row) for row in exec_rows}
+        todo = [node for node in nodes if executions.get(node, {}).get("status") != "succeeded"]
+        return (
+            plain_record(run_rows[0]),
+            executions,
+            {row["name"]: row["value"] for row in cap_rows},
+            todo,
         )
 
     async def finish_node(
