@@ -151,7 +151,6 @@ PAYLOADS: dict[str, type[Payload]] = {
         RunCompensated,
     )
 }
-TERMINAL_TYPES = frozenset({RunSucceeded.TYPE, RunCompensated.TYPE, RunRejected.TYPE})
 
 P = TypeVar("P", bound=Payload)
 
@@ -186,12 +185,6 @@ class Envelope(BaseModel):
             raise InvalidEventError(
                 f"event {self.id} ({self.type}): {_first_error(error)}"
             ) from None
-
-    def any_payload(self) -> Payload:
-        kind = PAYLOADS.get(self.type)
-        if kind is None:
-            raise InvalidEventError(f"event {self.id}: unknown type {self.type!r}")
-        return self.payload(kind)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))

@@ -16,18 +16,11 @@ class RunStatus(StrEnum):
     DENIED = "Denied"
 
     @property
-    def terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-    @property
     def rank(self) -> int:
         """Later in a run's life = higher; lets a projection ignore event arrival order."""
         return _RANK[self]
 
 
-TERMINAL_STATUSES = frozenset(
-    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.COMPENSATED, RunStatus.DENIED}
-)
 _RANK = {
     RunStatus.ACCEPTED: 0,
     RunStatus.PLANNED: 1,

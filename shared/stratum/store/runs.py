@@ -80,14 +80,6 @@ class RunStore(ReadModels):
         )[0]
         return [Envelope.model_validate(row["envelope"]) for row in rows]
 
-    async def run_events(self, run_id: str) -> list[Envelope]:
-        rows = (
-            await self.db.query(
-                "SELECT envelope, time FROM event WHERE run = $run ORDER BY time;", {"run": run_id}
-            )
-        )[0]
-        return [Envelope.model_validate(row["envelope"]) for row in rows]
-
     async def count_run_events(self, run_id: str) -> int:
         rows = (
             await self.db.query(
