@@ -25,7 +25,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         # one transaction checks the stage may start, marks it and its pending nodes
         # started, and reads what they need; a stage that already ended is stale
         every_start = core.started(command, stage, order.nodes, utc_now())
-        run, _, capabilities, todo = await ctx.store.begin_stage(
+        run, capabilities, todo = await ctx.store.begin_stage(
             run_id, stage, order.nodes, every_start, command.id
         )
         started = [event for event in every_start if event.data["node"] in todo]

@@ -38,11 +38,6 @@ def node_payload(
     }
 
 
-def pending_nodes(nodes: list[str], executions: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Nodes of the stage still to run: a node that already succeeded never runs again."""
-    return [node for node in nodes if executions.get(node, {}).get("status") != "succeeded"]
-
-
 def started(command: Envelope, stage: int, nodes: list[str], now: datetime) -> list[Envelope]:
     return [_emit(NodeStarted(stage=stage, node=node), command, now, node) for node in nodes]
 

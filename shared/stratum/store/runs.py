@@ -319,12 +319,13 @@ class RunStore(ReadModels):
         nodes: Sequence[str],
         started: Sequence[Envelope],
         cause: str,
-    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any], list[str]]:
+    ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         """In one transaction: check the stage may start, mark the run Running and every
         node of the stage that has not already succeeded as running (recording their
         NodeStarted events from `started`), and read back what the nodes need.
 
-        Returns the run, its node executions, its capabilities and the nodes to run.
+        Returns the run, its capabilities and the nodes to run (a node that already
+        succeeded never runs again).
         StaleWriteError if the stage already ended or the run is past it.
         """
         stale = f"{STALE_MARKER}: stage {stage} of run {run_id}"
@@ -359,12 +360,7 @@ class RunStore(ReadModels):
         run_rows, exec_rows, cap_rows = results[-3:]
         executions = {row["node"]: plain_record(row) for row in exec_rows}
         todo = [node for node in nodes if executions.get(node, {}).get("status") != "succeeded"]
-        return (
-            plain_record(run_rows[0]),
-            executions,
-            {row["name"]: row["value"] for row in cap_rows},
-            todo,
-        )
+        return plain_record(run_rows[0]), {row["name"]: row["value"] for row in cap_rows}, todo
 
     async def finish_node(
         self,
