@@ -73,7 +73,6 @@ class JetStreamRunner:
         self._stopping = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
-        self.handled = 0
 
     async def start(self) -> None:
         fn = self.function
@@ -102,14 +101,9 @@ class JetStreamRunner:
         for task in self._workers:
             if task not in self._busy:
                 task.cancel()  # waiting on an empty pull: nothing in hand to lose
-        _, pending = (
-            await asyncio.wait(self._workers, timeout=drain_seconds)
-            if self._workers
-            else (
-                set(),
-                set(),
-            )
-        )
+        if not self._workers:
+            return
+        _, pending = await asyncio.wait(self._workers, timeout=drain_seconds)
         for task in pending:
             task.cancel()
         for task in pending:
@@ -170,7 +164,6 @@ class JetStreamRunner:
                     events = await self._handle(inbound)
             await self._publisher.publish_all(events)
             await message.ack()
-            self.handled += 1
         except InvalidEventError as error:
             log.error(
                 "invalid message terminated",
