@@ -15,31 +15,27 @@ from stratum.runtime.keyed_lock import KeyedLocks
 from stratum.store import RunStore
 
 CACHED_VIEWS = 2048
-# how long a run's write waits for more of its events to join it
+# how long a write waits for more events to join it
 COALESCE_SECONDS = 0.05
 
 
 @dataclass
-class _Write:
-    """One pending write of a run's view, shared by every event applied before it starts."""
+class _Pending:
+    """A run's view waiting to be written, with the history rows of the events in it."""
 
     view: core.RunView
     items: list[dict[str, Any]] = field(default_factory=list)
-    # the write's task, referenced so it cannot be garbage-collected mid-flight
-    task: asyncio.Task[None] | None = None
-    done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
 
 class Projector:
     """Applies events to run views and stores them.
 
-    Recent views stay in memory, so an event costs no read. Events of one run that arrive
-    close together are written together: each handler awaits the write that includes its
-    event (so a message is acked only once its effect is stored), but a burst of a run's
-    events costs one transaction, not one each. Writes of one run never overlap, so the
-    stored view only moves forward.
+    Recent views stay in memory, so an event costs no read. Writes are batched: one
+    flusher stores every run's changed view (and the history rows behind it) in one
+    transaction, `coalesce` seconds after the first change, so a burst of events from
+    many runs costs one write. Each handler awaits the flush that includes its event, so
+    a message is acked only once its effect is stored; flushes never overlap, so a stored
+    view only moves forward.
     """
 
     def __init__(self, store: RunStore, *, coalesce: float = COALESCE_SECONDS) -> None:
@@ -47,40 +43,53 @@ class Projector:
         self.coalesce = coalesce
         self._views: OrderedDict[str, core.RunView] = OrderedDict()
         self._loads = KeyedLocks()
-        self._writes = KeyedLocks()
-        self._pending: dict[str, _Write] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._flushed: asyncio.Future[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     async def project(self, event: Envelope) -> None:
         run_id = event.runid
         async with self._loads.hold(run_id):
             pending = self._pending.get(run_id)
-            view = self._views.get(run_id) or (pending.view if pending else None)
+            view = pending.view if pending else self._views.get(run_id)
             if view is None:
                 stored = await self.store.get_view(run_id)
                 view = core.RunView.model_validate(_clean(stored)) if stored else None
             updated = core.apply(view, event)
             self._remember(updated)
-            write = self._pending.get(run_id)
-            if write is None:
-                write = _Write(updated)
-                self._pending[run_id] = write
-                write.task = asyncio.create_task(self._write(run_id, write))
-            write.view = updated
-            write.items.append(core.history_item(event).model_dump(mode="json"))
-        await asyncio.shield(write.done)
+            if pending is None:
+                pending = self._pending[run_id] = _Pending(updated)
+            pending.view = updated
+            pending.items.append(core.history_item(event).model_dump(mode="json"))
+            flushed = self._schedule_flush()
+        await asyncio.shield(flushed)
 
-    async def _write(self, run_id: str, write: _Write) -> None:
+    def _schedule_flush(self) -> asyncio.Future[None]:
+        """The future of the next flush, starting the flusher if none is waiting."""
+        if self._flushed is None:
+            self._flushed = asyncio.get_running_loop().create_future()
+            previous = self._flusher
+            self._flusher = asyncio.create_task(self._flush(self._flushed, previous))
+        return self._flushed
+
+    async def _flush(self, done: asyncio.Future[None], previous: asyncio.Task[None] | None) -> None:
         await asyncio.sleep(self.coalesce)
-        async with self._writes.hold(run_id):
-            if self._pending.get(run_id) is write:
-                del self._pending[run_id]  # later events start a new write
-            try:
-                await self.store.put_view(write.view.model_dump(mode="json"), write.items)
-            except Exception as error:
+        if previous is not None:
+            await asyncio.wait([previous])  # flushes never overlap
+        batch, self._pending, self._flushed = self._pending, {}, None
+        try:
+            await self.store.put_views(
+                [
+                    (pending.view.model_dump(mode="json"), pending.items)
+                    for pending in batch.values()
+                ]
+            )
+        except Exception as error:
+            for run_id in batch:
                 self._views.pop(run_id, None)  # reload from the DB next time
-                write.done.set_exception(error)
-            else:
-                write.done.set_result(None)
+            done.set_exception(error)
+        else:
+            done.set_result(None)
 
     async def rebuild(self) -> int:
         """Replay: drop the read models and fold them again from the stored event log.
@@ -93,7 +102,7 @@ class Projector:
         await self.store.clear_views()
         for view in views.values():
             items = [item.model_dump(mode="json") for run, item in history if run == view.run_id]
-            await self.store.put_view(view.model_dump(mode="json"), items)
+            await self.store.put_views([(view.model_dump(mode="json"), items)])
         return len(views)
 
     def _remember(self, view: core.RunView) -> None:

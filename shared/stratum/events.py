@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar, Literal, TypeVar
 
 import orjson
@@ -186,8 +187,13 @@ class Envelope(BaseModel):
                 f"event {self.id} ({self.type}): {_first_error(error)}"
             ) from None
 
-    def to_bytes(self) -> bytes:
+    @cached_property
+    def body(self) -> bytes:
+        """The event as JSON: what is published and what the outbox stores, encoded once."""
         return orjson.dumps(self.model_dump(mode="json"))
+
+    def to_bytes(self) -> bytes:
+        return self.body
 
     @classmethod
     def from_bytes(cls, body: bytes) -> Envelope:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,5 +25,6 @@ class Publisher:
         )
 
     async def publish_all(self, events: Sequence[Envelope]) -> None:
-        for event in events:
-            await self.publish(event)
+        """Publish together: one round trip of acks, not one per event. The PUBs leave in
+        list order (each is written before the next starts), so the stream keeps it."""
+        await asyncio.gather(*(self.publish(event) for event in events))

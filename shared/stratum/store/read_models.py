@@ -20,13 +20,19 @@ class ReadModels:
         )[0]
         return plain_record(rows[0]) if rows else None
 
-    async def put_view(self, view: dict[str, Any], items: list[dict[str, Any]]) -> None:
-        """Store a run's view and the history rows of the events folded into it."""
-        run_id = view["run_id"]
+    async def put_views(self, views: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
+        """Store run views and the history rows of the events folded into them, in one
+        transaction however many runs they cover."""
         await self.db.transaction(
-            "UPSERT type::thing('run_view', $run) CONTENT $view RETURN NONE;\n"
+            "FOR $view IN $views { UPSERT type::thing('run_view', $view.run_id) CONTENT $view "
+            "RETURN NONE; };\n"
             "INSERT IGNORE INTO history_item $items RETURN NONE;",
-            {"run": run_id, "view": view, "items": [{**item, "run": run_id} for item in items]},
+            {
+                "views": [view for view, _ in views],
+                "items": [
+                    {**item, "run": view["run_id"]} for view, items in views for item in items
+                ],
+            },
         )
 
     async def history(self, run_id: str) -> list[dict[str, Any]]:

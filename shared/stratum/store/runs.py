@@ -40,7 +40,9 @@ def _event_rows(events: Iterable[Envelope], cause: str) -> list[dict[str, Any]]:
             "type": event.type,
             "time": iso(event.time),
             "cause": cause,
-            "envelope": event.model_dump(mode="json"),
+            "node": event.data.get("node"),
+            # the exact bytes published: a redelivery re-publishes them unchanged
+            "envelope": event.body.decode(),
         }
         for event in events
     ]
@@ -78,7 +80,7 @@ class RunStore(ReadModels):
                 {"cause": cause},
             )
         )[0]
-        return [Envelope.model_validate(row["envelope"]) for row in rows]
+        return [Envelope.from_bytes(row["envelope"].encode()) for row in rows]
 
     async def count_run_events(self, run_id: str) -> int:
         rows = (
@@ -90,7 +92,7 @@ class RunStore(ReadModels):
 
     async def all_events(self) -> list[Envelope]:
         rows = (await self.db.query("SELECT envelope, time FROM event ORDER BY time;"))[0]
-        return [Envelope.model_validate(row["envelope"]) for row in rows]
+        return [Envelope.from_bytes(row["envelope"].encode()) for row in rows]
 
     async def _guarded(
         self,
@@ -119,15 +121,8 @@ class RunStore(ReadModels):
     # -- ingest -------------------------------------------------------------------------
 
     async def accept_run(self, run: dict[str, Any], event: Envelope, cause: str) -> bool:
-        """Create the run; False if this (tenant, event id) already has one."""
-        existing = (
-            await self.db.query(
-                "SELECT id FROM run WHERE tenant = $tenant AND event_id = $event_id;",
-                {"tenant": run["tenant"], "event_id": run["event_id"]},
-            )
-        )[0]
-        if existing:
-            return False
+        """Create the run; False if this (tenant, event id) already has one (the run id is
+        derived from both, so the CREATE itself finds the duplicate)."""
         now = iso(utc_now())
         record = {
             **run,
@@ -149,8 +144,7 @@ class RunStore(ReadModels):
             )
         except Exception as error:
             if "already exists" in str(error) or "already contains" in str(error):
-                # a concurrent instance created it first
-                return False
+                return False  # a redelivery, or a concurrent instance created it first
             raise
         return True
 
@@ -345,7 +339,7 @@ class RunStore(ReadModels):
             "{run: $run, node: $node, stage: $stage, status: 'running', started_at: $now} "
             "RETURN NONE; };\n"
             "INSERT IGNORE INTO event "
-            "(SELECT * FROM $events WHERE envelope.data.node INSIDE $todo) RETURN NONE;\n"
+            "(SELECT * FROM $events WHERE node INSIDE $todo) RETURN NONE;\n"
             f"SELECT * FROM {RUN};\n"
             "SELECT * FROM node_exec WHERE run = $run;\n"
             "SELECT name, value FROM capability WHERE run = $run;",
