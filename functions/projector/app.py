@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,20 +11,25 @@ from typing import Any
 
 from functions.projector import core
 from stratum.events import Envelope
+from stratum.keyed_lock import KeyedLocks
 from stratum.runtime import Function, FunctionContext, Inbound
-from stratum.runtime.keyed_lock import KeyedLocks
-from stratum.store import RunStore
+from stratum.store import RunStore, StaleWriteError, ViewWrite
 
 CACHED_VIEWS = 2048
 # how long a write waits for more events to join it
 COALESCE_SECONDS = 0.05
+# how many times a batch is re-folded and retried when other instances keep writing first
+CAS_ATTEMPTS = 20
 
 
 @dataclass
 class _Pending:
-    """A run's view waiting to be written, with the history rows of the events in it."""
+    """A run's view waiting to be written: the events folded into it since the stored
+    `version` it was based on, and their history rows."""
 
     view: core.RunView
+    version: int
+    events: list[Envelope] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -34,14 +40,23 @@ class Projector:
     flusher stores every run's changed view (and the history rows behind it) in one
     transaction, `coalesce` seconds after the first change, so a burst of events from
     many runs costs one write. Each handler awaits the flush that includes its event, so
-    a message is acked only once its effect is stored; flushes never overlap, so a stored
-    view only moves forward.
+    a message is acked only once its effect is stored; flushes never overlap.
+
+    Several projector instances may share the database, each with its own cache, so a
+    write is conditional on the stored view's `version` being the one the cached view was
+    based on. When another instance got there first, the stored view is read again and
+    this batch's events are folded into it (`apply` is order-insensitive and idempotent),
+    then the write is retried: no instance's update is lost. `versioned=False` drops the
+    check; only a single writer may use it (a replay into empty read models).
     """
 
-    def __init__(self, store: RunStore, *, coalesce: float = COALESCE_SECONDS) -> None:
+    def __init__(
+        self, store: RunStore, *, coalesce: float = COALESCE_SECONDS, versioned: bool = True
+    ) -> None:
         self.store = store
         self.coalesce = coalesce
-        self._views: OrderedDict[str, core.RunView] = OrderedDict()
+        self.versioned = versioned
+        self._views: OrderedDict[str, tuple[core.RunView, int]] = OrderedDict()
         self._loads = KeyedLocks()
         self._pending: dict[str, _Pending] = {}
         self._flushed: asyncio.Future[None] | None = None
@@ -51,18 +66,22 @@ class Projector:
         run_id = event.runid
         async with self._loads.hold(run_id):
             pending = self._pending.get(run_id)
-            view = pending.view if pending else self._views.get(run_id)
-            if view is None:
-                stored = await self.store.get_view(run_id)
-                view = core.RunView.model_validate(_clean(stored)) if stored else None
-            updated = core.apply(view, event)
-            self._remember(updated)
             if pending is None:
-                pending = self._pending[run_id] = _Pending(updated)
-            pending.view = updated
+                view, version = self._views.get(run_id) or await self._load(run_id)
+                updated = core.apply(view, event)
+                pending = self._pending[run_id] = _Pending(updated, version)
+            else:
+                pending.view = core.apply(pending.view, event)
+            pending.events.append(event)
             pending.items.append(core.history_item(event).model_dump(mode="json"))
             flushed = self._schedule_flush()
         await asyncio.shield(flushed)
+
+    async def _load(self, run_id: str) -> tuple[core.RunView | None, int]:
+        stored = await self.store.get_view(run_id)
+        if stored is None:
+            return None, 0
+        return core.RunView.model_validate(_clean(stored)), int(stored.get("version") or 0)
 
     def _schedule_flush(self) -> asyncio.Future[None]:
         """The future of the next flush, starting the flusher if none is waiting."""
@@ -78,18 +97,40 @@ class Projector:
             await asyncio.wait([previous])  # flushes never overlap
         batch, self._pending, self._flushed = self._pending, {}, None
         try:
-            await self.store.put_views(
-                [
-                    (pending.view.model_dump(mode="json"), pending.items)
-                    for pending in batch.values()
-                ]
-            )
+            await self._write(batch)
         except Exception as error:
             for run_id in batch:
                 self._views.pop(run_id, None)  # reload from the DB next time
             done.set_exception(error)
         else:
+            for pending in batch.values():
+                self._remember(pending.view, pending.version + 1)
             done.set_result(None)
+
+    async def _write(self, batch: dict[str, _Pending]) -> None:
+        for attempt in range(1, CAS_ATTEMPTS + 1):
+            try:
+                await self.store.put_views(
+                    [
+                        ViewWrite(
+                            pending.view.model_dump(mode="json"),
+                            pending.items,
+                            pending.version if self.versioned else None,
+                        )
+                        for pending in batch.values()
+                    ]
+                )
+                return
+            except StaleWriteError:
+                if attempt == CAS_ATTEMPTS:
+                    raise
+                # jittered backoff: writers that keep colliding spread out
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+                for run_id, pending in batch.items():  # someone else wrote: fold into theirs
+                    stored, version = await self._load(run_id)
+                    if version != pending.version:
+                        pending.view = _fold(stored, pending.events)
+                        pending.version = version
 
     async def rebuild(self) -> int:
         """Replay: drop the read models and fold them again from the stored event log.
@@ -102,14 +143,21 @@ class Projector:
         await self.store.clear_views()
         for view in views.values():
             items = [item.model_dump(mode="json") for run, item in history if run == view.run_id]
-            await self.store.put_views([(view.model_dump(mode="json"), items)])
+            await self.store.put_views([ViewWrite(view.model_dump(mode="json"), items, 0)])
         return len(views)
 
-    def _remember(self, view: core.RunView) -> None:
-        self._views[view.run_id] = view
+    def _remember(self, view: core.RunView, version: int) -> None:
+        self._views[view.run_id] = (view, version)
         self._views.move_to_end(view.run_id)
         while len(self._views) > CACHED_VIEWS:
             self._views.popitem(last=False)
+
+
+def _fold(view: core.RunView | None, events: list[Envelope]) -> core.RunView:
+    for event in events:
+        view = core.apply(view, event)
+    assert view is not None, "a pending write holds at least one event"
+    return view
 
 
 def _clean(stored: dict[str, object]) -> dict[str, object]:

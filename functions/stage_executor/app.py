@@ -7,6 +7,7 @@ before its event is published; the stage's result goes to the planner.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 
 from functions.stage_executor import core
@@ -23,10 +24,12 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         order = command.payload(ExecuteStage)
         run_id, stage = command.runid, order.stage
         # one transaction checks the stage may start, marks it and its pending nodes
-        # started, and reads what they need; a stage that already ended is stale
-        every_start = core.started(command, stage, order.nodes, utc_now())
+        # started under this execution's lease, and reads what they need; a stage that
+        # already ended is stale
+        lease, tag = uuid.uuid4().hex, core.execution_tag(inbound.delivery)
+        every_start = core.started(command, stage, order.nodes, utc_now(), tag)
         run, capabilities, todo = await ctx.store.begin_stage(
-            run_id, stage, order.nodes, every_start, command.id
+            run_id, stage, order.nodes, every_start, command.id, lease
         )
         started = [event for event in every_start if event.data["node"] in todo]
         await asyncio.gather(*(ctx.publisher.publish(event) for event in started))
@@ -34,6 +37,9 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
 
         nodes = [graph.nodes[node] for node in todo]
         payloads = {node.id: core.node_payload(run, node, capabilities) for node in nodes}
+        first_attempts = {
+            node.id: core.first_attempt(todo[node.id], node.retries.max) for node in nodes
+        }
         execution = config.context(run_id, command.tenant, stage)
 
         unrecorded = len(nodes)
@@ -45,25 +51,33 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             if unrecorded == 0:
                 last.append(outcome)  # written with the stage's result, in one transaction
                 return
-            node_record, event = core.finished(command, stage, outcome)
+            node_record, event = core.finished(command, stage, outcome, tag)
             await ctx.store.finish_node(
-                run_id, outcome.node_id, node_record, outcome.outputs, [event], command.id
+                run_id, outcome.node_id, node_record, outcome.outputs, [event], command.id, lease
             )
             await ctx.publisher.publish(event)
 
-        result = await run_stage(nodes, payloads, graph.schemas, execution, on_node_done=record)
+        result = await run_stage(
+            nodes,
+            payloads,
+            graph.schemas,
+            execution,
+            on_node_done=record,
+            first_attempts=first_attempts,
+        )
         final = core.stage_result(command, stage, order.nodes, result.nodes, utc_now())
         status = "Failed" if result.failed else "Succeeded"
         if not last:
-            await ctx.store.finish_stage(run_id, stage, status, [final], command.id)
+            await ctx.store.finish_stage(run_id, stage, status, [final], command.id, lease=lease)
             return [final]
-        node_record, node_event = core.finished(command, stage, last[0])
+        node_record, node_event = core.finished(command, stage, last[0], tag)
         await ctx.store.finish_stage(
             run_id,
             stage,
             status,
             [node_event, final],
             command.id,
+            lease=lease,
             last_node=(last[0].node_id, node_record, last[0].outputs),
         )
         return [node_event, final]

@@ -38,12 +38,28 @@ def node_payload(
     }
 
 
-def started(command: Envelope, stage: int, nodes: list[str], now: datetime) -> list[Envelope]:
-    return [_emit(NodeStarted(stage=stage, node=node), command, now, node) for node in nodes]
+def execution_tag(delivery: int) -> str:
+    """What tells apart the events of two executions of one stage command: a redelivery
+    (the first holder died or stalled) runs its unfinished nodes again, and their new
+    events must not be dropped as duplicates of the first execution's."""
+    return "" if delivery <= 1 else f"@{delivery}"
+
+
+def first_attempt(executions: int, retries: int) -> int:
+    """The number of a node's first attempt in its `executions`-th execution: each
+    execution gets its own block of attempt numbers, so bundles and idempotency keys of
+    two executions never collide."""
+    return (max(executions, 1) - 1) * (retries + 1) + 1
+
+
+def started(
+    command: Envelope, stage: int, nodes: list[str], now: datetime, tag: str = ""
+) -> list[Envelope]:
+    return [_emit(NodeStarted(stage=stage, node=node), command, now, node + tag) for node in nodes]
 
 
 def finished(
-    command: Envelope, stage: int, outcome: NodeOutcome
+    command: Envelope, stage: int, outcome: NodeOutcome, tag: str = ""
 ) -> tuple[dict[str, Any], Envelope]:
     """The node_exec record and the event for a node's outcome."""
     duration_ms = (outcome.finished_at - outcome.started_at).total_seconds() * 1000
@@ -94,7 +110,7 @@ def finished(
             cancelled=outcome.status == "cancelled",
             bundle=bundle,
         )
-    return record, _emit(payload, command, outcome.finished_at, outcome.node_id)
+    return record, _emit(payload, command, outcome.finished_at, outcome.node_id + tag)
 
 
 def stage_result(

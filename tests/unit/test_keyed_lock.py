@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from stratum.runtime.keyed_lock import KeyedLocks
+from stratum.keyed_lock import KeyedLocks
 
 
 async def test_same_key_never_runs_twice_at_once_and_locks_are_dropped() -> None:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from stratum.store.database import Database
+from stratum.store.database import STALE_MARKER, Database
+
+
+@dataclass(frozen=True)
+class ViewWrite:
+    """A run view to store (`doc`), the history rows behind it, and the stored version
+    it was based on (None: write whatever is stored)."""
+
+    doc: dict[str, Any]
+    items: list[dict[str, Any]]
+    expected: int | None
 
 
 class ReadModels:
@@ -20,19 +31,34 @@ class ReadModels:
         )[0]
         return plain_record(rows[0]) if rows else None
 
-    async def put_views(self, views: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
+    async def put_views(self, writes: list[ViewWrite]) -> None:
         """Store run views and the history rows of the events folded into them, in one
-        transaction however many runs they cover."""
+        transaction however many runs they cover. A write with an `expected` version
+        only applies if the stored view still has it (else StaleWriteError, and nothing
+        of the batch is written); the stored version then moves to expected + 1."""
+        stale = f"{STALE_MARKER}: the run view was changed by another writer: "
         await self.db.transaction(
-            "FOR $view IN $views { UPSERT type::thing('run_view', $view.run_id) CONTENT $view "
-            "RETURN NONE; };\n"
+            "FOR $write IN $writes {\n"
+            "  LET $view = type::thing('run_view', $write.doc.run_id);\n"
+            "  IF $write.expected != NONE "
+            "AND ((SELECT VALUE version FROM ONLY $view) ?? 0) != $write.expected "
+            f"{{ THROW '{stale}' + $write.doc.run_id }};\n"
+            "  UPSERT $view CONTENT $write.doc RETURN NONE;\n"
+            "};\n"
             "INSERT IGNORE INTO history_item $items RETURN NONE;",
             {
-                "views": [view for view, _ in views],
+                "writes": [
+                    {
+                        "doc": {**write.doc, "version": (write.expected or 0) + 1},
+                        "expected": write.expected,
+                    }
+                    for write in writes
+                ],
                 "items": [
-                    {**item, "run": view["run_id"]} for view, items in views for item in items
+                    {**item, "run": write.doc["run_id"]} for write in writes for item in write.items
                 ],
             },
+            keys=[f"view:{write.doc['run_id']}" for write in writes],
         )
 
     async def history(self, run_id: str) -> list[dict[str, Any]]:
