@@ -26,7 +26,10 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         # one transaction checks the stage may start, marks it and its pending nodes
         # started under this execution's lease, and reads what they need; a stage that
         # already ended is stale
-        lease, tag = uuid.uuid4().hex, core.execution_tag(inbound.delivery)
+        lease = uuid.uuid4().hex
+        tag = core.execution_tag(
+            command.id, inbound.headers.get("Nats-Msg-Id", ""), inbound.delivery
+        )
         every_start = core.started(command, stage, order.nodes, utc_now(), tag)
         run, capabilities, todo = await ctx.store.begin_stage(
             run_id, stage, order.nodes, every_start, command.id, lease

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -38,11 +39,16 @@ def node_payload(
     }
 
 
-def execution_tag(delivery: int) -> str:
+def execution_tag(event_id: str, message_id: str, delivery: int) -> str:
     """What tells apart the events of two executions of one stage command: a redelivery
-    (the first holder died or stalled) runs its unfinished nodes again, and their new
-    events must not be dropped as duplicates of the first execution's."""
-    return "" if delivery <= 1 else f"@{delivery}"
+    (the first holder died or stalled) or a re-publication of the command (stuck-run
+    watchdog, dead-letter re-drive) runs its unfinished nodes again, and their new events
+    must not be dropped as duplicates of the first execution's."""
+    if delivery <= 1 and message_id in ("", event_id):
+        return ""
+    if message_id in ("", event_id):
+        return f"@{delivery}"
+    return f"@{delivery}.{hashlib.sha256(message_id.encode()).hexdigest()[:12]}"
 
 
 def first_attempt(executions: int, retries: int) -> int:

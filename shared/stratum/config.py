@@ -46,6 +46,8 @@ class Settings(BaseModel):
     kill_grace: float = 1.0
     stage_concurrency: int = 32
     watch: bool = True
+    stuck_after: float = 120.0
+    watchdog_interval: float = 15.0
 
     @property
     def database_url(self) -> str:

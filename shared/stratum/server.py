@@ -1,6 +1,7 @@
 """`stratum up` as a library: every piece started in a fixed order, stopped in reverse.
 
-Order: config -> SurrealDB -> NATS and streams -> graph -> watcher -> HTTP -> consumers.
+Order: config -> SurrealDB -> NATS and streams -> graph -> watcher -> HTTP -> consumers
+-> stuck-run watchdog.
 A missing or unreachable dependency fails fast with one message naming it. Tests start
 the same object with their own settings.
 """
@@ -30,6 +31,7 @@ from stratum.nats_server import LocalNatsServer, free_port
 from stratum.runtime import FunctionContext, JetStreamRunner, Publisher, ensure_streams
 from stratum.store import Database, RunStore
 from stratum.subjects import Subjects
+from stratum.watchdog import Watchdog
 
 log = logging.getLogger("stratum")
 CONNECT_SECONDS = 10.0
@@ -50,6 +52,7 @@ class StratumServer:
     _database: Database | None = None
     _http: Any = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    watchdog: Watchdog | None = None
 
     async def start(self, *, http: bool = True) -> None:
         s = self.settings
@@ -108,6 +111,15 @@ class StratumServer:
             runner = JetStreamRunner(function, js, publisher, self.store, durable_prefix=prefix)
             await runner.start()
             self.runners.append(runner)
+        if s.watchdog_interval > 0:
+            self.watchdog = Watchdog(
+                self.store,
+                self.graphs,
+                publisher,
+                stuck_after=s.stuck_after,
+                interval=s.watchdog_interval,
+            )
+            self._tasks.append(asyncio.create_task(self.watchdog.run_forever(), name="watchdog"))
         self._write_endpoint()
         log.info("stratum is up", extra={"nats": self.nats_url, "http": self.http_url})
 

@@ -9,6 +9,11 @@ from typing import Any
 from stratum.events import Envelope
 from stratum.subjects import Subjects
 
+# a message published again names the first one here: its event id, and what handlers
+# look up as the cause of what it already made happen
+ORIGINAL_MSG_ID = "Stratum-Original-Msg-Id"
+REDRIVE_HEADER = "Stratum-Redrive"
+
 
 class Publisher:
     """Publishes envelopes on their derived subjects; the event id is the `Nats-Msg-Id`."""
@@ -22,6 +27,20 @@ class Publisher:
             self.subjects.internal(event.type),
             event.to_bytes(),
             headers={"Nats-Msg-Id": event.id, "Stratum-Run-Id": event.runid},
+        )
+
+    async def redrive(self, event: Envelope, count: int) -> None:
+        """Publish a recorded event again, past JetStream's duplicate window: a fresh
+        `Nats-Msg-Id`, and `Stratum-Redrive` so handlers can tell the executions apart."""
+        await self._js.publish(
+            self.subjects.internal(event.type),
+            event.to_bytes(),
+            headers={
+                "Nats-Msg-Id": f"{event.id}.redrive.{count}",
+                "Stratum-Run-Id": event.runid,
+                ORIGINAL_MSG_ID: event.id,
+                REDRIVE_HEADER: str(count),
+            },
         )
 
     async def publish_all(self, events: Sequence[Envelope]) -> None:
