@@ -14,6 +14,7 @@ from functions.stage_executor import core
 from stratum.clock import utc_now
 from stratum.events import Envelope, ExecuteStage
 from stratum.executor import ExecutorConfig, NodeOutcome, run_stage
+from stratum.faults import crash_point
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
 
@@ -59,7 +60,9 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
                 run_id, outcome.node_id, node_record, outcome.outputs, [event], command.id, lease
             )
             await ctx.publisher.publish(event)
+            crash_point("stage-executor.node-recorded")  # siblings may still be running
 
+        crash_point("stage-executor.nodes-starting")  # marked started, no script runs yet
         result = await run_stage(
             nodes,
             payloads,
@@ -92,5 +95,4 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         handle=handle,
         key=run_key,
         concurrency=config.concurrency,
-        ack_wait=30.0,
     )

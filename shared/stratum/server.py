@@ -25,7 +25,7 @@ from functions.projector import app as projector
 from functions.stage_executor import app as stage_executor
 from stratum.config import Settings
 from stratum.errors import DependencyUnavailableError
-from stratum.executor import ExecutorConfig, curated_path
+from stratum.executor import ExecutorConfig, curated_path, sweep_orphans
 from stratum.graph_registry import GraphRegistry
 from stratum.nats_server import LocalNatsServer, free_port
 from stratum.runtime import FunctionContext, JetStreamRunner, Publisher, ensure_streams
@@ -59,6 +59,12 @@ class StratumServer:
         self.subjects = Subjects(s.subject_prefix)
         s.data_dir.mkdir(parents=True, exist_ok=True)
         nu_bin = s.resolve_nu()
+        # scripts a killed instance left running would race the runs resumed here
+        for orphan in sweep_orphans(s.data_dir):
+            log.warning(
+                "killed a script left running by a dead instance",
+                extra={"run_id": orphan.run_id, "node": orphan.node, "pid": orphan.pid},
+            )
 
         self._database = await Database.open(
             s.database_url,
@@ -162,7 +168,7 @@ class StratumServer:
 
         s = self.settings
         port = s.http_port or free_port(s.http_host)
-        app = create_app(self.store, self.graphs, self.projections)
+        app = create_app(self.store, self.graphs, self.projections, jetstream=self._nc.jetstream())
         config = uvicorn.Config(
             app, host=s.http_host, port=port, log_level="warning", lifespan="off", access_log=False
         )

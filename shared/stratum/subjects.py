@@ -1,8 +1,9 @@
 """NATS subjects and JetStream stream names, all under one configurable prefix.
 
 Publishers send to `<prefix>.events.<tenant>.<topic...>`; the functions talk to each other
-on `<prefix>.<entity>.<event>`. A prefix per test (or per deployment) keeps several
-Stratum instances apart on one nats-server.
+on `<prefix>.<entity>.<event>`; messages a function gave up on go to
+`<prefix>.dead.<function>`. A prefix per test (or per deployment) keeps several Stratum
+instances apart on one nats-server.
 """
 
 from __future__ import annotations
@@ -22,11 +23,19 @@ class Subjects:
 
     @property
     def events_stream(self) -> str:
-        return f"{self.prefix.upper().replace('.', '_').replace('-', '_')}_EVENTS"
+        return self._stream("EVENTS")
 
     @property
     def runs_stream(self) -> str:
-        return f"{self.prefix.upper().replace('.', '_').replace('-', '_')}_RUNS"
+        return self._stream("RUNS")
+
+    @property
+    def dead_stream(self) -> str:
+        """Dead letters: kept apart from the runs stream so no function consumes them."""
+        return self._stream("DEAD")
+
+    def _stream(self, suffix: str) -> str:
+        return f"{self.prefix.upper().replace('.', '_').replace('-', '_')}_{suffix}"
 
     @property
     def events_wildcard(self) -> str:
@@ -37,6 +46,15 @@ class Subjects:
     def internal_wildcards(self) -> tuple[str, ...]:
         """Everything the functions send each other (the runs stream)."""
         return tuple(f"{self.prefix}.{entity}.>" for entity in INTERNAL_ENTITIES)
+
+    @property
+    def dead_wildcard(self) -> str:
+        """Every dead letter (the dead stream's subjects)."""
+        return f"{self.prefix}.dead.>"
+
+    def dead(self, function: str) -> str:
+        """Where `function` puts a message it gave up on."""
+        return f"{self.prefix}.dead.{function}"
 
     def event(self, tenant: str, topic: str) -> str:
         """The subject a publisher uses for `topic` in `tenant`."""

@@ -2,6 +2,8 @@
 
 GET /healthz, /api/runs[?tenant=&limit=], /api/runs/{id}, /api/graph, /api/plan?topic=
 POST /api/replay (rebuild the read models from the stored events)
+GET /api/dead-letters[?limit=], /api/dead-letters/{id} (with its body)
+POST /api/dead-letters/{id}/redrive (publish it again on its original subject)
 Errors are JSON `{"error": "..."}` with a fitting status code.
 """
 
@@ -17,6 +19,7 @@ from starlette.routing import Route
 from stratum.errors import PlanError
 from stratum.graph import plan
 from stratum.graph_registry import GraphRegistry
+from stratum.runtime.jetstream import redrive
 from stratum.store import RunStore
 
 
@@ -28,7 +31,11 @@ class Replayer(Protocol):
     async def rebuild(self) -> int: ...
 
 
-def create_app(store: RunStore, graphs: GraphRegistry, projections: Replayer) -> Starlette:
+def create_app(
+    store: RunStore, graphs: GraphRegistry, projections: Replayer, jetstream: Any = None
+) -> Starlette:
+    """The API over `store`; re-driving dead letters also needs `jetstream` to publish."""
+
     async def healthz(_: Request) -> JSONResponse:
         graph = graphs.current
         return JSONResponse(
@@ -99,6 +106,42 @@ def create_app(store: RunStore, graphs: GraphRegistry, projections: Replayer) ->
     async def replay(_: Request) -> JSONResponse:
         return JSONResponse({"runs": await projections.rebuild()})
 
+    async def dead_letters(request: Request) -> JSONResponse:
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", "50")), 1000))
+        except ValueError:
+            return _error(400, "limit must be a whole number")
+        letters = await store.dead_letters(limit)
+        return JSONResponse(
+            {"dead_letters": [letter.model_dump(mode="json") for letter in letters]}
+        )
+
+    async def dead_letter(request: Request) -> JSONResponse:
+        letter_id = request.path_params["letter_id"]
+        letter = await store.get_dead_letter(letter_id)
+        if letter is None:
+            return _error(404, f"unknown dead letter {letter_id}")
+        return JSONResponse(letter.model_dump(mode="json"))
+
+    async def redrive_letter(request: Request) -> JSONResponse:
+        letter_id = request.path_params["letter_id"]
+        letter = await store.get_dead_letter(letter_id)
+        if letter is None:
+            return _error(404, f"unknown dead letter {letter_id}")
+        if not letter.redrivable:
+            return _error(
+                409,
+                f"dead letter {letter_id} kept only part of its {letter.body_bytes}-byte body; "
+                "it cannot be re-driven",
+            )
+        if jetstream is None:
+            return _error(503, "this API was started without a NATS connection to re-drive with")
+        try:
+            done = await redrive(jetstream, store, letter)
+        except Exception as error:  # NATS trouble: the caller may simply try again
+            return _error(503, f"re-driving {letter_id} to {letter.subject} failed: {error}")
+        return JSONResponse(done.model_dump(mode="json", exclude={"body"}))
+
     return Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -107,5 +150,8 @@ def create_app(store: RunStore, graphs: GraphRegistry, projections: Replayer) ->
             Route("/api/graph", graph),
             Route("/api/plan", plan_for),
             Route("/api/replay", replay, methods=["POST"]),
+            Route("/api/dead-letters", dead_letters),
+            Route("/api/dead-letters/{letter_id}", dead_letter),
+            Route("/api/dead-letters/{letter_id}/redrive", redrive_letter, methods=["POST"]),
         ]
     )

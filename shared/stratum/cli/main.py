@@ -1,4 +1,4 @@
-"""`stratum`: up, emit, runs, show, plan, check, replay.
+"""`stratum`: up, emit, runs, show, plan, check, replay, dead-letters, redrive.
 
 Errors print one line on stderr and exit non-zero. Commands that read runs talk to the
 running `stratum up` over its HTTP API (the embedded database belongs to that process);
@@ -267,6 +267,33 @@ def replay(config: Path | None = ConfigOption) -> None:
     """Rebuild the read models (run list, details, history) from the stored events."""
     body = api_get(settings_from(config), "/api/replay", method="POST")
     out.print(f"rebuilt the read models of {body['runs']} run(s) from the event log")
+
+
+@app.command("dead-letters")
+def dead_letters(
+    limit: int = typer.Option(50, "--limit", "-n"),
+    as_json: bool = JsonOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Messages a function gave up on (invalid, or failed every delivery), newest first."""
+    body = api_get(settings_from(config), "/api/dead-letters", {"limit": limit})
+    if as_json:
+        render.print_json(out, body["dead_letters"])
+    else:
+        out.print(render.dead_letters_table(body["dead_letters"]))
+
+
+@app.command()
+def redrive(letter_id: str, as_json: bool = JsonOption, config: Path | None = ConfigOption) -> None:
+    """Publish a dead letter again on its original subject, as it first arrived."""
+    letter = api_get(settings_from(config), f"/api/dead-letters/{letter_id}/redrive", method="POST")
+    if as_json:
+        render.print_json(out, letter)
+    else:
+        out.print(
+            f"re-drove {letter['id']} to {letter['subject']} "
+            f"(re-driven {letter['redriven']} time(s))"
+        )
 
 
 @app.command()

@@ -59,5 +59,5 @@ class Function:
     key: Callable[[Inbound], str] | None = None
     concurrency: int = 64
     # seconds the bus waits for an ack before redelivering; long handlers send heartbeats
-    ack_wait: float = 30.0
+    ack_wait: float = 10.0
     max_deliver: int = 10

@@ -5,13 +5,16 @@ durable consumer (queue semantics, also across processes), so messages are handl
 parallel; messages that share a key (a run id) are handled one at a time. Per message:
 parse -> handle (commits to the DB) -> publish what it emitted -> ack. Errors decide
 delivery: invalid -> term, retryable -> nak with backoff, anything else -> nak, up to
-`max_deliver` attempts.
+`max_deliver` attempts. An invalid message, or one whose last allowed delivery failed, is
+a dead letter: recorded in the DB, announced on `<prefix>.dead.<function>`, terminated,
+and re-drivable with `redrive`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -19,12 +22,14 @@ from typing import Any
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from stratum.clock import iso, utc_now
 from stratum.errors import InvalidEventError, StratumError
 from stratum.events import Envelope
+from stratum.faults import crash_point
+from stratum.keyed_lock import KeyedLocks
 from stratum.runtime.function import Function, Inbound
-from stratum.runtime.keyed_lock import KeyedLocks
-from stratum.runtime.publisher import Publisher
-from stratum.store import RunStore, StaleWriteError
+from stratum.runtime.publisher import ORIGINAL_MSG_ID, Publisher
+from stratum.store import DeadLetter, RunStore, StaleWriteError
 from stratum.subjects import Subjects
 
 log = logging.getLogger("stratum.runtime")
@@ -33,11 +38,13 @@ FETCH_SECONDS = 5.0
 
 
 async def ensure_streams(jetstream: Any, subjects: Subjects) -> None:
-    """Create (or update) the two streams: publishers' events and the functions' events."""
+    """Create (or update) the streams: publishers' events, the functions' events, and dead
+    letters (a stream of their own, so no function's consumer ever receives one)."""
     jsm = jetstream
     for name, stream_subjects in (
         (subjects.events_stream, [subjects.events_wildcard]),
         (subjects.runs_stream, list(subjects.internal_wildcards)),
+        (subjects.dead_stream, [subjects.dead_wildcard]),
     ):
         config = StreamConfig(
             name=name,
@@ -162,30 +169,70 @@ class JetStreamRunner:
             else:
                 async with self._locks.hold(key):
                     events = await self._handle(inbound)
+            crash_point(f"{fn.name}.after-commit")  # recorded, announced to nobody yet
             await self._publisher.publish_all(events)
+            crash_point(f"{fn.name}.after-publish")  # announced, not acked
             await message.ack()
         except InvalidEventError as error:
             log.error(
                 "invalid message terminated",
                 extra={"function": fn.name, "subject": inbound.subject, "error": str(error)},
             )
-            await message.term()
-        except StratumError as error:
+            await self._dead_letter(message, inbound, error)
+        except Exception as error:
+            if delivery < fn.max_deliver or fn.max_deliver <= 0:  # <= 0: no limit
+                await self._retry(message, delivery, error)
+                return
+            # JetStream will not deliver it again: keep it where it can be seen and re-driven
+            log.error(
+                f"giving up after {delivery} deliveries: {error}",
+                exc_info=not isinstance(error, StratumError),
+                extra={"function": fn.name, "subject": inbound.subject},
+            )
+            await self._dead_letter(message, inbound, error)
+        finally:
+            heartbeat.cancel()
+
+    async def _retry(self, message: Any, delivery: int, error: Exception) -> None:
+        fn = self.function
+        if isinstance(error, StratumError):
             delay = min(0.2 * 2 ** (delivery - 1), 10.0)
             log.warning(
                 f"message will be redelivered: {error}",
                 extra={"function": fn.name, "error": str(error), "retryable": error.retryable},
             )
             await message.nak(delay=delay)
-        except Exception:
-            log.exception(
-                "handler crashed; message will be redelivered", extra={"function": fn.name}
+        else:
+            log.error(
+                "handler crashed; message will be redelivered",
+                exc_info=error,
+                extra={"function": fn.name},
             )
             await message.nak(delay=min(0.5 * 2 ** (delivery - 1), 30.0))
-        finally:
-            heartbeat.cancel()
+
+    async def _dead_letter(self, message: Any, inbound: Inbound, error: Exception) -> None:
+        """Give up on a message: the DB first (its record is what a re-drive publishes),
+        then the dead-letter subject, then term so JetStream stops delivering it."""
+        letter = dead_letter_of(self.function.name, message, inbound, error)
+        await self._store.record_dead_letter(letter)
+        subject = self._publisher.subjects.dead(letter.function)
+        try:
+            await self._js.publish(subject, inbound.body, headers=_announcement(letter))
+        except Exception as failure:  # the record stands; the announcement is not load-bearing
+            log.warning(
+                f"could not announce dead letter {letter.id} on {subject}: {failure}",
+                extra={"function": letter.function},
+            )
+        await message.term()
 
     async def _handle(self, inbound: Inbound) -> Sequence[Envelope]:
+        if inbound.delivery > 1 or ORIGINAL_MSG_ID in inbound.headers:
+            # an earlier handling may have committed events and died before publishing
+            # them; a new handling may cause different ones (a node run again), so the
+            # first ones are announced now or never. Repeats are dropped by the bus.
+            await self._publisher.publish_all(
+                await self._store.events_caused_by(_message_id(inbound))
+            )
         try:
             return await self.function.handle(inbound)
         except StaleWriteError:
@@ -225,4 +272,77 @@ class _Heartbeat:
 
 def _message_id(inbound: Inbound) -> str:
     """The id of the event in `inbound`: what its own emitted events name as their cause."""
-    return inbound.headers.get("Nats-Msg-Id", "")
+    return _original_msg_id(inbound.headers)
+
+
+# -- dead letters ---------------------------------------------------------------------------
+
+
+def dead_letter_of(function: str, message: Any, inbound: Inbound, error: Exception) -> DeadLetter:
+    """The record of `message` given up on by `function`. Its id derives from the stream
+    position and the function, so recording the same give-up twice is one record."""
+    now = utc_now()
+    try:
+        meta = message.metadata
+        stream, sequence, first_at = meta.stream, meta.sequence.stream, meta.timestamp
+    except Exception:  # not a JetStream message: no position to name it by
+        stream, sequence, first_at = "", 0, now
+    key = f"{stream}\x00{sequence}\x00{function}"
+    if not stream:
+        key += "\x00" + hashlib.sha256(inbound.subject.encode() + inbound.body).hexdigest()
+    return DeadLetter.of(
+        ident="dl-" + hashlib.sha256(key.encode()).hexdigest()[:24],
+        function=function,
+        stream=stream,
+        stream_sequence=sequence,
+        subject=inbound.subject,
+        headers=inbound.headers,
+        body=inbound.body,
+        error=f"{type(error).__name__}: {error}",
+        invalid=isinstance(error, InvalidEventError),
+        deliveries=inbound.delivery,
+        first_at=iso(first_at),
+        last_at=iso(now),
+    )
+
+
+async def redrive(jetstream: Any, store: RunStore, letter: DeadLetter) -> DeadLetter:
+    """Publish a dead letter's message again, body and headers as they arrived, on its
+    original subject (every consumer of that subject sees it again; handlers are
+    idempotent). The caller checks `letter.redrivable`.
+
+    `Nats-Msg-Id` is fresh (letter id + re-drive number) so JetStream's de-duplication keeps
+    it, while `Stratum-Original-Msg-Id` still names the first message, so a handler that
+    finds the work done re-announces what that message caused. Published, then counted: a
+    request retried after a failed count re-publishes under the same id, which is dropped.
+    """
+    headers = dict(letter.headers)
+    original = _original_msg_id(letter.headers)
+    if original:
+        headers[ORIGINAL_MSG_ID] = original
+    headers["Nats-Msg-Id"] = f"{letter.id}.redrive.{letter.redriven + 1}"
+    headers["Stratum-Redrive-Of"] = letter.id
+    await jetstream.publish(letter.subject, letter.raw_body(), headers=headers)
+    return await store.mark_redriven(letter.id, iso(utc_now())) or letter
+
+
+def _original_msg_id(headers: dict[str, str]) -> str:
+    return headers.get(ORIGINAL_MSG_ID) or headers.get("Nats-Msg-Id", "")
+
+
+def _announcement(letter: DeadLetter) -> dict[str, str]:
+    """Headers of the copy on the dead-letter subject: the original ones (secrets left out)
+    and what happened; its `Nats-Msg-Id` is the letter id, so a repeat is dropped."""
+    headers = dict(letter.headers)
+    original = _original_msg_id(letter.headers)
+    if original:
+        headers[ORIGINAL_MSG_ID] = original
+    return headers | {
+        "Nats-Msg-Id": letter.id,
+        "Stratum-Dead-Letter-Id": letter.id,
+        "Stratum-Dead-Function": letter.function,
+        "Stratum-Dead-Subject": letter.subject,
+        "Stratum-Dead-Deliveries": str(letter.deliveries),
+        # a header is one line; the full text is in the record
+        "Stratum-Dead-Error": " ".join(letter.error.split())[:500],
+    }

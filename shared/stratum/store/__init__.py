@@ -1,6 +1,15 @@
 """SurrealDB persistence: the only place that speaks SurrealQL or sees SDK exceptions."""
 
 from stratum.store.database import Database, StaleWriteError, StoreError
+from stratum.store.dead_letters import DeadLetter
+from stratum.store.read_models import ViewWrite
 from stratum.store.runs import RunStore
 
-__all__ = ["Database", "RunStore", "StaleWriteError", "StoreError"]
+__all__ = [
+    "Database",
+    "DeadLetter",
+    "RunStore",
+    "StaleWriteError",
+    "StoreError",
+    "ViewWrite",
+]

@@ -16,6 +16,7 @@ from stratum.clock import iso, utc_now
 from stratum.events import Envelope
 from stratum.status import RunStatus
 from stratum.store.database import STALE_MARKER, Database
+from stratum.store.dead_letters import DeadLetters
 from stratum.store.read_models import ReadModels, plain_record
 from stratum.store.schema import SCHEMA
 
@@ -24,6 +25,10 @@ STAGE = "type::thing('stage', [$run, $stage])"
 
 
 NODE_OUTCOME_SQL = (
+    # only the execution that holds the node's lease may record its outcome: a late result
+    # from an execution superseded by a redelivery (another instance took over) is stale
+    "IF (SELECT VALUE lease FROM ONLY type::thing('node_exec', [$run, $node])) != $lease "
+    f"{{ THROW '{STALE_MARKER}: node ' + $node + ' of run ' + $run + ' was taken over' }};\n"
     "UPSERT type::thing('node_exec', [$run, $node]) MERGE $record RETURN NONE;\n"
     "FOR $name IN object::keys($outputs) { UPSERT type::thing('capability', [$run, $name]) "
     "CONTENT {run: $run, name: $name, producer: $node, value: $outputs[$name]} "
@@ -57,7 +62,7 @@ def _guard(condition: str, what: str) -> str:
     )
 
 
-class RunStore(ReadModels):
+class RunStore(ReadModels, DeadLetters):
     """Run state in SurrealDB. One instance per process, shared by the functions."""
 
     def __init__(self, database: Database) -> None:
@@ -116,7 +121,48 @@ class RunStore(ReadModels):
                 "events": _event_rows(events, cause),
                 **(variables or {}),
             },
+            keys=(run_id,),
         )
+
+    # -- watchdog -----------------------------------------------------------------------
+
+    async def quiet_runs(
+        self, statuses: Sequence[str], before: str, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Runs in one of `statuses` with nothing recorded since `before` (oldest first)."""
+        rows = (
+            await self.db.query(
+                "SELECT * FROM run WHERE status INSIDE $statuses AND updated_at < $before "
+                "ORDER BY updated_at LIMIT $limit;",
+                {"statuses": list(statuses), "before": before, "limit": limit},
+            )
+        )[0]
+        return [plain_record(row) for row in rows]
+
+    async def last_event_of(self, run_id: str, types: Sequence[str]) -> Envelope | None:
+        """The run's most recent recorded event of one of `types`."""
+        rows = (
+            await self.db.query(
+                "SELECT envelope, time FROM event WHERE run = $run AND type INSIDE $types "
+                "ORDER BY time DESC LIMIT 1;",
+                {"run": run_id, "types": list(types)},
+            )
+        )[0]
+        return Envelope.from_bytes(rows[0]["envelope"].encode()) if rows else None
+
+    async def claim_stuck_run(self, run_id: str, seen_updated_at: str, now: str) -> int:
+        """Claim a stuck run for driving: only if it has not moved since it was seen.
+        Returns how many times it has been driven again; StaleWriteError if it moved."""
+        stale = f"{STALE_MARKER}: run {run_id} moved since it was found stuck"
+        results = await self.db.transaction(
+            f"LET $changed = (UPDATE {RUN} SET redrives += 1, updated_at = $now "
+            "WHERE updated_at = $seen RETURN VALUE redrives);\n"
+            f"IF array::len($changed) = 0 {{ THROW '{stale}' }};\n"
+            "RETURN $changed[0];",
+            {"run": run_id, "seen": seen_updated_at, "now": now},
+            keys=(run_id,),
+        )
+        return int(results[-1])
 
     # -- ingest -------------------------------------------------------------------------
 
@@ -141,6 +187,7 @@ class RunStore(ReadModels):
                     "record": _without_id(record),
                     "events": _event_rows([event], cause),
                 },
+                keys=(run["id"],),
             )
         except Exception as error:
             if "already exists" in str(error) or "already contains" in str(error):
@@ -313,13 +360,16 @@ class RunStore(ReadModels):
         nodes: Sequence[str],
         started: Sequence[Envelope],
         cause: str,
-    ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        lease: str,
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
         """In one transaction: check the stage may start, mark the run Running and every
-        node of the stage that has not already succeeded as running (recording their
-        NodeStarted events from `started`), and read back what the nodes need.
+        node of the stage that has not already succeeded as running under `lease`
+        (recording their NodeStarted events from `started`), and read back what the nodes
+        need.
 
-        Returns the run, its capabilities and the nodes to run (a node that already
-        succeeded never runs again).
+        Returns the run, its capabilities and the nodes to run with how many times each
+        has been started (a node that already succeeded never runs again). Only the
+        holder of `lease` may then record the nodes' outcomes and the stage's result.
         StaleWriteError if the stage already ended or the run is past it.
         """
         stale = f"{STALE_MARKER}: stage {stage} of run {run_id}"
@@ -334,10 +384,11 @@ class RunStore(ReadModels):
             "LET $done = (SELECT VALUE node FROM node_exec WHERE run = $run "
             "AND status = 'succeeded');\n"
             "LET $todo = array::complement($nodes, $done);\n"
-            f"UPDATE {STAGE} SET status = 'Running', started_at = $now RETURN NONE;\n"
-            "FOR $node IN $todo { UPSERT type::thing('node_exec', [$run, $node]) MERGE "
-            "{run: $run, node: $node, stage: $stage, status: 'running', started_at: $now} "
-            "RETURN NONE; };\n"
+            f"UPDATE {STAGE} SET status = 'Running', started_at = $now, lease = $lease "
+            "RETURN NONE;\n"
+            "FOR $node IN $todo { UPSERT type::thing('node_exec', [$run, $node]) SET "
+            "run = $run, node = $node, stage = $stage, status = 'running', started_at = $now, "
+            "lease = $lease, executions += 1 RETURN NONE; };\n"
             "INSERT IGNORE INTO event "
             "(SELECT * FROM $events WHERE node INSIDE $todo) RETURN NONE;\n"
             f"SELECT * FROM {RUN};\n"
@@ -349,11 +400,17 @@ class RunStore(ReadModels):
                 "nodes": list(nodes),
                 "now": iso(utc_now()),
                 "events": _event_rows(started, cause),
+                "lease": lease,
             },
+            keys=(run_id,),
         )
         run_rows, exec_rows, cap_rows = results[-3:]
         executions = {row["node"]: plain_record(row) for row in exec_rows}
-        todo = [node for node in nodes if executions.get(node, {}).get("status") != "succeeded"]
+        todo = {
+            node: int(executions[node].get("executions") or 1)
+            for node in nodes
+            if executions.get(node, {}).get("status") != "succeeded"
+        }
         return plain_record(run_rows[0]), {row["name"]: row["value"] for row in cap_rows}, todo
 
     async def finish_node(
@@ -364,17 +421,21 @@ class RunStore(ReadModels):
         outputs: dict[str, Any],
         events: Sequence[Envelope],
         cause: str,
+        lease: str,
     ) -> None:
-        """A node's outcome and the capabilities it produced, with its announcing event."""
+        """A node's outcome and the capabilities it produced, with its announcing event.
+        StaleWriteError if `lease` no longer holds the node (see `begin_stage`)."""
         await self.db.transaction(
             NODE_OUTCOME_SQL + "INSERT IGNORE INTO event $events RETURN NONE;",
             {
                 "run": run_id,
+                "lease": lease,
                 "node": node,
                 "record": record,
                 "outputs": outputs,
                 "events": _event_rows(events, cause),
             },
+            keys=(run_id,),
         )
 
     async def finish_stage(
@@ -385,14 +446,17 @@ class RunStore(ReadModels):
         events: Sequence[Envelope],
         cause: str,
         *,
+        lease: str,
         last_node: tuple[str, dict[str, Any], dict[str, Any]] | None = None,
     ) -> None:
         """The stage's status and result; with `last_node` (id, record, outputs), the
         outcome of its last node too, in the same transaction (one write fewer on the
-        path from a stage to the next)."""
+        path from a stage to the next). StaleWriteError if `lease` no longer holds it."""
         node, record, outputs = last_node or ("", {}, {})
+        stale = f"{STALE_MARKER}: stage {stage} of run {run_id} was taken over"
         await self.db.transaction(
-            (NODE_OUTCOME_SQL if last_node else "")
+            f"IF (SELECT VALUE lease FROM ONLY {STAGE}) != $lease {{ THROW '{stale}' }};\n"
+            + (NODE_OUTCOME_SQL if last_node else "")
             + f"UPDATE {STAGE} SET status = $status, finished_at = $now RETURN NONE;\n"
             "INSERT IGNORE INTO event $events RETURN NONE;",
             {
@@ -400,26 +464,44 @@ class RunStore(ReadModels):
                 "stage": stage,
                 "status": status,
                 "now": iso(utc_now()),
+                "lease": lease,
                 "node": node,
                 "record": record,
                 "outputs": outputs,
                 "events": _event_rows(events, cause),
             },
+            keys=(run_id,),
         )
 
     # -- compensator --------------------------------------------------------------------
 
     async def compensations(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Every saga step of the run by node, ended (`succeeded`, `failed`, `skipped`) or
+        still `running` (started by a delivery that has not recorded its end)."""
         rows = (
             await self.db.query("SELECT * FROM compensation WHERE run = $run;", {"run": run_id})
         )[0]
         return {row["node"]: plain_record(row) for row in rows}
 
+    async def begin_compensation(self, run_id: str, node: str) -> int:
+        """Mark a saga step running; how many times it has been started, this one included
+        (its attempts are numbered in a block of their own, as a stage's nodes are)."""
+        rows = (
+            await self.db.query(
+                "UPSERT type::thing('compensation', [$run, $node]) SET run = $run, node = $node, "
+                "status = 'running', started_at = $now, executions += 1 "
+                "RETURN VALUE executions;",
+                {"run": run_id, "node": node, "now": iso(utc_now())},
+            )
+        )[0]
+        return int(rows[0])
+
     async def record_compensation(
         self, run_id: str, node: str, record: dict[str, Any], events: Sequence[Envelope], cause: str
     ) -> None:
+        """Record how a saga step ended, with the event announcing it."""
         await self.db.transaction(
-            "UPSERT type::thing('compensation', [$run, $node]) CONTENT $record RETURN NONE;\n"
+            "UPSERT type::thing('compensation', [$run, $node]) MERGE $record RETURN NONE;\n"
             "INSERT IGNORE INTO event $events RETURN NONE;",
             {
                 "run": run_id,
@@ -432,16 +514,16 @@ class RunStore(ReadModels):
     async def finish_compensation(
         self, run_id: str, failed: list[str], events: Sequence[Envelope], cause: str
     ) -> None:
+        """End the saga: Compensated, or CompensationFailed when any step in `failed`."""
+        status = RunStatus.COMPENSATION_FAILED if failed else RunStatus.COMPENSATED
         await self._guarded(
             run_id,
             condition="status = 'Compensating'",
-            assignments=(
-                "status = 'Compensated', failed_compensations = $failed, finished_at = $now"
-            ),
+            assignments=("status = $status, failed_compensations = $failed, finished_at = $now"),
             what=f"run {run_id} is not compensating",
             events=events,
             cause=cause,
-            variables={"failed": failed},
+            variables={"failed": failed, "status": status.value},
         )
 
 

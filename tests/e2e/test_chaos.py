@@ -1,0 +1,281 @@
+"""Chaos: `stratum up` killed with SIGKILL again and again while pipelines run.
+
+Pipelines of three stages (a, b -> c -> d) run as a real `stratum up` process (embedded
+SurrealDB on disk, the session's nats-server) that is killed with SIGKILL at named crash
+points (it kills itself there, see `stratum.faults`) and at random moments, and started
+again each time. Every node script appends each execution to a ledger and performs its
+effect once per (run, node), as docs/guarantees.md tells script authors to. At the end
+every run must have Succeeded with each node's effect done exactly once, no node run
+again after its success was recorded, and no script left running.
+
+Seeded and bounded; the figures are printed. A longer variant: `make chaos`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import orjson
+import pytest
+
+from stratum.ids import run_id
+from stratum.subjects import Subjects
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ROOT = Path(__file__).resolve().parents[2]
+STRATUM = str(Path(sys.executable).parent / "stratum")
+SEED = int(os.environ.get("STRATUM_CHAOS_SEED", "20261122"))
+PIPELINES = int(os.environ.get("STRATUM_CHAOS_PIPELINES", "100"))
+KILLS = int(os.environ.get("STRATUM_CHAOS_KILLS", "20"))
+NAMED_POINTS = [
+    "ingest.after-commit",
+    "ingest.after-publish",
+    "planner.after-commit",
+    "stage-executor.nodes-starting",
+    "stage-executor.node-recorded",
+    "stage-executor.after-commit",
+    "planner.after-publish",
+    "stage-executor.after-publish",
+    "projector.after-commit",
+    "projector.after-publish",
+]
+NODES = ("a", "b", "c", "d")
+
+WORKFLOW = """
+let { schema, .. } = import "stratum.ncl" in
+let cap = schema.object { n = schema.integer } in
+{
+  nodes = [
+    { id = "a", trigger = "chaos.run", produces = ["x"], handler = "a.nu", timeout = 20 },
+    { id = "b", trigger = "chaos.run", produces = ["y"], handler = "b.nu", timeout = 20 },
+    { id = "c", consumes = ["x", "y"], produces = ["z"], handler = "c.nu", timeout = 20 },
+    { id = "d", trigger = "chaos.run", consumes = ["z"], produces = ["w"], handler = "d.nu",
+      timeout = 20 },
+  ],
+  capabilities = { x = cap, y = cap, z = cap, w = cap },
+}
+"""
+# every execution is logged; the effect happens once per (run, node), keyed as advised
+SCRIPT = """def main [] {
+  let i = ($in | from json)
+  let ledger = $i.event.ledger
+  let who = $"($env.STRATUM_RUN_ID) ($env.STRATUM_NODE) ($env.STRATUM_ATTEMPT)"
+  $"($who)\\n" | save --append ($ledger | path join "executions.log")
+  sleep 60ms
+  let effect = ($ledger | path join "effects" $"($env.STRATUM_RUN_ID).($env.STRATUM_NODE)")
+  if not ($effect | path exists) {
+    $env.STRATUM_IDEMPOTENCY_KEY | save $effect
+    $"($who)\\n" | save --append ($ledger | path join "effects.log")
+  }
+  {%s: {n: 1}} | to json -r
+}
+"""
+PRODUCES = {"a": "x", "b": "y", "c": "z", "d": "w"}
+
+
+class Instance:
+    """`stratum up` as a process we start, kill and start again."""
+
+    def __init__(self, env: dict[str, str], data_dir: Path) -> None:
+        self.env, self.data_dir = env, data_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.http = ""
+
+    async def start(self, crash_at: str = "") -> None:
+        (self.data_dir / "endpoint.json").unlink(missing_ok=True)  # left by a killed one
+        env = dict(self.env, STRATUM_CRASH_AT=crash_at)
+        with (self.data_dir / "up.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [STRATUM, "up"], cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            endpoint = self.data_dir / "endpoint.json"
+            if endpoint.is_file():
+                self.http = orjson.loads(endpoint.read_bytes())["http"]
+                return
+            if self.process.poll() is not None:
+                if crash_at:  # died at its crash point while starting: that is the test
+                    return
+                log_text = (self.data_dir / "up.log").read_text()[-3000:]
+                raise AssertionError(f"stratum up exited while starting:\n{log_text}")
+            await asyncio.sleep(0.05)
+        raise AssertionError("stratum up did not come up within 60 s")
+
+    async def died_within(self, seconds: float) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    def kill(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+
+async def statuses(http: str, runs: list[str]) -> dict[str, dict[str, Any]]:
+    views = {}
+    async with httpx.AsyncClient(base_url=http, timeout=30) as client:
+        for run in runs:
+            response = await client.get(f"/api/runs/{run}")
+            if response.status_code == 200:
+                views[run] = response.json()
+    return views
+
+
+def live_scripts(data_dir: Path) -> list[int]:
+    """Processes still running a script of this test (their env names our data dir)."""
+    marker = str(data_dir).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z" and marker in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.timeout(900)
+async def test_sigkill_anywhere_loses_nothing_and_repeats_no_effect(
+    tmp_path: Path, nats_url: str
+) -> None:
+    rng = random.Random(SEED)
+    print(f"\nchaos seed {SEED} (STRATUM_CHAOS_SEED), {PIPELINES} pipelines, {KILLS} kills")
+    definitions, data_dir, ledger = tmp_path / "defs", tmp_path / "data", tmp_path / "ledger"
+    definitions.mkdir()
+    data_dir.mkdir()
+    (ledger / "effects").mkdir(parents=True)
+    (definitions / "chaos.ncl").write_text(WORKFLOW)
+    for node, capability in PRODUCES.items():
+        (definitions / f"{node}.nu").write_text(SCRIPT % capability)
+    prefix = f"chaos{uuid.uuid4().hex[:8]}"
+    env = dict(
+        os.environ,
+        STRATUM_DATA_DIR=str(data_dir),
+        STRATUM_DEFINITIONS=str(definitions),
+        STRATUM_NATS_URL=nats_url,
+        STRATUM_SUBJECT_PREFIX=prefix,
+        STRATUM_WATCH="false",
+        STRATUM_STUCK_AFTER="20",
+        STRATUM_WATCHDOG_INTERVAL="2",
+    )
+    instance = Instance(env, data_dir)
+    try:
+        await run_chaos(instance, rng, ledger, prefix, nats_url)
+    finally:
+        instance.kill()  # whatever happened, leave nothing running
+
+
+async def run_chaos(
+    instance: Instance, rng: random.Random, ledger: Path, prefix: str, nats_url: str
+) -> None:
+    data_dir = instance.data_dir
+    await instance.start()
+
+    nc = await nats.connect(nats_url)
+    runs = []
+    try:
+        subject = Subjects(prefix).event("acme", "chaos.run")
+        for _ in range(PIPELINES):
+            ident = str(uuid.uuid4())
+            body = {
+                "specversion": "1.0",
+                "id": ident,
+                "source": "chaos",
+                "type": "chaos.run",
+                "data": {"ledger": str(ledger)},
+            }
+            await nc.jetstream().publish(subject, orjson.dumps(body))
+            runs.append(run_id("acme", ident))
+    finally:
+        await nc.close()
+
+    named = random_kills = 0
+    for kill in range(KILLS):
+        if kill % 2 == 0:
+            point = NAMED_POINTS[(kill // 2) % len(NAMED_POINTS)]
+            instance.kill()
+            await instance.start(crash_at=f"{point}:{rng.randint(1, 8)}")
+            if await instance.died_within(8):
+                named += 1
+                continue
+        await asyncio.sleep(rng.uniform(0.3, 2.5))
+        instance.kill()
+        random_kills += 1
+        await instance.start()
+
+    # the last instance lives: every run must end, then nothing may run again
+    instance.kill()
+    await instance.start()
+    deadline = time.monotonic() + 240
+    views: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        views = await statuses(instance.http, runs)
+        if len(views) == len(runs) and all(
+            v.get("finished") and v.get("projected") for v in views.values()
+        ):
+            break
+        await asyncio.sleep(1)
+    instance.stop()
+
+    completed = [r for r in runs if views.get(r, {}).get("status") == "Succeeded"]
+    lost = [r for r in runs if not views.get(r, {}).get("finished")]
+    effects = Counter(
+        tuple(line.split()[:2]) for line in (ledger / "effects.log").read_text().splitlines()
+    )
+    duplicated = [key for key, count in effects.items() if count > 1]
+    missing = [(r, n) for r in completed for n in NODES if (r, n) not in effects]
+    executions = [line.split() for line in (ledger / "executions.log").read_text().splitlines()]
+    succeeded_attempt = {
+        (r, n): int(Path(views[r]["nodes"][n]["bundle"]).name) for r in completed for n in NODES
+    }
+    rerun_after_success = [
+        (r, n, a)
+        for r, n, a in executions
+        if (r, n) in succeeded_attempt and int(a) > succeeded_attempt[(r, n)]
+    ]
+    reexecuted = sum(1 for count in Counter((r, n) for r, n, _ in executions).values() if count > 1)
+    orphans = live_scripts(data_dir)
+    print(
+        f"chaos: kills {named + random_kills} (named {named}, random {random_kills}); "
+        f"completed {len(completed)} / lost {len(lost)} / duplicated {len(duplicated)}; "
+        f"effects missing {len(missing)}; nodes executed again after a crash {reexecuted}; "
+        f"run again after success {len(rerun_after_success)}; scripts left running {len(orphans)}"
+    )
+    assert named + random_kills >= KILLS
+    assert not lost, f"runs that never finished: {lost[:5]}"
+    assert len(completed) == PIPELINES, {
+        r: views[r].get("status") for r in runs if r not in completed
+    }
+    assert not duplicated, f"effects done twice: {duplicated[:5]}"
+    assert not missing, f"effects never done: {missing[:5]}"
+    assert not rerun_after_success, rerun_after_success[:5]
+    assert not orphans, f"scripts left running: {orphans}"
