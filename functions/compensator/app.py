@@ -1,16 +1,27 @@
-"""Compensator: undoes a failed run's succeeded nodes in reverse order (best effort: a
-failing compensation is recorded and the rest still run); the run ends Compensated."""
+"""Compensator: undoes a failed run's succeeded nodes in reverse order.
+
+Each step's compensate script is retried per its node's retry policy; a step that still
+fails is recorded and the rest still run. The run ends Compensated, or CompensationFailed
+naming the failed steps.
+
+A step is marked running before its script starts and recorded as it ends, so a
+redelivery (the process died mid-saga) resumes where the saga stopped: a step that ended —
+succeeded, failed after all its attempts, or skipped — is final and never runs again; a
+step cut short runs again, its attempts numbered in a new block (compensate scripts must
+tolerate running twice, as handlers must).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from functions.compensator import core
-from functions.compensator.core import StepStatus
+from functions.compensator.core import Undone
+from functions.compensator.undo import undo
 from stratum.clock import iso, utc_now
 from stratum.errors import UnknownRunError
 from stratum.events import CompensateRun, Envelope
-from stratum.executor import ExecutorConfig, run_compensation
+from stratum.executor import ExecutorConfig
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
 
@@ -24,34 +35,26 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         if run is None:
             raise UnknownRunError(f"compensation command {command.id} names unknown run {run_id}")
         graph = await graphs.version(run["graph_version"])
-        steps = dict(await ctx.store.compensations(run_id))
+        steps = core.ended(await ctx.store.compensations(run_id))
         for order, (stage, node_id) in enumerate(core.undo_order(executions)):
             if node_id in steps:
-                continue  # recorded by an earlier delivery: never undo twice
+                continue  # ended in an earlier delivery: never run again
             node = graph.nodes[node_id]
             started = utc_now()
             if node.compensate is None:
-                status: StepStatus = "skipped"
-                error, bundle, duration_ms = None, None, 0.0
+                done = Undone(status="skipped", attempts=0, duration_ms=0.0)
             else:
-                execution = config.context(run_id, command.tenant, stage)
                 payload = core.compensation_payload(run, node.consumes, node.produces, capabilities)
-                outcome = await run_compensation(node, payload, execution)
-                status = "succeeded" if outcome.status == "succeeded" else "failed"
-                error = outcome.error
-                bundle = str(outcome.attempts[-1].bundle) if outcome.attempts else None
-                duration_ms = (outcome.finished_at - outcome.started_at).total_seconds() * 1000
+                execution = config.context(run_id, command.tenant, stage)
+                nth = await ctx.store.begin_compensation(run_id, node_id)
+                first = core.first_attempt(nth, node.retries.max)
+                done = await undo(node, payload, execution, first)
             now = utc_now()
-            event = core.step(
-                command, order, stage, node_id, status, duration_ms, error, bundle, now
-            )
+            event = core.step(command, order, stage, node_id, done, now)
             record = {
+                **done.model_dump(),
                 "order": order,
                 "stage": stage,
-                "status": status,
-                "error": error,
-                "bundle": bundle,
-                "duration_ms": duration_ms,
                 "started_at": iso(started),
                 "finished_at": iso(now),
             }
@@ -70,5 +73,4 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         handle=handle,
         key=run_key,
         concurrency=16,
-        ack_wait=30.0,
     )

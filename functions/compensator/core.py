@@ -1,4 +1,4 @@
-"""The saga's order, pure: which succeeded nodes to undo, last done first."""
+"""The saga, pure: which succeeded nodes to undo (last done first) and what to announce."""
 
 from __future__ import annotations
 
@@ -6,10 +6,26 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from stratum.events import CompensationRecorded, Envelope, Payload, RunCompensated, follow
 
 SOURCE = "stratum/compensator"
 StepStatus = Literal["succeeded", "failed", "skipped"]
+# how a step can end; a step in the store with another status ("running") has not ended
+ENDED: frozenset[str] = frozenset({"succeeded", "failed", "skipped"})
+
+
+class Undone(BaseModel):
+    """How one step ended, after every attempt its node's retry policy allowed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: StepStatus
+    attempts: int
+    duration_ms: float
+    error: str | None = None
+    bundle: str | None = None
 
 
 def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str = "") -> Envelope:
@@ -25,6 +41,19 @@ def undo_order(executions: Mapping[str, Mapping[str, Any]]) -> list[tuple[int, s
         if record.get("status") == "succeeded"
     ]
     return sorted(done, reverse=True)
+
+
+def ended(steps: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The steps that ended: a redelivery never runs them again (a failed one had all the
+    attempts its retry policy allows)."""
+    return {node: step for node, step in steps.items() if step.get("status") in ENDED}
+
+
+def first_attempt(executions: int, retries: int) -> int:
+    """The number of a step's first attempt in its `executions`-th execution: each gets a
+    block of `retries + 1` numbers, so a step run again after a crash never reuses the
+    bundle or idempotency key of an attempt the crash cut short."""
+    return (max(executions, 1) - 1) * (retries + 1) + 1
 
 
 def compensation_payload(
@@ -43,26 +72,10 @@ def compensation_payload(
 
 
 def step(
-    cause: Envelope,
-    order: int,
-    stage: int,
-    node: str,
-    status: StepStatus,
-    duration_ms: float,
-    error: str | None,
-    bundle: str | None,
-    now: datetime,
+    cause: Envelope, order: int, stage: int, node: str, done: Undone, now: datetime
 ) -> Envelope:
     return _emit(
-        CompensationRecorded(
-            order=order,
-            stage=stage,
-            node=node,
-            status=status,
-            duration_ms=duration_ms,
-            error=error,
-            bundle=bundle,
-        ),
+        CompensationRecorded(order=order, stage=stage, node=node, **done.model_dump()),
         cause,
         now,
         node,
@@ -70,6 +83,7 @@ def step(
 
 
 def compensated(cause: Envelope, steps: Mapping[str, Mapping[str, Any]], now: datetime) -> Envelope:
+    """The saga's end; a non-empty `failed` makes the run CompensationFailed."""
     done = sorted(node for node, s in steps.items() if s["status"] == "succeeded")
     failed = sorted(node for node, s in steps.items() if s["status"] == "failed")
     return _emit(RunCompensated(compensated=done, failed=failed), cause, now)

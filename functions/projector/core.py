@@ -216,7 +216,9 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
         )
         update["compensation"] = sorted(steps, key=lambda c: c.order)
     elif kind == RunCompensated.TYPE:
-        status = _forward(status, RunStatus.COMPENSATED)
+        failed = bool(event.payload(RunCompensated).failed)
+        ended = RunStatus.COMPENSATION_FAILED if failed else RunStatus.COMPENSATED
+        status = _forward(status, ended)
         update |= {"finished": True, "finished_at": at}
     elif kind == RunRejected.TYPE:
         status = _forward(status, RunStatus.FAILED)

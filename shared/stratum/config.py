@@ -47,6 +47,7 @@ class Settings(BaseModel):
     stage_concurrency: int = 32
     watch: bool = True
     stuck_after: float = 120.0
+    duplicate_window: float = 120.0
     watchdog_interval: float = 15.0
 
     @property

@@ -125,9 +125,14 @@ class CompensationRecorded(Payload):
     duration_ms: float
     error: str | None = None
     bundle: str | None = None
+    # runs of the script in this step, per the node's retry policy (0 when skipped)
+    attempts: int = 1
 
 
 class RunCompensated(Payload):
+    """The saga ended: the run is Compensated, or CompensationFailed if `failed` is not
+    empty (those nodes' compensate scripts still failed after their retries)."""
+
     TYPE: ClassVar[str] = "stratum.run.compensated"
     compensated: list[str]
     failed: list[str]

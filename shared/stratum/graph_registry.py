@@ -38,12 +38,14 @@ class GraphRegistry:
                 "graph reload failed; keeping the previous graph", extra={"error": self.error}
             )
             return False
-        self.error = None
+        was_broken, self.error = self.error is not None, None
         changed = self.current is None or graph.version != self.current.version
         self.current = graph
         self._versions[graph.version] = graph
         if changed:
             log.info("graph loaded", extra={"version": graph.version, "nodes": len(graph.nodes)})
+        elif was_broken:  # the broken change was undone: the same content, the same version
+            log.info("graph valid again, unchanged", extra={"version": graph.version})
         return changed
 
     async def remember(self, graph: ActionGraph) -> None:

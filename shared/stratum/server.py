@@ -79,7 +79,7 @@ class StratumServer:
 
         await self._start_nats()
         js = self._nc.jetstream()
-        await ensure_streams(js, self.subjects)
+        await ensure_streams(js, self.subjects, s.duplicate_window)
 
         self.projections = projector.Projector(self.store)
         self.graphs = GraphRegistry(s.definitions, s.lib_dir, self.store)
@@ -195,7 +195,7 @@ class StratumServer:
 
         s = self.settings
         async for _changes in awatch(s.definitions, s.lib_dir, debounce=300):
-            self.graphs.reload()
+            await asyncio.to_thread(self.graphs.reload)  # Nickel runs off the event loop
 
     def _write_endpoint(self) -> None:
         endpoint = {

@@ -13,6 +13,9 @@ class RunStatus(StrEnum):
     FAILED = "Failed"
     COMPENSATING = "Compensating"
     COMPENSATED = "Compensated"
+    # the saga ended but some compensate script still failed after its retries: the run's
+    # effects are only partly undone (which steps: `failed_compensations`, the steps' errors)
+    COMPENSATION_FAILED = "CompensationFailed"
     DENIED = "Denied"
 
     @property
@@ -29,5 +32,6 @@ _RANK = {
     RunStatus.COMPENSATING: 4,
     RunStatus.SUCCEEDED: 5,
     RunStatus.COMPENSATED: 6,
-    RunStatus.DENIED: 7,
+    RunStatus.COMPENSATION_FAILED: 7,
+    RunStatus.DENIED: 8,
 }

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import pytest
 
 from stratum.ids import run_id
 from stratum.subjects import Subjects
+from tests.e2e.ledger import TOPIC, Ledger, write_workflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -52,38 +52,6 @@ NAMED_POINTS = [
     "projector.after-commit",
     "projector.after-publish",
 ]
-NODES = ("a", "b", "c", "d")
-
-WORKFLOW = """
-let { schema, .. } = import "stratum.ncl" in
-let cap = schema.object { n = schema.integer } in
-{
-  nodes = [
-    { id = "a", trigger = "chaos.run", produces = ["x"], handler = "a.nu", timeout = 20 },
-    { id = "b", trigger = "chaos.run", produces = ["y"], handler = "b.nu", timeout = 20 },
-    { id = "c", consumes = ["x", "y"], produces = ["z"], handler = "c.nu", timeout = 20 },
-    { id = "d", trigger = "chaos.run", consumes = ["z"], produces = ["w"], handler = "d.nu",
-      timeout = 20 },
-  ],
-  capabilities = { x = cap, y = cap, z = cap, w = cap },
-}
-"""
-# every execution is logged; the effect happens once per (run, node), keyed as advised
-SCRIPT = """def main [] {
-  let i = ($in | from json)
-  let ledger = $i.event.ledger
-  let who = $"($env.STRATUM_RUN_ID) ($env.STRATUM_NODE) ($env.STRATUM_ATTEMPT)"
-  $"($who)\\n" | save --append ($ledger | path join "executions.log")
-  sleep 60ms
-  let effect = ($ledger | path join "effects" $"($env.STRATUM_RUN_ID).($env.STRATUM_NODE)")
-  if not ($effect | path exists) {
-    $env.STRATUM_IDEMPOTENCY_KEY | save $effect
-    $"($who)\\n" | save --append ($ledger | path join "effects.log")
-  }
-  {%s: {n: 1}} | to json -r
-}
-"""
-PRODUCES = {"a": "x", "b": "y", "c": "z", "d": "w"}
 
 
 class Instance:
@@ -169,13 +137,10 @@ async def test_sigkill_anywhere_loses_nothing_and_repeats_no_effect(
 ) -> None:
     rng = random.Random(SEED)
     print(f"\nchaos seed {SEED} (STRATUM_CHAOS_SEED), {PIPELINES} pipelines, {KILLS} kills")
-    definitions, data_dir, ledger = tmp_path / "defs", tmp_path / "data", tmp_path / "ledger"
-    definitions.mkdir()
+    definitions, data_dir = tmp_path / "defs", tmp_path / "data"
+    write_workflow(definitions)
     data_dir.mkdir()
-    (ledger / "effects").mkdir(parents=True)
-    (definitions / "chaos.ncl").write_text(WORKFLOW)
-    for node, capability in PRODUCES.items():
-        (definitions / f"{node}.nu").write_text(SCRIPT % capability)
+    ledger = Ledger(tmp_path / "ledger").create()
     prefix = f"chaos{uuid.uuid4().hex[:8]}"
     env = dict(
         os.environ,
@@ -195,7 +160,7 @@ async def test_sigkill_anywhere_loses_nothing_and_repeats_no_effect(
 
 
 async def run_chaos(
-    instance: Instance, rng: random.Random, ledger: Path, prefix: str, nats_url: str
+    instance: Instance, rng: random.Random, ledger: Ledger, prefix: str, nats_url: str
 ) -> None:
     data_dir = instance.data_dir
     await instance.start()
@@ -203,15 +168,15 @@ async def run_chaos(
     nc = await nats.connect(nats_url)
     runs = []
     try:
-        subject = Subjects(prefix).event("acme", "chaos.run")
+        subject = Subjects(prefix).event("acme", TOPIC)
         for _ in range(PIPELINES):
             ident = str(uuid.uuid4())
             body = {
                 "specversion": "1.0",
                 "id": ident,
                 "source": "chaos",
-                "type": "chaos.run",
-                "data": {"ledger": str(ledger)},
+                "type": TOPIC,
+                "data": ledger.event_data(),
             }
             await nc.jetstream().publish(subject, orjson.dumps(body))
             runs.append(run_id("acme", ident))
@@ -246,36 +211,20 @@ async def run_chaos(
         await asyncio.sleep(1)
     instance.stop()
 
-    completed = [r for r in runs if views.get(r, {}).get("status") == "Succeeded"]
-    lost = [r for r in runs if not views.get(r, {}).get("finished")]
-    effects = Counter(
-        tuple(line.split()[:2]) for line in (ledger / "effects.log").read_text().splitlines()
-    )
-    duplicated = [key for key, count in effects.items() if count > 1]
-    missing = [(r, n) for r in completed for n in NODES if (r, n) not in effects]
-    executions = [line.split() for line in (ledger / "executions.log").read_text().splitlines()]
-    succeeded_attempt = {
-        (r, n): int(Path(views[r]["nodes"][n]["bundle"]).name) for r in completed for n in NODES
-    }
-    rerun_after_success = [
-        (r, n, a)
-        for r, n, a in executions
-        if (r, n) in succeeded_attempt and int(a) > succeeded_attempt[(r, n)]
-    ]
-    reexecuted = sum(1 for count in Counter((r, n) for r, n, _ in executions).values() if count > 1)
+    audit = ledger.audit(views, runs)
     orphans = live_scripts(data_dir)
     print(
         f"chaos: kills {named + random_kills} (named {named}, random {random_kills}); "
-        f"completed {len(completed)} / lost {len(lost)} / duplicated {len(duplicated)}; "
-        f"effects missing {len(missing)}; nodes executed again after a crash {reexecuted}; "
-        f"run again after success {len(rerun_after_success)}; scripts left running {len(orphans)}"
+        f"completed {len(audit['completed'])} / lost {len(audit['lost'])} / "
+        f"duplicated {len(audit['duplicated'])}; effects missing {len(audit['missing'])}; "
+        f"nodes executed again after a crash {audit['reexecuted']}; "
+        f"run again after success {len(audit['rerun_after_success'])}; "
+        f"scripts left running {len(orphans)}"
     )
     assert named + random_kills >= KILLS
-    assert not lost, f"runs that never finished: {lost[:5]}"
-    assert len(completed) == PIPELINES, {
-        r: views[r].get("status") for r in runs if r not in completed
-    }
-    assert not duplicated, f"effects done twice: {duplicated[:5]}"
-    assert not missing, f"effects never done: {missing[:5]}"
-    assert not rerun_after_success, rerun_after_success[:5]
+    assert not audit["lost"], f"runs that never finished: {audit['lost'][:5]}"
+    assert len(audit["completed"]) == PIPELINES
+    assert not audit["duplicated"], f"effects done twice: {audit['duplicated'][:5]}"
+    assert not audit["missing"], f"effects never done: {audit['missing'][:5]}"
+    assert not audit["rerun_after_success"], audit["rerun_after_success"][:5]
     assert not orphans, f"scripts left running: {orphans}"

@@ -6,35 +6,61 @@ import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from functions.projector.core import RunView, apply
 from stratum.events import (
+    CompensateRun,
+    CompensationRecorded,
     Envelope,
     ExecuteStage,
+    NodeFailed,
     NodeStarted,
     NodeSucceeded,
     Payload,
     RunAccepted,
+    RunCompensated,
+    RunFailed,
     RunPlanned,
     RunSucceeded,
     StageCompleted,
+    StageFailed,
     emit,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+ACCEPTED = RunAccepted(
+    topic="t.x",
+    trigger_subject="s",
+    event_id="e",
+    event_type="t.x",
+    event_source="src",
+    actor="a",
+    event_data={},
+    inputs_hash="h",
+)
+
+
+def enveloped(payloads: list[Payload]) -> list[Envelope]:
+    return [
+        emit(
+            p,
+            cause=f"cause-{i}",
+            run_id="run-1",
+            tenant="acme",
+            source="test",
+            now=T0 + timedelta(milliseconds=i),
+            discriminator=str(i),
+        )
+        for i, p in enumerate(payloads)
+    ]
+
+
 def events() -> list[Envelope]:
     payloads: list[Payload] = [
-        RunAccepted(
-            topic="t.x",
-            trigger_subject="s",
-            event_id="e",
-            event_type="t.x",
-            event_source="src",
-            actor="a",
-            event_data={},
-            inputs_hash="h",
-        ),
+        ACCEPTED,
         RunPlanned(graph_version="v", stages=[["a", "b"], ["c"]]),
         ExecuteStage(stage=0, nodes=["a", "b"]),
         NodeStarted(stage=0, node="a"),
@@ -48,18 +74,33 @@ def events() -> list[Envelope]:
         StageCompleted(stage=1, nodes=["c"]),
         RunSucceeded(outputs_hash="all"),
     ]
-    return [
-        emit(
-            p,
-            cause=f"cause-{i}",
-            run_id="run-1",
-            tenant="acme",
-            source="test",
-            now=T0 + timedelta(milliseconds=i),
-            discriminator=str(i),
-        )
-        for i, p in enumerate(payloads)
-    ]
+    return enveloped(payloads)
+
+
+def saga(undo_b: str) -> list[Envelope]:
+    """Stage 1 fails; `a` and `b` of stage 0 are undone, `b`'s undo ending `undo_b`."""
+    b_error = "node b: exit code 1: no (after 3 attempts)" if undo_b == "failed" else None
+    return enveloped(
+        [
+            ACCEPTED,
+            RunPlanned(graph_version="v", stages=[["a", "b"], ["c"]]),
+            NodeSucceeded(stage=0, node="a", attempts=1, duration_ms=5, bundle="/a"),
+            NodeSucceeded(stage=0, node="b", attempts=1, duration_ms=5, bundle="/b"),
+            StageCompleted(stage=0, nodes=["a", "b"]),
+            NodeFailed(stage=1, node="c", attempts=1, duration_ms=5, error="x", cancelled=False),
+            StageFailed(stage=1, failed=["c"], error="x"),
+            RunFailed(stage=1, error="x"),
+            CompensateRun(failed_stage=1),
+            CompensationRecorded(
+                order=0, stage=0, node="b", status=undo_b, duration_ms=9, error=b_error, attempts=3
+            ),
+            CompensationRecorded(order=1, stage=0, node="a", status="succeeded", duration_ms=1),
+            RunCompensated(
+                compensated=["a"] + (["b"] if undo_b == "succeeded" else []),
+                failed=["b"] if undo_b == "failed" else [],
+            ),
+        ]
+    )
 
 
 def fold(sequence: list[Envelope]) -> RunView:
@@ -89,3 +130,21 @@ def test_any_arrival_order_and_repeats_give_the_same_view() -> None:
         rng.shuffle(shuffled)
         assert fold(shuffled) == expected
     assert fold(list(itertools.chain(ordered, ordered[::-1]))) == expected
+
+
+@pytest.mark.parametrize(
+    ("undo_b", "status"), [("succeeded", "Compensated"), ("failed", "CompensationFailed")]
+)
+def test_a_saga_ends_compensated_only_if_every_step_succeeded(undo_b: str, status: str) -> None:
+    ordered = saga(undo_b)
+    expected = fold(ordered)
+    assert expected.status == status and expected.finished
+    assert [(c.node, c.status) for c in expected.compensation] == [
+        ("b", undo_b),
+        ("a", "succeeded"),
+    ]
+    rng = random.Random(20261123)
+    for _ in range(100):
+        shuffled = ordered[:]
+        rng.shuffle(shuffled)
+        assert fold(shuffled) == expected

@@ -15,6 +15,7 @@ STATUS_STYLE = {
     "succeeded": "green",
     "Compensated": "yellow",
     "Compensating": "yellow",
+    "CompensationFailed": "red",
     "Failed": "red",
     "failed": "red",
     "cancelled": "magenta",
@@ -55,6 +56,26 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for row in rows:
         table.add_row(*row[:3], status_text(row[3]), *row[4:])
+    return table
+
+
+def dead_letters_table(letters: list[dict[str, Any]]) -> Table:
+    table = Table(title="Dead letters", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for column in ("id", "function", "subject", "error", "deliveries", "when (UTC)", "redriven"):
+        table.add_column(column, overflow="fold" if column == "error" else "ellipsis")
+    for letter in letters:
+        redriven = letter.get("redriven") or 0
+        table.add_row(
+            letter["id"],
+            letter["function"],
+            letter["subject"],
+            Text(letter["error"][:160], style="red"),
+            "invalid" if letter.get("invalid") else str(letter["deliveries"]),
+            (letter.get("last_at") or "")[5:19].replace("T", " "),
+            f"{redriven}x, {(letter.get('redriven_at') or '')[5:19].replace('T', ' ')}"
+            if redriven
+            else "-",
+        )
     return table
 
 

@@ -37,9 +37,13 @@ log = logging.getLogger("stratum.runtime")
 FETCH_SECONDS = 5.0
 
 
-async def ensure_streams(jetstream: Any, subjects: Subjects) -> None:
+async def ensure_streams(
+    jetstream: Any, subjects: Subjects, duplicate_window: float = 120.0
+) -> None:
     """Create (or update) the streams: publishers' events, the functions' events, and dead
-    letters (a stream of their own, so no function's consumer ever receives one)."""
+    letters (a stream of their own, so no function's consumer ever receives one). A
+    message repeating the `Nats-Msg-Id` of one stored less than `duplicate_window`
+    seconds before is dropped."""
     jsm = jetstream
     for name, stream_subjects in (
         (subjects.events_stream, [subjects.events_wildcard]),
@@ -50,7 +54,7 @@ async def ensure_streams(jetstream: Any, subjects: Subjects) -> None:
             name=name,
             subjects=stream_subjects,
             storage=StorageType.FILE,
-            duplicate_window=120.0,
+            duplicate_window=duplicate_window,
         )
         try:
             await jsm.stream_info(name)

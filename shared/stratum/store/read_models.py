@@ -100,9 +100,14 @@ class ReadModels:
         return [plain_record(row) for row in rows]
 
     async def all_views(self) -> list[dict[str, Any]]:
-        """Every view with its history: what a replay must reproduce."""
+        """Every view with its history: what a replay must reproduce (without the write
+        counter, which says how often a view was stored, not what it shows)."""
         rows = (await self.db.query("SELECT * FROM run_view ORDER BY run_id;"))[0]
-        return [plain_record(row) | {"history": await self.history(row["run_id"])} for row in rows]
+        return [
+            {k: v for k, v in plain_record(row).items() if k != "version"}
+            | {"history": await self.history(row["run_id"])}
+            for row in rows
+        ]
 
     async def clear_views(self) -> None:
         await self.db.query("DELETE run_view; DELETE history_item;")

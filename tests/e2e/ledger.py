@@ -1,0 +1,101 @@
+"""A three-stage workflow (a, b -> c -> d) whose scripts keep a ledger of what they did.
+
+Every execution of a node is appended to `executions.log`; its effect is performed once
+per (run, node) — as docs/guarantees.md asks of script authors — and each time it is
+performed a line goes to `effects.log`. Fault tests compare the ledger with what Stratum
+recorded: an effect logged twice is a duplicated effect, an execution after the recorded
+successful attempt is a node run again after its success.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NODES = ("a", "b", "c", "d")
+TOPIC = "ledger.run"
+PRODUCES = {"a": "x", "b": "y", "c": "z", "d": "w"}
+
+WORKFLOW = """
+let { schema, .. } = import "stratum.ncl" in
+let cap = schema.object { n = schema.integer } in
+{
+  nodes = [
+    { id = "a", trigger = "ledger.run", produces = ["x"], handler = "a.nu", timeout = 20 },
+    { id = "b", trigger = "ledger.run", produces = ["y"], handler = "b.nu", timeout = 20 },
+    { id = "c", consumes = ["x", "y"], produces = ["z"], handler = "c.nu", timeout = 20 },
+    { id = "d", trigger = "ledger.run", consumes = ["z"], produces = ["w"], handler = "d.nu",
+      timeout = 20 },
+  ],
+  capabilities = { x = cap, y = cap, z = cap, w = cap },
+}
+"""
+SCRIPT = """def main [] {
+  let i = ($in | from json)
+  let ledger = $i.event.ledger
+  let who = $"($env.STRATUM_RUN_ID) ($env.STRATUM_NODE) ($env.STRATUM_ATTEMPT)"
+  $"($who)\\n" | save --append ($ledger | path join "executions.log")
+  sleep 60ms
+  let effect = ($ledger | path join "effects" $"($env.STRATUM_RUN_ID).($env.STRATUM_NODE)")
+  if not ($effect | path exists) {
+    $env.STRATUM_IDEMPOTENCY_KEY | save $effect
+    $"($who)\\n" | save --append ($ledger | path join "effects.log")
+  }
+  {%s: {n: 1}} | to json -r
+}
+"""
+
+
+def write_workflow(definitions: Path) -> None:
+    definitions.mkdir(parents=True, exist_ok=True)
+    (definitions / "ledger.ncl").write_text(WORKFLOW)
+    for node, capability in PRODUCES.items():
+        (definitions / f"{node}.nu").write_text(SCRIPT % capability)
+
+
+@dataclass
+class Ledger:
+    """The ledger folder the scripts write to, and what can be read from it."""
+
+    folder: Path
+
+    def create(self) -> Ledger:
+        (self.folder / "effects").mkdir(parents=True, exist_ok=True)
+        for name in ("executions.log", "effects.log"):
+            (self.folder / name).touch()
+        return self
+
+    def event_data(self) -> dict[str, Any]:
+        return {"ledger": str(self.folder)}
+
+    def executions(self) -> list[tuple[str, str, int]]:
+        rows = (self.folder / "executions.log").read_text().splitlines()
+        return [(run, node, int(attempt)) for run, node, attempt in (r.split() for r in rows)]
+
+    def effects(self) -> Counter[tuple[str, str]]:
+        rows = (self.folder / "effects.log").read_text().splitlines()
+        return Counter((row.split()[0], row.split()[1]) for row in rows)
+
+    def audit(self, views: dict[str, dict[str, Any]], runs: list[str]) -> dict[str, Any]:
+        """Compare the ledger with the runs' views (from `/api/runs/{id}` or the store)."""
+        completed = [r for r in runs if views.get(r, {}).get("status") == "Succeeded"]
+        effects = self.effects()
+        executions = self.executions()
+        succeeded_attempt = {
+            (r, n): int(Path(views[r]["nodes"][n]["bundle"]).name) for r in completed for n in NODES
+        }
+        per_node = Counter((r, n) for r, n, _ in executions)
+        return {
+            "completed": completed,
+            "lost": [r for r in runs if not views.get(r, {}).get("finished")],
+            "duplicated": [key for key, count in effects.items() if count > 1],
+            "missing": [(r, n) for r in completed for n in NODES if (r, n) not in effects],
+            "rerun_after_success": [
+                (r, n, a)
+                for r, n, a in executions
+                if (r, n) in succeeded_attempt and a > succeeded_attempt[(r, n)]
+            ],
+            "reexecuted": sum(1 for count in per_node.values() if count > 1),
+        }
