@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NU_VERSION := 0.108.0
 
-.PHONY: install up test test-unit lint typecheck check bench clean
+.PHONY: install up test test-unit chaos lint typecheck check bench clean
 
 install: $(BIN)/.deps $(BIN)/nu
 
@@ -32,6 +32,12 @@ test: install
 
 test-unit: install
 	$(BIN)/pytest -q tests/unit
+
+# A longer kill -9 run than the suite's (which is 100 pipelines, 26 kills); pick a seed
+# with CHAOS_SEED=n to replay one.
+chaos: install
+	STRATUM_CHAOS_PIPELINES=$${CHAOS_PIPELINES:-400} STRATUM_CHAOS_KILLS=$${CHAOS_KILLS:-60} \
+	STRATUM_CHAOS_SEED=$${CHAOS_SEED:-20261122} $(BIN)/pytest -q -s tests/e2e/test_chaos.py
 
 lint: install
 	$(BIN)/ruff check shared functions tests bench

@@ -22,6 +22,7 @@ from stratum.clock import iso, utc_now
 from stratum.errors import UnknownRunError
 from stratum.events import CompensateRun, Envelope
 from stratum.executor import ExecutorConfig
+from stratum.faults import crash_point
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
 
@@ -48,6 +49,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
                 execution = config.context(run_id, command.tenant, stage)
                 nth = await ctx.store.begin_compensation(run_id, node_id)
                 first = core.first_attempt(nth, node.retries.max)
+                crash_point("compensator.step-starting")  # marked running, script not yet
                 done = await undo(node, payload, execution, first)
             now = utc_now()
             event = core.step(command, order, stage, node_id, done, now)
@@ -60,6 +62,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             }
             await ctx.store.record_compensation(run_id, node_id, record, [event], command.id)
             await ctx.publisher.publish(event)
+            crash_point("compensator.step-recorded")  # later steps not yet run
             steps[node_id] = record
         final = core.compensated(command, steps, utc_now())
         failed = final.data["failed"]

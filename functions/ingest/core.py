@@ -57,8 +57,10 @@ def parse_incoming(
         if not isinstance(document, dict):
             raise InvalidEventError("body must be a CloudEvents JSON object")
         present = set(document)
+        version = document.get("specversion")
     else:
         present = {key.removeprefix("ce-") for key in lowered if key.startswith("ce-")}
+        version = lowered["ce-specversion"]
     # checked here: the SDK would make up an id (and a time) for an event that has none,
     # and a made-up id defeats de-duplication
     missing = [name for name in REQUIRED_ATTRIBUTES if name not in present]
@@ -66,15 +68,18 @@ def parse_incoming(
         raise InvalidEventError(
             f"not a valid CloudEvent: missing required attribute(s) {', '.join(missing)}"
         )
+    # before the SDK: its 0.3 code paths fail on odd input with errors of their own
+    if version != "1.0":
+        raise InvalidEventError(f"specversion must be 1.0, got {version!r:.40}")
     try:
         event = from_http(HTTPMessage(headers=lowered if binary else {}, body=body), JSONFormat())
     except BaseCloudEventException as error:
         raise InvalidEventError(f"not a valid CloudEvent: {error}") from None
-    except (ValueError, TypeError, UnicodeDecodeError) as error:
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as error:
+        # RecursionError: the SDK decodes a binary-mode JSON body with the standard
+        # library, which a deeply nested body drives past the recursion limit
         raise InvalidEventError(f"not a valid CloudEvent: {error}") from None
     attributes = event.get_attributes()
-    if attributes.get("specversion") != "1.0":
-        raise InvalidEventError(f"specversion must be 1.0, got {attributes.get('specversion')!r}")
     declared_tenant = attributes.get("tenant")
     if declared_tenant is not None and declared_tenant != tenant:
         raise InvalidEventError(
@@ -86,6 +91,8 @@ def parse_incoming(
             data = orjson.loads(data) if data else {}
         except orjson.JSONDecodeError:
             raise InvalidEventError("data is not JSON") from None
+    elif data is not None:
+        data = _portable(data)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -99,6 +106,19 @@ def parse_incoming(
         source=str(attributes["source"]),
         data=data,
     )
+
+
+def _portable(data: Any) -> Any:
+    """`data` as the SDK decoded it (the standard library's json: integers of any size,
+    NaN, lone surrogates, any depth), if orjson writes it back unchanged; the run record,
+    the inputs hash and every event carry it."""
+    try:
+        same = orjson.loads(orjson.dumps(data)) == data
+    except (TypeError, orjson.JSONDecodeError) as error:
+        raise InvalidEventError(f"data is not portable JSON: {error}") from None
+    if not same:
+        raise InvalidEventError("data is not portable JSON: NaN or infinity")
+    return data
 
 
 def accept(

@@ -91,7 +91,7 @@ def finished(
                 "retryable": a.retryable,
                 "duration_ms": a.duration_ms,
                 "bundle": str(a.bundle),
-                "idempotency_key": f"{command.runid}/{outcome.node_id}/{a.attempt}",
+                "idempotency_key": a.idempotency_key,
             }
             for a in outcome.attempts
         ],

@@ -1,12 +1,14 @@
 """Chaos: `stratum up` killed with SIGKILL again and again while pipelines run.
 
-Pipelines of three stages (a, b -> c -> d) run as a real `stratum up` process (embedded
-SurrealDB on disk, the session's nats-server) that is killed with SIGKILL at named crash
-points (it kills itself there, see `stratum.faults`) and at random moments, and started
-again each time. Every node script appends each execution to a ledger and performs its
-effect once per (run, node), as docs/guarantees.md tells script authors to. At the end
-every run must have Succeeded with each node's effect done exactly once, no node run
-again after its success was recorded, and no script left running.
+Pipelines of three stages (a, b -> c -> d; a quarter fail at d and are compensated) run
+as a real `stratum up` process (embedded SurrealDB on disk, the session's nats-server)
+that is killed with SIGKILL at named crash points (it kills itself there, see
+`stratum.faults`) and at random moments, and started again each time. The scripts keep a
+ledger (tests/e2e/ledger.py): every execution, and each effect, performed once per
+(run, node) as docs/guarantees.md tells script authors to, and undone once. At the end
+every run must have Succeeded (or been Compensated, for those asked to fail) with each
+effect done — and undone — exactly once, no node run again after its success was
+recorded, and no script left running.
 
 Seeded and bounded; the figures are printed. A longer variant: `make chaos`.
 """
@@ -39,7 +41,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STRATUM = str(Path(sys.executable).parent / "stratum")
 SEED = int(os.environ.get("STRATUM_CHAOS_SEED", "20261122"))
 PIPELINES = int(os.environ.get("STRATUM_CHAOS_PIPELINES", "100"))
-KILLS = int(os.environ.get("STRATUM_CHAOS_KILLS", "20"))
 NAMED_POINTS = [
     "ingest.after-commit",
     "ingest.after-publish",
@@ -49,9 +50,14 @@ NAMED_POINTS = [
     "stage-executor.after-commit",
     "planner.after-publish",
     "stage-executor.after-publish",
+    "compensator.step-starting",
     "projector.after-commit",
+    "compensator.step-recorded",
     "projector.after-publish",
+    "compensator.after-commit",
 ]
+# every named point once, with a random kill between two: 26 kills
+KILLS = int(os.environ.get("STRATUM_CHAOS_KILLS", str(2 * len(NAMED_POINTS))))
 
 
 class Instance:
@@ -166,20 +172,23 @@ async def run_chaos(
     await instance.start()
 
     nc = await nats.connect(nats_url)
-    runs = []
+    runs, failing = [], set()
     try:
         subject = Subjects(prefix).event("acme", TOPIC)
-        for _ in range(PIPELINES):
+        for index in range(PIPELINES):
             ident = str(uuid.uuid4())
+            fail = index % 4 == 3  # a quarter fail at their last stage and are compensated
             body = {
                 "specversion": "1.0",
                 "id": ident,
                 "source": "chaos",
                 "type": TOPIC,
-                "data": ledger.event_data(),
+                "data": ledger.event_data(fail_at="d" if fail else ""),
             }
             await nc.jetstream().publish(subject, orjson.dumps(body))
             runs.append(run_id("acme", ident))
+            if fail:
+                failing.add(runs[-1])
     finally:
         await nc.close()
 
@@ -211,11 +220,12 @@ async def run_chaos(
         await asyncio.sleep(1)
     instance.stop()
 
-    audit = ledger.audit(views, runs)
+    audit = ledger.audit(views, runs, frozenset(failing))
     orphans = live_scripts(data_dir)
     print(
         f"chaos: kills {named + random_kills} (named {named}, random {random_kills}); "
-        f"completed {len(audit['completed'])} / lost {len(audit['lost'])} / "
+        f"completed {len(audit['completed'])} ({len(failing)} compensated) / "
+        f"lost {len(audit['lost'])} / "
         f"duplicated {len(audit['duplicated'])}; effects missing {len(audit['missing'])}; "
         f"nodes executed again after a crash {audit['reexecuted']}; "
         f"run again after success {len(audit['rerun_after_success'])}; "
@@ -223,8 +233,10 @@ async def run_chaos(
     )
     assert named + random_kills >= KILLS
     assert not audit["lost"], f"runs that never finished: {audit['lost'][:5]}"
+    assert not audit["wrong_status"], audit["wrong_status"]
     assert len(audit["completed"]) == PIPELINES
     assert not audit["duplicated"], f"effects done twice: {audit['duplicated'][:5]}"
     assert not audit["missing"], f"effects never done: {audit['missing'][:5]}"
+    assert not audit["not_undone"], f"effects never undone: {audit['not_undone'][:5]}"
     assert not audit["rerun_after_success"], audit["rerun_after_success"][:5]
     assert not orphans, f"scripts left running: {orphans}"

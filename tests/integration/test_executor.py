@@ -31,6 +31,8 @@ from stratum.executor import (
     run_process,
     run_stage,
 )
+from stratum.executor.capture import LOG_LIMIT, STDERR_TAIL, STDOUT_LIMIT
+from stratum.graph.loader import load_graph
 from stratum.graph.model import ActionNode, RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,6 +161,7 @@ async def test_success_outputs_env_and_bundle(
             "PATH",
             "STRATUM_ATTEMPT",
             "STRATUM_BUNDLE",
+            "STRATUM_IDEMPOTENCY_KEY",
             "STRATUM_NODE",
             "STRATUM_RUN_ID",
             "STRATUM_STAGE",
@@ -461,3 +464,206 @@ async def test_stage_all_succeed(ctx: ExecutionContext) -> None:
         ("n2", "n2"),
         ("n3", "n3"),
     ]
+
+
+# ---------------------------------------------------------------- attempt numbering
+
+
+def write_script(folder: Path, name: str, body: str) -> Path:
+    """A nu script made for one test (`body` is the inside of `def main [] { ... }`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(f"def main [] {{\n    $in | ignore\n{body}\n}}\n")
+    return path
+
+
+KEY_SCRIPT = """
+    let attempt = ($env.STRATUM_ATTEMPT | into int)
+    if $attempt < 5 { print -e $"attempt ($attempt): not yet"; exit 1 }
+    {result: {key: $env.STRATUM_IDEMPOTENCY_KEY, attempt: $attempt}} | to json -r
+"""
+
+
+async def test_first_attempt_continues_numbering_with_backoff_from_this_run(
+    ctx: ExecutionContext, tmp_path: Path
+) -> None:
+    # Absolute numbers 3, 4, 5; backoff counts from this run: 0.2 s then 0.8 s (by the
+    # absolute number it would be 3.2 s then 12.8 s).
+    policy = RetryPolicy(max=2, backoff=0.2, factor=4.0)
+    script = write_script(tmp_path / "scripts", "key.nu", KEY_SCRIPT)
+    keyed = ActionNode(id="keyed", handler=script, produces=("result",), retries=policy)
+
+    out = await run_node(keyed, {}, SCHEMAS, ctx, first_attempt=3)
+
+    assert out.status == "succeeded", out.error
+    assert [a.attempt for a in out.attempts] == [3, 4, 5]
+    keys = [f"{ctx.run_id}/keyed/{n}" for n in (3, 4, 5)]
+    assert [a.idempotency_key for a in out.attempts] == keys
+    assert out.outputs == {"result": {"key": keys[-1], "attempt": 5}}
+    assert [a.bundle.name for a in out.attempts] == ["3", "4", "5"]
+    for attempt in out.attempts:
+        manifest = orjson.loads((attempt.bundle / "manifest.json").read_bytes())
+        assert (manifest["attempt"], manifest["idempotency_key"]) == (
+            attempt.attempt,
+            attempt.idempotency_key,
+        )
+    first, second, third = out.attempts
+    gaps = [
+        (second.started_at - first.finished_at).total_seconds(),
+        (third.started_at - second.finished_at).total_seconds(),
+    ]
+    assert 0.2 <= gaps[0] < 1.5 and 0.8 <= gaps[1] < 2.5, gaps
+
+
+async def test_stage_first_attempts_per_node(ctx: ExecutionContext, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "scripts", "key.nu", KEY_SCRIPT)
+    nodes = [
+        ActionNode(id="again", handler=script, produces=("result",)),
+        node("fresh", "echo.nu", produces=("result",)),
+    ]
+    payloads: dict[str, dict[str, Any]] = {"again": {}, "fresh": {"inputs": {"value": 1}}}
+
+    # "again" already made attempts 1-4 in a delivery that crashed; "fresh" never ran
+    stage = await run_stage(nodes, payloads, SCHEMAS, ctx, first_attempts={"again": 5})
+
+    assert not stage.failed, [o.error for o in stage.nodes]
+    again, fresh = stage.nodes
+    assert [a.idempotency_key for a in again.attempts] == [f"{ctx.run_id}/again/5"]
+    assert again.attempts[0].bundle == ctx.data_dir / "runs" / ctx.run_id / "1" / "again" / "5"
+    assert [a.attempt for a in fresh.attempts] == [1]
+
+
+async def test_first_attempt_below_one_is_refused(ctx: ExecutionContext) -> None:
+    echo = node("echo", "echo.nu", produces=("result",))
+    with pytest.raises(ValueError, match="first attempt"):
+        await run_node(echo, {"inputs": {"value": 1}}, SCHEMAS, ctx, first_attempt=0)
+    with pytest.raises(ValueError, match="first attempt"):
+        await run_stage([echo], {"echo": {}}, SCHEMAS, ctx, first_attempts={"echo": 0})
+    assert not (ctx.data_dir / "runs").exists()
+
+
+async def test_compensation_has_its_own_idempotency_key(ctx: ExecutionContext) -> None:
+    step = ActionNode(id="deploy", handler=SCRIPTS / "echo.nu", compensate=SCRIPTS / "undo.nu")
+    out = await run_compensation(step, {"inputs": {"value": "v1"}}, ctx, attempt=2)
+    assert [a.idempotency_key for a in out.attempts] == [f"{ctx.run_id}/deploy/compensate/2"]
+
+
+# ---------------------------------------------------------------- terminal exit codes
+
+
+@pytest.mark.parametrize(("code", "attempts"), [(3, 1), (7, 3)])
+async def test_terminal_exit_codes_are_not_retried(
+    ctx: ExecutionContext, code: int, attempts: int
+) -> None:
+    policy = RetryPolicy(max=2, backoff=0.01, terminal_exit_codes=[3, 64])
+    fail = node("fail", "fail.nu", retries=policy)
+    payload = {"inputs": {"delay_ms": 0, "message": "bad input", "code": code}}
+
+    out = await run_node(fail, payload, SCHEMAS, ctx)
+
+    assert out.status == "failed" and len(out.attempts) == attempts
+    assert [a.retryable for a in out.attempts] == [code != 3] * attempts
+    suffix = "(terminal: not retried)" if code == 3 else "(after 3 attempts)"
+    assert out.error == f"node fail: exit code {code}: bad input {suffix}"
+
+
+async def test_terminal_exit_codes_declared_in_nickel(
+    ctx: ExecutionContext, tmp_path: Path
+) -> None:
+    definitions = tmp_path / "definitions"
+    write_script(definitions, "refuse.nu", '    print -e "refused"\n    exit 64')
+    (definitions / "refuse.ncl").write_text(
+        'let s = import "stratum.ncl" in\n'
+        '{ nodes = [ { id = "refuse", handler = "refuse.nu",\n'
+        "    retries = { max = 3, backoff = 0.01, terminal_exit_codes = [64] } } ] }\n"
+        "| s.Workflow\n"
+    )
+    graph = load_graph(definitions, ROOT / "nickel" / "lib")
+    refuse = graph.nodes["refuse"]
+    assert refuse.retries.terminal_exit_codes == (64,)
+
+    out = await run_node(refuse, {}, graph.schemas, ctx)
+
+    assert out.status == "failed" and len(out.attempts) == 1
+    assert out.error == "node refuse: exit code 64: refused (terminal: not retried)"
+
+
+# ---------------------------------------------------------------- bounded output
+
+
+async def test_huge_output_is_bounded_logged_and_fails_the_node(
+    ctx: ExecutionContext, tmp_path: Path
+) -> None:
+    mib = 1024 * 1024
+    body = """
+    let line = ("" | fill -c "x" -w 1048575) + "\\n"
+    for _ in 1..50 { print -n $line }
+    for _ in 1..20 { print -e -n $line }
+"""
+    big = ActionNode(
+        id="big",
+        handler=write_script(tmp_path / "scripts", "big.nu", body),
+        produces=("result",),
+        retries=RetryPolicy(max=2, backoff=0),
+        timeout=60,
+    )
+    started = time.monotonic()
+    out = await run_node(big, {}, SCHEMAS, ctx)
+
+    assert time.monotonic() - started < 30, "50 MiB must be drained, not deadlock"
+    assert out.status == "failed" and len(out.attempts) == 1, "too much output is terminal"
+    assert out.error == (
+        f"node big: output exceeds {STDOUT_LIMIT} bytes ({50 * mib}) (terminal: not retried)"
+    )
+    bundle = out.attempts[0].bundle
+    manifest = orjson.loads((bundle / "manifest.json").read_bytes())
+    assert manifest["bytes"]["stdout"] == 50 * mib and manifest["bytes"]["stderr"] == 20 * mib
+    assert manifest["truncated"] == {"stdout": True, "stderr": True}
+    line = b"x" * (mib - 1) + b"\n"
+    assert manifest["sha256"]["stdout"] == hashlib.sha256(line * 50).hexdigest()
+    assert (bundle / "stdout.log").stat().st_size == LOG_LIMIT
+    assert (bundle / "stderr.log").stat().st_size == LOG_LIMIT
+    assert (bundle / "stdout.log").read_bytes()[: 2 * mib] == line * 2
+
+
+async def test_run_process_keeps_only_a_bounded_part_in_memory(tmp_path: Path) -> None:
+    result = await run_process(
+        ["sh", "-c", "head -c 20000000 /dev/zero; head -c 3000000 /dev/zero >&2"],
+        stdin=b"",
+        env={"PATH": os.environ["PATH"]},
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    assert len(result.stdout) == STDOUT_LIMIT and len(result.stderr) == STDERR_TAIL
+    assert (result.stdout_stats.size, result.stderr_stats.size) == (20_000_000, 3_000_000)
+
+
+@pytest.mark.parametrize("code", [0, 1])
+async def test_binary_garbage_output_gives_one_line_errors(
+    ctx: ExecutionContext, tmp_path: Path, code: int
+) -> None:
+    body = f"""
+    ^sh -c 'head -c 200000 /dev/urandom; head -c 20000 /dev/urandom >&2'
+    exit {code}
+"""
+    noisy = ActionNode(
+        id="noisy",
+        handler=write_script(tmp_path / "scripts", "noisy.nu", body),
+        produces=("result",),
+    )
+    out = await run_node(noisy, {}, SCHEMAS, ctx)
+
+    assert out.status == "failed" and len(out.attempts) == 1
+    error = out.attempts[0].error
+    assert error is not None and "\n" not in error and len(error) < 400
+    if code == 0:
+        assert error.startswith("node noisy: stdout is not JSON")
+    else:
+        assert error.startswith("node noisy: exit code 1: ")
+    bundle = out.attempts[0].bundle
+    manifest = orjson.loads((bundle / "manifest.json").read_bytes())
+    assert manifest["bytes"]["stdout"] == 200_000 and manifest["bytes"]["stderr"] == 20_000
+    assert manifest["truncated"] == {"stdout": False, "stderr": False}
+    assert manifest["error"] == error
+    assert (bundle / "stdout.log").stat().st_size >= 200_000 - 100  # masking may shorten

@@ -75,3 +75,30 @@ async def test_the_same_event_accepted_twice_makes_one_run(store: RunStore) -> N
         now=NOW,
     )
     assert not await store.accept_run(record, event, cause="c0")
+
+
+async def test_a_superseded_execution_cannot_record_its_late_result(store: RunStore) -> None:
+    await accepted_run(store, "run-3")
+    await store.record_plan(
+        "run-3", graph_version="v", stages=[["a", "b"]], stage_links=[], events=[], cause="p"
+    )
+    # the first execution takes the stage, then its instance stalls; a redelivery takes over
+    _, _, first = await store.begin_stage("run-3", 0, ["a", "b"], [], "cmd", "lease-1")
+    _, _, second = await store.begin_stage("run-3", 0, ["a", "b"], [], "cmd", "lease-2")
+    assert first == {"a": 1, "b": 1} and second == {"a": 2, "b": 2}  # executions counted
+
+    record = {"status": "succeeded", "stage": 0}
+    with pytest.raises(StaleWriteError, match="taken over"):
+        await store.finish_node("run-3", "a", record, {"x": 1}, [], "cmd", "lease-1")
+    with pytest.raises(StaleWriteError, match="taken over"):
+        await store.finish_stage("run-3", 0, "Succeeded", [], "cmd", lease="lease-1")
+    assert await store.capabilities("run-3") == {}  # nothing of the late result was kept
+
+    await store.finish_node("run-3", "a", record, {"x": 1}, [], "cmd", "lease-2")
+    await store.finish_stage(
+        "run-3", 0, "Succeeded", [], "cmd", lease="lease-2", last_node=("b", record, {"y": 2})
+    )
+    assert await store.capabilities("run-3") == {"x": 1, "y": 2}
+    # a succeeded node is never handed out again, even to a later execution
+    with pytest.raises(StaleWriteError, match="already ended"):
+        await store.begin_stage("run-3", 0, ["a", "b"], [], "cmd", "lease-3")

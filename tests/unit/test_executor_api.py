@@ -22,6 +22,7 @@ def test_exported_names() -> None:
             "NodeOutcome",
             "OnAttempt",
             "OnNodeDone",
+            "OrphanRecord",
             "OutputError",
             "ProcessResult",
             "StageOutcome",
@@ -35,6 +36,7 @@ def test_exported_names() -> None:
             "run_node",
             "run_process",
             "run_stage",
+            "sweep_orphans",
             "validator_for",
             "validators_for",
         ]

@@ -22,6 +22,7 @@ def _env(**extra: str) -> dict[str, str]:
         node_id="n",
         stage=2,
         attempt=3,
+        idempotency_key="r/n/3",
         extra_env=extra,
     )
 
@@ -37,6 +38,7 @@ def test_node_env_is_exactly_what_was_given(monkeypatch: pytest.MonkeyPatch) -> 
         "STRATUM_NODE": "n",
         "STRATUM_STAGE": "2",
         "STRATUM_ATTEMPT": "3",
+        "STRATUM_IDEMPOTENCY_KEY": "r/n/3",
         "STRATUM_WORKSPACE": "/ws",
         "STRATUM_BUNDLE": "/data/runs/r/2/n/3",
         "TOKEN": "t",

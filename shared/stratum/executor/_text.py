@@ -59,3 +59,35 @@ class Redactor:
                 hit = True
                 data = data.replace(value, _MASK.encode())
         return data, hit
+
+    def stream(self) -> RedactingStream:
+        """A masker for output that arrives in chunks (a secret may straddle two)."""
+        return RedactingStream(self)
+
+
+class RedactingStream:
+    """Masks secrets in a stream: holds back the last `longest secret - 1` bytes of each
+    chunk, since they may be the start of a secret that the next chunk completes."""
+
+    __slots__ = ("_hold", "_pending", "_redactor", "hit")
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._hold = max((len(v) for v in redactor._bytes), default=1) - 1
+        self._pending = b""
+        self.hit = False
+
+    def feed(self, data: bytes) -> bytes:
+        """What of `pending + data` can be released, masked."""
+        if not self._redactor._bytes:
+            return data
+        masked, hit = self._redactor.data(self._pending + data)
+        self.hit = self.hit or hit
+        cut = max(len(masked) - self._hold, 0)
+        self._pending = masked[cut:]
+        return masked[:cut]
+
+    def flush(self) -> bytes:
+        """The held-back end of the stream (it can no longer become a secret)."""
+        rest, self._pending = self._pending, b""
+        return rest

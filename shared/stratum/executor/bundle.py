@@ -3,7 +3,9 @@
 `<data_dir>/runs/<run>/<stage>/<node>/<attempt>/` (compensations: `.../compensate/<node>/...`)
 holds `stdin.json`, `stdout.log`, `stderr.log` and `manifest.json`. Plain writes, no fsync:
 this is on the hot path and the database, not the bundle, is the record of truth. The
-manifest lists environment variable names only, never values.
+manifest lists environment variable names only, never values. The logs are written while
+the script runs (`capture`), masked and cut at `LOG_LIMIT` bytes each; the manifest gives
+the real sizes and hashes and says if a log was cut.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def _dir(data_dir: Path, run_id: str, stage: str, node_id: str, attempt: int) ->
     return data_dir / "runs" / run / stage / node / str(attempt)
 
 
+def log_paths(directory: Path) -> tuple[Path, Path]:
+    """Where a bundle's stdout and stderr go."""
+    return directory / "stdout.log", directory / "stderr.log"
+
+
 def open_bundle(directory: Path, stdin: bytes) -> None:
     """Create the directory and write `stdin.json` before the script starts (the script
     gets the path as STRATUM_BUNDLE and may add files of its own)."""
@@ -57,19 +64,15 @@ def close_bundle(
     result: ProcessResult,
     *,
     stdin: bytes,
-    stdout: bytes,
-    stderr: bytes,
     cwd: Path,
     env_names: Iterable[str],
     outcome: str,
     error: str | None,
-    redacted: bool,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write the logs and the manifest. `stdout`/`stderr` are what goes on disk (already
-    redacted); the hashes are of what the process really read and wrote."""
-    (directory / "stdout.log").write_bytes(stdout)
-    (directory / "stderr.log").write_bytes(stderr)
+    """Write the manifest (the logs are already there). The hashes and sizes are of what
+    the process really read and wrote, not of the masked logs."""
+    out, err = result.stdout_stats, result.stderr_stats
     manifest: dict[str, Any] = {
         **(extra or {}),
         "argv": list(result.argv),
@@ -84,10 +87,12 @@ def close_bundle(
         "duration_ms": result.duration_ms,
         "sha256": {
             "stdin": hashlib.sha256(stdin).hexdigest(),
-            "stdout": hashlib.sha256(result.stdout).hexdigest(),
-            "stderr": hashlib.sha256(result.stderr).hexdigest(),
+            "stdout": out.sha256,
+            "stderr": err.sha256,
         },
-        "redacted": redacted,
+        "bytes": {"stdin": len(stdin), "stdout": out.size, "stderr": err.size},
+        "truncated": {"stdout": out.truncated, "stderr": err.truncated},
+        "redacted": out.redacted or err.redacted,
         "outcome": outcome,
         "error": error,
     }

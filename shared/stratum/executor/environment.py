@@ -26,6 +26,7 @@ RESERVED_ENV = frozenset(
         "STRATUM_NODE",
         "STRATUM_STAGE",
         "STRATUM_ATTEMPT",
+        "STRATUM_IDEMPOTENCY_KEY",
         "STRATUM_WORKSPACE",
         "STRATUM_BUNDLE",
     }
@@ -83,9 +84,13 @@ def node_env(
     node_id: str,
     stage: int,
     attempt: int,
+    idempotency_key: str,
     extra_env: Mapping[str, str],
 ) -> dict[str, str]:
-    """The complete environment of one attempt (HOME is the run workspace)."""
+    """The complete environment of one attempt (HOME is the run workspace).
+
+    STRATUM_IDEMPOTENCY_KEY is the same for the same attempt of a node whatever instance
+    runs it: a script passes it to services that can drop a side effect already done."""
     check_extra_env(extra_env)
     env = dict(extra_env)
     env.update(
@@ -97,6 +102,7 @@ def node_env(
         STRATUM_NODE=node_id,
         STRATUM_STAGE=str(stage),
         STRATUM_ATTEMPT=str(attempt),
+        STRATUM_IDEMPOTENCY_KEY=idempotency_key,
         STRATUM_WORKSPACE=str(workspace),
         STRATUM_BUNDLE=str(bundle),
     )

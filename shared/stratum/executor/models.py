@@ -53,11 +53,14 @@ class ExecutionContext(BaseModel):
 
 class AttemptRecord(BaseModel):
     """One finished attempt, as the caller records it. `retryable` says whether another
-    attempt could help (non-zero exit, timeout) or not (bad output: a script bug)."""
+    attempt could help (non-zero exit, timeout) or not (bad output, a terminal exit code).
+    `idempotency_key` is `run/node/attempt` (`run/node/compensate/attempt` for an undo),
+    as the script saw it in STRATUM_IDEMPOTENCY_KEY."""
 
     model_config = ConfigDict(frozen=True)
 
     attempt: int
+    idempotency_key: str
     status: Status
     exit_code: int | None
     signal: str | None

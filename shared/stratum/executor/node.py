@@ -1,7 +1,9 @@
 """Running one node: attempts with retries, a bundle per attempt, a single outcome.
 
 Retry policy follows the failure: a non-zero exit or a timeout may be transient, so it is
-retried per `node.retries`; unusable output is a script bug, so it ends the node at once.
+retried per `node.retries`; unusable or oversized output is a script bug and an exit code
+the node lists in `retries.terminal_exit_codes` is its own "do not retry", so either ends
+the node at once.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from stratum.errors import DefinitionError, DependencyUnavailableError
 from stratum.graph.model import ActionNode
 
 from ._text import Redactor, stderr_summary
-from .bundle import attempt_dir, close_bundle, compensation_dir, open_bundle
+from .bundle import attempt_dir, close_bundle, compensation_dir, log_paths, open_bundle
+from .capture import STDERR_TAIL, STDOUT_LIMIT, Capture
 from .environment import node_env
 from .models import AttemptRecord, ExecutionContext, NodeOutcome, Status
+from .orphans import GroupLabel
 from .process import GroupProcess, ProcessResult
 from .validate import OutputError, parse_outputs, validators_for
 
@@ -36,14 +40,18 @@ async def run_node(
     ctx: ExecutionContext,
     *,
     on_attempt: OnAttempt | None = None,
+    first_attempt: int = 1,
 ) -> NodeOutcome:
     """Run `node.handler` with `payload` as JSON stdin until it succeeds or gives up.
 
-    Raises `DefinitionError` (before running anything) if a produced capability has no
-    valid schema, `DependencyUnavailableError` if nu cannot be started, and re-raises
-    cancellation after killing the script's process group.
+    Attempts are numbered from `first_attempt` (a node run again after a crash goes on
+    from the attempts already recorded, so bundles and idempotency keys stay distinct);
+    backoff still counts from this run's first attempt. Raises `DefinitionError` (before
+    running anything) if a produced capability has no valid schema,
+    `DependencyUnavailableError` if nu cannot be started, and re-raises cancellation
+    after killing the script's process group.
     """
-    return await NodeRun(node, ctx, on_attempt).handler(payload, schemas)
+    return await NodeRun(node, ctx, on_attempt).handler(payload, schemas, first_attempt)
 
 
 async def run_compensation(
@@ -95,10 +103,16 @@ class NodeRun:
         )
 
     async def handler(
-        self, payload: Mapping[str, Any], schemas: Mapping[str, Mapping[str, Any]]
+        self,
+        payload: Mapping[str, Any],
+        schemas: Mapping[str, Mapping[str, Any]],
+        first_attempt: int = 1,
     ) -> NodeOutcome:
-        """Attempts of the handler, per the node's retry policy."""
+        """Attempts of the handler, per the node's retry policy, numbered from
+        `first_attempt`."""
         node = self.node
+        if first_attempt < 1:
+            raise ValueError(f"node {node.id}: first attempt must be 1 or more")
         validators = validators_for(node.id, node.produces, schemas)
         if not node.handler.is_file():
             return self.outcome(
@@ -106,15 +120,17 @@ class NodeRun:
             )
         stdin = orjson.dumps(payload)
         total = node.retries.max + 1
-        for number in range(1, total + 1):
-            delay = node.retries.delay_before(number)
+        for index in range(1, total + 1):
+            delay = node.retries.delay_before(index)
             if delay > 0:
                 await asyncio.sleep(delay)
+            number = first_attempt + index - 1
             directory = attempt_dir(
                 self.ctx.data_dir, self.ctx.run_id, self.ctx.stage, node.id, number
             )
+            key = f"{self.ctx.run_id}/{node.id}/{number}"
             record, outputs = await self._attempt(
-                node.handler, directory, number, stdin, validators
+                node.handler, directory, number, key, stdin, validators
             )
             if record.status == "succeeded":
                 return self.outcome("succeeded", outputs=outputs)
@@ -128,8 +144,10 @@ class NodeRun:
         node = self.node
         assert node.compensate is not None  # checked by run_compensation
         directory = compensation_dir(self.ctx.data_dir, self.ctx.run_id, node.id, number)
+        # not the handler's key: a service must not take the undo for a repeat of the do
+        key = f"{self.ctx.run_id}/{node.id}/compensate/{number}"
         record, _ = await self._attempt(
-            node.compensate, directory, number, orjson.dumps(payload), None
+            node.compensate, directory, number, key, orjson.dumps(payload), None
         )
         return self.outcome(record.status, error=record.error)
 
@@ -138,6 +156,7 @@ class NodeRun:
         script: Path,
         directory: Path,
         number: int,
+        key: str,
         stdin: bytes,
         validators: Mapping[str, Draft202012Validator] | None,
     ) -> tuple[AttemptRecord, dict[str, Any] | None]:
@@ -153,17 +172,28 @@ class NodeRun:
             node_id=node.id,
             stage=ctx.stage,
             attempt=number,
+            idempotency_key=key,
             extra_env=ctx.extra_env,
         )
         argv = (str(ctx.nu_bin), "--no-config-file", "--stdin", str(script))
-        proc = GroupProcess(argv, env=env, cwd=ctx.workdir, kill_grace=ctx.kill_grace)
+        stdout_log, stderr_log = log_paths(directory)
+        head = STDOUT_LIMIT if validators is not None else 0  # a compensation's is not read
+        proc = GroupProcess(
+            argv,
+            env=env,
+            cwd=ctx.workdir,
+            kill_grace=ctx.kill_grace,
+            stdout=Capture(head_limit=head, log=stdout_log, redact=self._redactor.stream()),
+            stderr=Capture(tail_limit=STDERR_TAIL, log=stderr_log, redact=self._redactor.stream()),
+            label=GroupLabel(ctx.data_dir, ctx.run_id, node.id, number),
+        )
         try:
             result = await proc.run(stdin, node.timeout)
         except asyncio.CancelledError:
             if proc.result is not None:
                 cancelled = f"node {node.id}: cancelled"
                 await self._record(
-                    directory, number, proc.result, stdin, env, "cancelled", cancelled
+                    directory, number, key, proc.result, stdin, env, "cancelled", cancelled
                 )
             raise
         except OSError as exc:
@@ -174,7 +204,7 @@ class NodeRun:
         error, retryable, outputs = self._judge(result, validators)
         status: Status = "failed" if error else "succeeded"
         record = await self._record(
-            directory, number, result, stdin, env, status, error, retryable=retryable
+            directory, number, key, result, stdin, env, status, error, retryable=retryable
         )
         return record, outputs
 
@@ -191,10 +221,15 @@ class NodeRun:
                 if result.exit_code is not None
                 else f"killed by {result.signal}"
             )
-            summary = stderr_summary(self._redactor.data(result.stderr)[0])
-            return f"node {node.id}: {how}: {summary}", True, None
+            # stderr is the masked tail of the stream: a secret cut in two is still masked
+            summary = stderr_summary(result.stderr)
+            terminal = result.exit_code in node.retries.terminal_exit_codes
+            return f"node {node.id}: {how}: {summary}", not terminal, None
         if validators is None:  # a compensation: output is kept, not judged
             return None, False, {}
+        if result.stdout_stats.size > STDOUT_LIMIT:
+            size = result.stdout_stats.size
+            return f"node {node.id}: output exceeds {STDOUT_LIMIT} bytes ({size})", False, None
         try:
             outputs = parse_outputs(node.id, result.stdout, validators, redact=self._redactor.text)
         except OutputError as exc:
@@ -205,6 +240,7 @@ class NodeRun:
         self,
         directory: Path,
         number: int,
+        key: str,
         result: ProcessResult,
         stdin: bytes,
         env: Mapping[str, str],
@@ -216,30 +252,27 @@ class NodeRun:
         """Write the bundle, keep the record, tell the caller."""
         if error is not None:
             error = self._redactor.text(error)
-        stdout, hit_out = self._redactor.data(result.stdout)
-        stderr, hit_err = self._redactor.data(result.stderr)
         close_bundle(
             directory,
             result,
             stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
             cwd=self.ctx.workdir,
             env_names=env.keys(),
             outcome=status,
             error=error,
-            redacted=hit_out or hit_err,
             extra={
                 "run_id": self.ctx.run_id,
                 "tenant": self.ctx.tenant,
                 "stage": self.ctx.stage,
                 "node": self.node.id,
                 "attempt": number,
+                "idempotency_key": key,
                 "retryable": retryable and status == "failed",
             },
         )
         record = AttemptRecord(
             attempt=number,
+            idempotency_key=key,
             status=status,
             exit_code=result.exit_code,
             signal=result.signal,

@@ -2,7 +2,8 @@
 
 A node script may start helpers (`^sleep`, `sh -c '... &'`). Killing only the direct child
 would orphan them, so the child leads a new session (`start_new_session=True`) and every way
-out — timeout, cancellation, even a normal exit — signals the whole group.
+out — timeout, cancellation, even a normal exit — signals the whole group. While it runs,
+the group is registered under `<data_dir>/proc/` (see `orphans`) when given a label.
 """
 
 from __future__ import annotations
@@ -19,16 +20,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
+from .capture import STDERR_TAIL, STDOUT_LIMIT, Capture, StreamStats
+from .orphans import GroupLabel, register, unregister
+
 
 @dataclass(frozen=True, slots=True)
 class ProcessResult:
     """What one process did. `returncode` is negative when a signal ended it (asyncio's
-    convention) and None only if a second cancellation interrupted the reaping."""
+    convention) and None only if a second cancellation interrupted the reaping.
+
+    `stdout` is the start of its stdout (at most `STDOUT_LIMIT` bytes by default) and
+    `stderr` the end of its stderr (`STDERR_TAIL`, masked); the stats cover all of each.
+    """
 
     argv: tuple[str, ...]
     returncode: int | None
     stdout: bytes
     stderr: bytes
+    stdout_stats: StreamStats
+    stderr_stats: StreamStats
     timed_out: bool
     cancelled: bool
     started_at: datetime
@@ -69,15 +79,15 @@ class _Collector(asyncio.SubprocessProtocol):
     background grandchild holding stdout would delay until the timeout.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.stdout = bytearray()
-        self.stderr = bytearray()
+    def __init__(self, loop: asyncio.AbstractEventLoop, stdout: Capture, stderr: Capture) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
         self.exited: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         sink = self.stdout if fd == 1 else self.stderr
-        sink += data.encode() if isinstance(data, str) else data
+        sink.write(data.encode() if isinstance(data, str) else data)
 
     def process_exited(self) -> None:
         if not self.exited.done():
@@ -94,6 +104,8 @@ class GroupProcess:
 
     `run()` re-raises `asyncio.CancelledError` as asyncio requires, so the result of a
     cancelled run (exit status, partial output) is left in `result` for the caller's record.
+    `stdout`/`stderr` say where output goes (default: memory only, bounded); with a
+    `label` the group is registered for `sweep_orphans` while it runs.
     """
 
     def __init__(
@@ -103,30 +115,42 @@ class GroupProcess:
         env: Mapping[str, str],
         cwd: Path,
         kill_grace: float = 1.0,
+        stdout: Capture | None = None,
+        stderr: Capture | None = None,
+        label: GroupLabel | None = None,
     ) -> None:
         self.argv = tuple(argv)
         self.env = dict(env)
         self.cwd = cwd
         self.kill_grace = kill_grace
+        self.stdout = stdout or Capture(head_limit=STDOUT_LIMIT)
+        self.stderr = stderr or Capture(tail_limit=STDERR_TAIL)
+        self.label = label
         self.result: ProcessResult | None = None
         self._killed = False
 
     async def run(self, stdin: bytes, timeout: float) -> ProcessResult:
-        """Feed `stdin`, capture all of stdout/stderr, stop the group after `timeout` s."""
+        """Feed `stdin`, drain stdout/stderr, stop the group after `timeout` s."""
         loop = asyncio.get_running_loop()
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
-        transport, proto = await loop.subprocess_exec(
-            lambda: _Collector(loop),
-            *self.argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=self.env,
-            cwd=self.cwd,
-            start_new_session=True,
-        )
+        try:
+            transport, proto = await loop.subprocess_exec(
+                lambda: _Collector(loop, self.stdout, self.stderr),
+                *self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        except BaseException:
+            self.stdout.close()
+            self.stderr.close()
+            raise
         pid = transport.get_pid()
+        registration: Path | None = None
         # a WriteTransport in spirit; uvloop's pipe transport does not subclass the ABC
         stdin_pipe = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
         # Buffered by the transport; a script that exits without reading just drops it.
@@ -134,6 +158,8 @@ class GroupProcess:
         stdin_pipe.close()
         timed_out = cancelled = False
         try:
+            if self.label is not None:
+                registration = register(self.label, pid)
             try:
                 async with asyncio.timeout(timeout):
                     await asyncio.shield(proto.exited)
@@ -153,12 +179,16 @@ class GroupProcess:
             raise
         finally:
             self._kill(pid)  # no-op unless a second cancellation cut _stop short
+            unregister(registration)  # the group is dead: nothing left to sweep
             transport.close()
+            stdout_stats, stderr_stats = self.stdout.close(), self.stderr.close()
             self.result = ProcessResult(
                 argv=self.argv,
                 returncode=transport.get_returncode(),
-                stdout=bytes(proto.stdout),
-                stderr=bytes(proto.stderr),
+                stdout=bytes(self.stdout.head),
+                stderr=bytes(self.stderr.tail),
+                stdout_stats=stdout_stats,
+                stderr_stats=stderr_stats,
                 timed_out=timed_out,
                 cancelled=cancelled,
                 started_at=started_at,

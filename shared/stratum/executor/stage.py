@@ -32,6 +32,7 @@ async def run_stage(
     *,
     on_attempt: OnAttempt | None = None,
     on_node_done: OnNodeDone | None = None,
+    first_attempts: Mapping[str, int] | None = None,
 ) -> StageOutcome:
     """Run `nodes` concurrently (`payloads` by node id); the first failure cancels the rest.
 
@@ -44,6 +45,9 @@ async def run_stage(
     `on_node_done` is awaited with each node's final outcome as soon as it is known (the
     caller persists it then, not at the end of the stage); cancelled siblings are reported
     after the stage has stopped.
+
+    `first_attempts` (node id -> number, 1 when absent) continues the attempt numbering of
+    nodes that already ran in an earlier delivery of this stage (see `run_node`).
     """
     ordered = sorted(nodes, key=lambda n: n.id)
     ids = [n.id for n in ordered]
@@ -52,6 +56,10 @@ async def run_stage(
     missing = [i for i in ids if i not in payloads]
     if missing:
         raise ValueError(f"stage {ctx.stage}: no payload for {', '.join(missing)}")
+    firsts = {i: (first_attempts or {}).get(i, 1) for i in ids}
+    bad = [i for i, first in firsts.items() if first < 1]
+    if bad:  # before any node starts: a sibling must not run on a caller's bug
+        raise ValueError(f"stage {ctx.stage}: first attempt below 1 for {', '.join(bad)}")
     for n in ordered:  # a graph bug must surface before any script has side effects
         validators_for(n.id, n.produces, schemas)
 
@@ -62,7 +70,7 @@ async def run_stage(
     reports: list[asyncio.Future[None]] = []
 
     async def one(node: ActionNode) -> None:
-        outcome = await runs[node.id].handler(payloads[node.id], schemas)
+        outcome = await runs[node.id].handler(payloads[node.id], schemas, firsts[node.id])
         done[node.id] = outcome
         if on_node_done is not None:
             # shielded: a sibling's failure must not cut the recording of this outcome short

@@ -7,22 +7,29 @@ models are the typed boundary the rest of Stratum works with.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class RetryPolicy(BaseModel):
-    """Extra attempts after a failed first one, with exponential backoff."""
+    """Extra attempts after a failed first one, with exponential backoff.
+
+    `terminal_exit_codes` are exits the script uses to say "retrying will not help" (bad
+    input, a refused request): the node fails at once. A tuple, like `consumes`, so the
+    frozen node stays hashable; Nickel hands it over as an array.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     max: int = 0
     backoff: float = 0.5
     factor: float = 2.0
+    terminal_exit_codes: tuple[Annotated[int, Field(ge=1, le=255)], ...] = ()
 
     def delay_before(self, attempt: int) -> float:
-        """Seconds to wait before `attempt` (1-based; attempt 1 never waits)."""
+        """Seconds to wait before the `attempt`-th attempt of one execution of the node
+        (1-based, so the first never waits; not the attempt's number across re-executions)."""
         if attempt <= 1:
             return 0.0
         return float(self.backoff * self.factor ** (attempt - 2))
