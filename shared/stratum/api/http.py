@@ -62,6 +62,7 @@ def create_app(
                 return _error(404, f"run {run_id} exists but is not projected yet")
             return _error(404, f"unknown run {run_id}")
         view.pop("_id", None)
+        view.pop("version", None)  # the write counter, not part of what the run shows
         view["history"] = await store.history(run_id)
         # the projector may still be folding this run's last events
         view["projected"] = len(view["history"]) >= await store.count_run_events(run_id)

@@ -97,20 +97,21 @@ class ReadModels:
                 {"tenant": tenant, "limit": limit},
             )
         )[0]
-        return [plain_record(row) for row in rows]
+        return [_shown(row) for row in rows]
 
     async def all_views(self) -> list[dict[str, Any]]:
-        """Every view with its history: what a replay must reproduce (without the write
-        counter, which says how often a view was stored, not what it shows)."""
+        """Every view with its history: what a replay must reproduce."""
         rows = (await self.db.query("SELECT * FROM run_view ORDER BY run_id;"))[0]
-        return [
-            {k: v for k, v in plain_record(row).items() if k != "version"}
-            | {"history": await self.history(row["run_id"])}
-            for row in rows
-        ]
+        return [_shown(row) | {"history": await self.history(row["run_id"])} for row in rows]
 
     async def clear_views(self) -> None:
         await self.db.query("DELETE run_view; DELETE history_item;")
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A view as readers see it: without the write counter (how often it was stored, not
+    what it shows)."""
+    return {key: value for key, value in plain_record(row).items() if key != "version"}
 
 
 def plain_record(row: dict[str, Any]) -> dict[str, Any]:
