@@ -53,6 +53,8 @@ class StratumServer:
     _http: Any = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     watchdog: Watchdog | None = None
+    _context: FunctionContext = field(init=False)
+    _executor: ExecutorConfig = field(init=False)
 
     async def start(self, *, http: bool = True) -> None:
         s = self.settings
@@ -91,13 +93,13 @@ class StratumServer:
             await self._start_http()
 
         publisher = Publisher(js, self.subjects)
-        ctx = FunctionContext(
+        self._context = FunctionContext(
             self.store, self.subjects, publisher, logging.getLogger("stratum.functions")
         )
         nu_path = s.nu_path or curated_path(
             s.data_dir / "toolbin", s.nu_tools, os.environ.get("PATH", "")
         )
-        config = ExecutorConfig(
+        self._executor = ExecutorConfig(
             data_dir=s.data_dir,
             workdir=s.root,
             nu_bin=nu_bin,
@@ -105,18 +107,7 @@ class StratumServer:
             kill_grace=s.kill_grace,
             concurrency=s.stage_concurrency,
         )
-        functions = [
-            ingest.build(ctx),
-            planner.build(ctx, self.graphs),
-            stage_executor.build(ctx, self.graphs, config),
-            compensator.build(ctx, self.graphs, config),
-            projector.build(ctx, self.projections),
-        ]
-        prefix = s.subject_prefix.replace(".", "-")
-        for function in functions:
-            runner = JetStreamRunner(function, js, publisher, self.store, durable_prefix=prefix)
-            await runner.start()
-            self.runners.append(runner)
+        await self.add_instance(self.projections)
         if s.watchdog_interval > 0:
             self.watchdog = Watchdog(
                 self.store,
@@ -128,6 +119,25 @@ class StratumServer:
             self._tasks.append(asyncio.create_task(self.watchdog.run_forever(), name="watchdog"))
         self._write_endpoint()
         log.info("stratum is up", extra={"nats": self.nats_url, "http": self.http_url})
+
+    async def add_instance(self, projections: projector.Projector | None = None) -> None:
+        """Start one consumer per function on the shared durables. Called once by `start`;
+        a second call adds an instance of every function beside the first (with its own
+        projector cache), as another process would: they share the work (queue semantics)
+        and must not lose each other's updates."""
+        ctx, config = self._context, self._executor
+        functions = [
+            ingest.build(ctx),
+            planner.build(ctx, self.graphs),
+            stage_executor.build(ctx, self.graphs, config),
+            compensator.build(ctx, self.graphs, config),
+            projector.build(ctx, projections or projector.Projector(self.store)),
+        ]
+        js, prefix = self._nc.jetstream(), self.settings.subject_prefix.replace(".", "-")
+        for function in functions:
+            runner = JetStreamRunner(function, js, ctx.publisher, self.store, durable_prefix=prefix)
+            await runner.start()
+            self.runners.append(runner)
 
     async def _start_nats(self) -> None:
         import nats

@@ -84,6 +84,8 @@ class JetStreamRunner:
         self._stopping = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
+        # messages handled and acked by this runner (one instance of the function)
+        self.handled = 0
 
     async def start(self) -> None:
         fn = self.function
@@ -177,6 +179,7 @@ class JetStreamRunner:
             await self._publisher.publish_all(events)
             crash_point(f"{fn.name}.after-publish")  # announced, not acked
             await message.ack()
+            self.handled += 1
         except InvalidEventError as error:
             log.error(
                 "invalid message terminated",
