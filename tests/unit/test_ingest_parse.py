@@ -63,6 +63,8 @@ def test_binary_mode_headers_are_accepted() -> None:
         ("stratum.events.ACME.crate.push", body(), "tenant 'ACME' must match"),
         ("other.events.acme.crate.push", body(), "is not under stratum.events."),
         ("stratum.events.acme.crate.push", b"{" + b" " * MAX_BODY_BYTES + b"}", "the limit is"),
+        ("stratum.events.acme.crate.push", b'{"id": "\xff\xfe"}', "not valid UTF-8"),
+        ("stratum.events..crate.push", body(), "tenant '' must match"),
     ],
 )
 def test_invalid_events_say_what_is_wrong(subject: str, payload: bytes, reason: str) -> None:
