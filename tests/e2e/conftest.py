@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import orjson
 import pytest_asyncio
 
 from stratum.clock import iso, utc_now
+from stratum.config import Settings
 from stratum.ids import run_id
 from stratum.server import StratumServer
 from tests.conftest import eventually, make_settings
@@ -58,13 +60,20 @@ class Harness:
         return result
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def stratum(tmp_path: Path, nats_url: str) -> AsyncIterator[Harness]:
-    server = StratumServer(make_settings(tmp_path, nats_url))
-    await server.start(http=True)
-    nc = await nats.connect(nats_url)
+@asynccontextmanager
+async def running(settings: Settings, *, http: bool = True) -> AsyncIterator[Harness]:
+    """A Stratum started with `settings`, and a client connection beside it."""
+    server = StratumServer(settings)
+    await server.start(http=http)
+    nc = await nats.connect(server.nats_url)
     try:
         yield Harness(server, nc)
     finally:
         await nc.close()
         await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stratum(tmp_path: Path, nats_url: str) -> AsyncIterator[Harness]:
+    async with running(make_settings(tmp_path, nats_url)) as harness:
+        yield harness

@@ -9,10 +9,15 @@ successful attempt is a node run again after its success.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
+
+from stratum.ids import run_id
 
 NODES = ("a", "b", "c", "d")
 TOPIC = "ledger.run"
@@ -91,6 +96,34 @@ class Ledger:
 
     def event_data(self, fail_at: str = "") -> dict[str, Any]:
         return {"ledger": str(self.folder), "fail_at": fail_at}
+
+    def cloudevent(self, ident: str, *, fail_at: str = "", source: str = "tests") -> bytes:
+        """A publisher's CloudEvent starting one ledger pipeline."""
+        body = {
+            "specversion": "1.0",
+            "id": ident,
+            "source": source,
+            "type": TOPIC,
+            "data": self.event_data(fail_at),
+        }
+        return orjson.dumps(body)
+
+    async def emit(
+        self, jetstream: Any, subject: str, count: int, *, source: str = "tests"
+    ) -> tuple[list[str], frozenset[str]]:
+        """Publish `count` pipelines of tenant acme, every fourth asked to fail at d; their
+        run ids, and those of the failing ones."""
+        runs, failing = [], set()
+        for index in range(count):
+            ident = str(uuid.uuid4())
+            fail = index % 4 == 3
+            await jetstream.publish(
+                subject, self.cloudevent(ident, fail_at="d" if fail else "", source=source)
+            )
+            runs.append(run_id("acme", ident))
+            if fail:
+                failing.add(runs[-1])
+        return runs, frozenset(failing)
 
     def executions(self) -> list[tuple[str, str, int]]:
         rows = (self.folder / "executions.log").read_text().splitlines()

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import nats
-import orjson
 import pytest
 import pytest_asyncio
 
@@ -52,16 +51,9 @@ async def stop_stratum(stratum: Harness) -> None:
 
 async def publish(stratum: Harness, ident: str, ledger: Ledger, *, msg_id: bool = True) -> None:
     """A publisher's CloudEvent; a careful publisher sets `Nats-Msg-Id` to its id."""
-    body = {
-        "specversion": "1.0",
-        "id": ident,
-        "source": "tests",
-        "type": TOPIC,
-        "data": ledger.event_data(),
-    }
     await stratum.nc.jetstream().publish(
         stratum.subjects.event("acme", TOPIC),
-        orjson.dumps(body),
+        ledger.cloudevent(ident),
         headers={"Nats-Msg-Id": ident} if msg_id else None,
     )
 

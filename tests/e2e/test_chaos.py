@@ -31,7 +31,6 @@ import nats
 import orjson
 import pytest
 
-from stratum.ids import run_id
 from stratum.subjects import Subjects
 from tests.e2e.ledger import TOPIC, Ledger, write_workflow
 
@@ -172,23 +171,10 @@ async def run_chaos(
     await instance.start()
 
     nc = await nats.connect(nats_url)
-    runs, failing = [], set()
     try:
-        subject = Subjects(prefix).event("acme", TOPIC)
-        for index in range(PIPELINES):
-            ident = str(uuid.uuid4())
-            fail = index % 4 == 3  # a quarter fail at their last stage and are compensated
-            body = {
-                "specversion": "1.0",
-                "id": ident,
-                "source": "chaos",
-                "type": TOPIC,
-                "data": ledger.event_data(fail_at="d" if fail else ""),
-            }
-            await nc.jetstream().publish(subject, orjson.dumps(body))
-            runs.append(run_id("acme", ident))
-            if fail:
-                failing.add(runs[-1])
+        runs, failing = await ledger.emit(
+            nc.jetstream(), Subjects(prefix).event("acme", TOPIC), PIPELINES, source="chaos"
+        )
     finally:
         await nc.close()
 
@@ -220,7 +206,7 @@ async def run_chaos(
         await asyncio.sleep(1)
     instance.stop()
 
-    audit = ledger.audit(views, runs, frozenset(failing))
+    audit = ledger.audit(views, runs, failing)
     orphans = live_scripts(data_dir)
     print(
         f"chaos: kills {named + random_kills} (named {named}, random {random_kills}); "

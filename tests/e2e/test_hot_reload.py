@@ -20,16 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import orjson
 import pytest
 import pytest_asyncio
 
 from stratum.config import Settings
 from stratum.logs import JsonFormatter
-from stratum.server import StratumServer
 from tests.conftest import ROOT, eventually, make_settings
-from tests.e2e.conftest import Harness
+from tests.e2e.conftest import Harness, running
 
 WORKFLOW = """let { schema, .. } = import "stratum.ncl" in
 {
@@ -208,14 +206,8 @@ def settings(tmp_path: Path, nats_url: str) -> Settings:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def watched(settings: Settings) -> AsyncIterator[Harness]:
-    server = StratumServer(settings)
-    await server.start(http=True)
-    nc = await nats.connect(settings.nats_url)
-    try:
-        yield Harness(server, nc)
-    finally:
-        await nc.close()
-        await server.stop()
+    async with running(settings) as harness:
+        yield harness
 
 
 async def get(harness: Harness, path: str) -> dict[str, Any]:

@@ -4,15 +4,12 @@ although each projector instance caches views of its own."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import nats
-import orjson
 import pytest
 
-from stratum.ids import run_id
 from stratum.server import StratumServer
 from tests.conftest import make_settings
 from tests.e2e.conftest import Harness
@@ -35,25 +32,13 @@ async def test_three_instances_share_the_work_and_lose_no_update(
     stratum = Harness(server, nc)
     ledger = Ledger(tmp_path / "ledger").create()
     try:
-        runs, failing = [], set()
-        for index in range(PIPELINES):
-            ident = str(uuid.uuid4())
-            fail = index % 4 == 3
-            body = {
-                "specversion": "1.0",
-                "id": ident,
-                "source": "tests",
-                "type": TOPIC,
-                "data": ledger.event_data(fail_at="d" if fail else ""),
-            }
-            await nc.jetstream().publish(stratum.subjects.event("acme", TOPIC), orjson.dumps(body))
-            runs.append(run_id("acme", ident))
-            if fail:
-                failing.add(runs[-1])
+        runs, failing = await ledger.emit(
+            nc.jetstream(), stratum.subjects.event("acme", TOPIC), PIPELINES
+        )
 
         views = {run: await stratum.finished(run, timeout=120) for run in runs}
 
-        audit = ledger.audit(views, runs, frozenset(failing))
+        audit = ledger.audit(views, runs, failing)
         assert not audit["wrong_status"] and len(audit["completed"]) == PIPELINES
         assert not audit["duplicated"] and not audit["missing"] and not audit["not_undone"]
         assert audit["reexecuted"] == 0  # no crash here: every node ran exactly once

@@ -8,16 +8,14 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import orjson
 import pytest
 import pytest_asyncio
 
 from functions.ingest import core as ingest
 from stratum.clock import utc_now
-from stratum.server import StratumServer
 from tests.conftest import make_settings
-from tests.e2e.conftest import Harness
+from tests.e2e.conftest import Harness, running
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SAMPLE = "nickel/examples/sample-crate"
@@ -26,14 +24,8 @@ SAMPLE = "nickel/examples/sample-crate"
 @pytest_asyncio.fixture(loop_scope="session")
 async def watched(tmp_path: Path, nats_url: str) -> AsyncIterator[Harness]:
     settings = make_settings(tmp_path, nats_url, stuck_after=0.5, watchdog_interval=0.2)
-    server = StratumServer(settings)
-    await server.start(http=False)
-    nc = await nats.connect(nats_url)
-    try:
-        yield Harness(server, nc)
-    finally:
-        await nc.close()
-        await server.stop()
+    async with running(settings, http=False) as harness:
+        yield harness
 
 
 async def accepted_but_never_announced(stratum: Harness) -> str:
