@@ -9,13 +9,14 @@ from stratum.clock import utc_now
 from stratum.errors import InvalidEventError
 from stratum.events import Envelope
 from stratum.ids import run_id
+from stratum.principal import Principal
 from stratum.runtime import Function, FunctionContext, Inbound
 
 
-def actor_of(incoming: core.IncomingEvent) -> str:
-    """Who triggered the run. Until publishers sign events (NKeys), the CloudEvents
-    `source` is all we know; this is the seam where a verified principal goes."""
-    return f"source:{incoming.source}"
+def principal_of(incoming: core.IncomingEvent, inbound: Inbound) -> Principal:
+    """Who published the event. Until publishers sign events (NKeys), the CloudEvents
+    `source` is all we know; this is the seam where the verified publisher goes."""
+    return Principal(kind="source", name=incoming.source, tenant=incoming.tenant)
 
 
 def build(ctx: FunctionContext) -> Function:
@@ -32,7 +33,8 @@ def build(ctx: FunctionContext) -> Function:
                 "event rejected", extra={"subject": inbound.subject, "reason": str(error)}
             )
             raise
-        run, accepted = core.accept(incoming, actor=actor_of(incoming), now=now)
+        principal = principal_of(incoming, inbound)
+        run, accepted = core.accept(incoming, actor=principal.actor, now=now)
         if not await ctx.store.accept_run(run, accepted, cause=run["id"]):
             # a duplicate: re-announce what the first copy caused (the bus drops repeats)
             return await ctx.store.events_caused_by(run_id(incoming.tenant, incoming.id))

@@ -1,0 +1,28 @@
+"""Who triggered a run, as the three auth planes see it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Principal(BaseModel):
+    """The identity an event was published by.
+
+    `publisher`: a registered publisher whose NKey signature over the event verified (its
+    name, its tenant, its public key). `source`: signatures are not required (a local
+    development set-up), so the CloudEvents `source` is all that is known — unverified.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["publisher", "source"]
+    name: str
+    tenant: str
+    public_key: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How runs and the audit trail name it: `publisher:ci-bot`, `source:tests`."""
+        return f"{self.kind}:{self.name}"
