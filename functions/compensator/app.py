@@ -20,7 +20,7 @@ from functions.compensator.core import Undone
 from functions.compensator.undo import undo
 from stratum.clock import iso, utc_now
 from stratum.errors import UnknownRunError
-from stratum.events import CompensateRun, Envelope
+from stratum.events import CompensateRun, CompensationRecorded, Envelope, RunCompensated
 from stratum.executor import ExecutorConfig
 from stratum.faults import crash_point
 from stratum.graph_registry import GraphRegistry
@@ -50,7 +50,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
                 nth = await ctx.store.begin_compensation(run_id, node_id)
                 first = core.first_attempt(nth, node.retries.max)
                 crash_point("compensator.step-starting")  # marked running, script not yet
-                done = await undo(node, payload, execution, first)
+                done = await undo(node, payload, execution, first, config.credentials)
             now = utc_now()
             event = core.step(command, order, stage, node_id, done, now)
             record = {
@@ -76,4 +76,5 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         handle=handle,
         key=run_key,
         concurrency=16,
+        emits=(CompensationRecorded.TYPE, RunCompensated.TYPE),
     )

@@ -16,8 +16,20 @@ StepStatus = Literal["succeeded", "failed", "skipped"]
 ENDED: frozenset[str] = frozenset({"succeeded", "failed", "skipped"})
 
 
+class StepLease(BaseModel):
+    """The credential one attempt of a compensate script read its node's secrets with:
+    its lease id (the token's accessor), never the token or a value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int
+    idempotency_key: str
+    credential_lease: str
+
+
 class Undone(BaseModel):
-    """How one step ended, after every attempt its node's retry policy allowed."""
+    """How one step ended, after every attempt its node's retry policy allowed.
+    `credential_leases` (for the audit, not the event) names each attempt's credential."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -26,6 +38,7 @@ class Undone(BaseModel):
     duration_ms: float
     error: str | None = None
     bundle: str | None = None
+    credential_leases: tuple[StepLease, ...] = ()
 
 
 def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str = "") -> Envelope:
@@ -75,7 +88,9 @@ def step(
     cause: Envelope, order: int, stage: int, node: str, done: Undone, now: datetime
 ) -> Envelope:
     return _emit(
-        CompensationRecorded(order=order, stage=stage, node=node, **done.model_dump()),
+        CompensationRecorded(
+            order=order, stage=stage, node=node, **done.model_dump(exclude={"credential_leases"})
+        ),
         cause,
         now,
         node,

@@ -14,7 +14,7 @@ from cloudevents.core.formats.json import JSONFormat
 
 from stratum.clock import iso
 from stratum.errors import InvalidEventError
-from stratum.events import Envelope, RunAccepted, emit
+from stratum.events import Envelope, RunAccepted, RunDenied, emit
 from stratum.ids import run_id
 from stratum.subjects import Subjects
 
@@ -126,9 +126,7 @@ def accept(
 ) -> tuple[dict[str, Any], Envelope]:
     """The run record to create and the RunAccepted event announcing it."""
     run = run_id(incoming.tenant, incoming.id)
-    inputs_hash = hashlib.sha256(
-        orjson.dumps(incoming.data, option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()
+    inputs_hash = _inputs_hash(incoming.data)
     record = {
         "id": run,
         "tenant": incoming.tenant,
@@ -160,6 +158,54 @@ def accept(
         now=now,
     )
     return record, event
+
+
+def deny(
+    incoming: IncomingEvent, *, actor: str, reason: str, policy_ids: list[str], now: datetime
+) -> tuple[dict[str, Any], Envelope]:
+    """The run record of a refused trigger (Denied, finished: nothing will run) and the
+    RunDenied audit event announcing it. The event's data stays in the record only."""
+    run = run_id(incoming.tenant, incoming.id)
+    inputs_hash = _inputs_hash(incoming.data)
+    record = {
+        "id": run,
+        "tenant": incoming.tenant,
+        "topic": incoming.topic,
+        "trigger_subject": incoming.subject,
+        "event_id": incoming.id,
+        "event_type": incoming.type,
+        "event_source": incoming.source,
+        "event_data": incoming.data,
+        "actor": actor,
+        "inputs_hash": inputs_hash,
+        "decision": "deny",
+        "reason": reason,
+        "policy_ids": policy_ids,
+        "finished_at": iso(now),
+    }
+    event = emit(
+        RunDenied(
+            topic=incoming.topic,
+            trigger_subject=incoming.subject,
+            event_id=incoming.id,
+            event_type=incoming.type,
+            event_source=incoming.source,
+            actor=actor,
+            inputs_hash=inputs_hash,
+            reason=reason,
+            policy_ids=policy_ids,
+        ),
+        cause=run,
+        run_id=run,
+        tenant=incoming.tenant,
+        source=SOURCE,
+        now=now,
+    )
+    return record, event
+
+
+def _inputs_hash(data: Any) -> str:
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def rejection(subject: str, body: bytes, reason: str, now: datetime) -> dict[str, Any]:

@@ -1,22 +1,46 @@
-"""Planner: plans accepted runs, dispatches stage after stage, hands failures over to the
-compensator, and marks runs Succeeded."""
+"""Planner: plans accepted runs (queued first when their tenant is at its concurrent-run
+limit), dispatches stage after stage, hands failures over to the compensator, and marks
+runs Succeeded."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import datetime
 
 from functions.planner import core
+from functions.planner.queue import RunQueue
 from stratum.clock import utc_now
 from stratum.errors import UnknownRunError
-from stratum.events import Envelope, RunAccepted, StageCompleted, StageFailed
+from stratum.events import (
+    CompensateRun,
+    Envelope,
+    ExecuteStage,
+    RunAccepted,
+    RunAdmitted,
+    RunCompensated,
+    RunFailed,
+    RunPlanned,
+    RunQueued,
+    RunRejected,
+    RunSucceeded,
+    StageCompleted,
+    StageFailed,
+)
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
+from stratum.store import StaleWriteError
+from stratum.tenant_limits import TenantLimits
 
 PLANS_CACHED = 4096
+# a run of the tenant ended: one of its queued runs may start
+ENDED = (RunSucceeded.TYPE, RunCompensated.TYPE)
 
 
-def build(ctx: FunctionContext, graphs: GraphRegistry) -> Function:
+def build(
+    ctx: FunctionContext, graphs: GraphRegistry, limits: TenantLimits | None = None
+) -> Function:
+    queue = RunQueue(ctx.store, limits or TenantLimits())
     # a run's plan never changes once stored, so this process may keep it (bounded)
     plans: OrderedDict[str, list[list[str]]] = OrderedDict()
 
@@ -35,18 +59,23 @@ def build(ctx: FunctionContext, graphs: GraphRegistry) -> Function:
             remember(run_id, stages)
         return stages
 
-    async def handle(inbound: Inbound) -> Sequence[Envelope]:
-        event = Envelope.from_bytes(inbound.body)
-        now = utc_now()
-        if event.type == RunAccepted.TYPE:
-            accepted = event.payload(RunAccepted)
-            graph = graphs.current
-            decision = core.on_accepted(event, accepted.topic, graph, graphs.error, now)
-            if isinstance(decision, core.Rejected):
-                await ctx.store.reject_run(event.runid, decision.error, decision.events, event.id)
-                return decision.events
-            assert graph is not None
-            await graphs.remember(graph)
+    async def on_accepted(event: Envelope, now: datetime) -> Sequence[Envelope]:
+        accepted = event.payload(RunAccepted)
+        graph = graphs.current
+        decision = core.on_accepted(event, accepted.topic, graph, graphs.error, now)
+        if isinstance(decision, core.Rejected):
+            await ctx.store.reject_run(event.runid, decision.error, decision.events, event.id)
+            return decision.events
+        assert graph is not None
+        await graphs.remember(graph)
+        async with queue.turn(event.tenant):
+            waiting = await queue.queue_if_full(event, now)
+            if waiting is not None:
+                ctx.log.info(
+                    "run queued: its tenant is at its concurrent-run limit",
+                    extra={"run_id": event.runid, "tenant": event.tenant},
+                )
+                return waiting
             await ctx.store.record_plan(
                 event.runid,
                 graph_version=decision.graph_version,
@@ -55,8 +84,30 @@ def build(ctx: FunctionContext, graphs: GraphRegistry) -> Function:
                 events=decision.events,
                 cause=event.id,
             )
-            remember(event.runid, [list(stage) for stage in decision.stages])
-            return decision.events
+        remember(event.runid, [list(stage) for stage in decision.stages])
+        return decision.events
+
+    async def on_admitted(event: Envelope, now: datetime) -> Sequence[Envelope]:
+        """A queued run's turn: plan it as its `run.accepted` asked, so that what it
+        causes is recorded as caused by that event (which the watchdog drives again)."""
+        accepted = await ctx.store.last_event_of(event.runid, [RunAccepted.TYPE])
+        if accepted is None:
+            raise UnknownRunError(f"event {event.id} admits run {event.runid}, which has none")
+        try:
+            return await on_accepted(accepted, now)
+        except StaleWriteError:
+            # planned already (by an earlier delivery or admission): announce that plan
+            return await ctx.store.events_caused_by(accepted.id)
+
+    async def handle(inbound: Inbound) -> Sequence[Envelope]:
+        event = Envelope.from_bytes(inbound.body)
+        now = utc_now()
+        if event.type == RunAccepted.TYPE:
+            return await on_accepted(event, now)
+        if event.type == RunAdmitted.TYPE:
+            return await on_admitted(event, now)
+        if event.type in ENDED:
+            return await queue.wake(event, now)
 
         if event.type == StageCompleted.TYPE:
             stage = event.payload(StageCompleted).stage
@@ -82,10 +133,22 @@ def build(ctx: FunctionContext, graphs: GraphRegistry) -> Function:
         stream=subjects.runs_stream,
         subjects=(
             subjects.internal(RunAccepted.TYPE),
+            subjects.internal(RunAdmitted.TYPE),
             subjects.internal(StageCompleted.TYPE),
             subjects.internal(StageFailed.TYPE),
+            *(subjects.internal(kind) for kind in ENDED),
         ),
         handle=handle,
         key=run_key,
         concurrency=16,
+        emits=(
+            RunPlanned.TYPE,
+            ExecuteStage.TYPE,
+            RunRejected.TYPE,
+            RunFailed.TYPE,
+            CompensateRun.TYPE,
+            RunSucceeded.TYPE,
+            RunQueued.TYPE,
+            RunAdmitted.TYPE,
+        ),
     )

@@ -17,10 +17,13 @@ from stratum.events import (
     Envelope,
     ExecuteStage,
     Payload,
+    RunAdmitted,
     RunFailed,
     RunPlanned,
+    RunQueued,
     RunRejected,
     RunSucceeded,
+    emit,
     follow,
 )
 from stratum.graph import ActionGraph, capability_edges, plan
@@ -102,3 +105,39 @@ def failed(stage_failed: Envelope, stage: int, error: str, now: datetime) -> lis
         _emit(RunFailed(stage=stage, error=error), stage_failed, now),
         _emit(CompensateRun(failed_stage=stage), stage_failed, now),
     ]
+
+
+def queue_reason(in_progress: int, ahead: int, limit: int) -> str | None:
+    """None: a run may start now; else why it waits. Runs of a tenant start in order:
+    one that finds earlier runs queued waits behind them, even when a slot is free (they
+    have been woken to take it)."""
+    if limit <= 0 or in_progress + ahead < limit:
+        return None
+    reason = f"the tenant has {in_progress} of its {limit} concurrent runs in progress"
+    if ahead:
+        reason += f" and {ahead} earlier run(s) waiting"
+    return reason + "; the run waits its turn"
+
+
+def queued(
+    accepted: Envelope, reason: str, limit: int, in_progress: int, ahead: int, now: datetime
+) -> Envelope:
+    """The run waits. One event per run, however often it is found waiting (same id)."""
+    payload = RunQueued(reason=reason, limit=limit, in_progress=in_progress, ahead=ahead)
+    return _emit(payload, accepted, now)
+
+
+def admitted(
+    run_id: str, tenant: str, cause: Envelope, limit: int, in_progress: int, now: datetime
+) -> Envelope:
+    """The command to plan a queued run, caused by the run that ended (or the one that
+    found a free slot): its id derives from that cause and the run woken."""
+    return emit(
+        RunAdmitted(limit=limit, in_progress=in_progress),
+        cause=cause,
+        run_id=run_id,
+        tenant=tenant,
+        source=SOURCE,
+        now=now,
+        discriminator=run_id,
+    )

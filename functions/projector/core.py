@@ -24,6 +24,7 @@ from stratum.events import (
     NodeSucceeded,
     RunAccepted,
     RunCompensated,
+    RunDenied,
     RunFailed,
     RunPlanned,
     RunRejected,
@@ -92,6 +93,8 @@ class RunView(BaseModel):
     outputs_hash: str | None = None
     graph_version: str | None = None
     error: str | None = None
+    # a Denied run: the policies that decided (`error` says why)
+    policy_ids: list[str] = []
     created_at: str
     finished_at: str | None = None
     duration_ms: float | None = None
@@ -223,6 +226,20 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
     elif kind == RunRejected.TYPE:
         status = _forward(status, RunStatus.FAILED)
         update |= {"error": event.payload(RunRejected).error, "finished": True, "finished_at": at}
+    elif kind == RunDenied.TYPE:  # the run's only event: it never started
+        denied = event.payload(RunDenied)
+        status = _forward(status, RunStatus.DENIED)
+        update |= {
+            "topic": denied.topic,
+            "actor": denied.actor,
+            "event_id": denied.event_id,
+            "inputs_hash": denied.inputs_hash,
+            "error": denied.reason,
+            "policy_ids": denied.policy_ids,
+            "created_at": at,
+            "finished": True,
+            "finished_at": at,
+        }
     update["status"] = status
     view = view.model_copy(update=update)
     if view.finished_at is not None:
@@ -269,4 +286,6 @@ def _summary(event: Envelope) -> str:
         return f"{kind} {data['stage']}"
     if "error" in data:
         return f"{kind}: {data['error']}"
+    if "reason" in data:
+        return f"{kind}: {data['reason']}"
     return kind

@@ -12,7 +12,15 @@ from collections.abc import Sequence
 
 from functions.stage_executor import core
 from stratum.clock import utc_now
-from stratum.events import Envelope, ExecuteStage
+from stratum.events import (
+    Envelope,
+    ExecuteStage,
+    NodeFailed,
+    NodeStarted,
+    NodeSucceeded,
+    StageCompleted,
+    StageFailed,
+)
 from stratum.executor import ExecutorConfig, NodeOutcome, run_stage
 from stratum.faults import crash_point
 from stratum.graph_registry import GraphRegistry
@@ -70,6 +78,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             execution,
             on_node_done=record,
             first_attempts=first_attempts,
+            credentials=config.credentials,
         )
         final = core.stage_result(command, stage, order.nodes, result.nodes, utc_now())
         status = "Failed" if result.failed else "Succeeded"
@@ -95,4 +104,11 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         handle=handle,
         key=run_key,
         concurrency=config.concurrency,
+        emits=(
+            NodeStarted.TYPE,
+            NodeSucceeded.TYPE,
+            NodeFailed.TYPE,
+            StageCompleted.TYPE,
+            StageFailed.TYPE,
+        ),
     )

@@ -92,6 +92,8 @@ def finished(
                 "duration_ms": a.duration_ms,
                 "bundle": str(a.bundle),
                 "idempotency_key": a.idempotency_key,
+                # the id of the credential its secrets came under (audit), never a value
+                "credential_lease": a.credential_lease,
             }
             for a in outcome.attempts
         ],

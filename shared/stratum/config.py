@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stratum.errors import ConfigError
+from stratum.tenant_limits import TenantLimits
 
 ENV_PREFIX = "STRATUM_"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -30,6 +31,8 @@ class Settings(BaseModel):
     data_dir: Path
     definitions: Path
     lib_dir: Path
+    # the Cedar policy folder: schema, `*.cedar` policies, optional entities.json
+    policies: Path
     nats_url: str = ""
     subject_prefix: str = "stratum"
     surreal_url: str = ""
@@ -37,6 +40,10 @@ class Settings(BaseModel):
     surreal_database: str = "main"
     surreal_user: str = ""
     surreal_password: str = ""
+    # node secrets: a Vault/OpenBao address and Stratum's token there; no address: a dev
+    # OpenBao of its own (stratum.secrets). The token stays out of repr().
+    vault_addr: str = ""
+    vault_token: str = Field(default="", repr=False)
     durable_writes: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = 0
@@ -47,8 +54,14 @@ class Settings(BaseModel):
     stage_concurrency: int = 32
     watch: bool = True
     stuck_after: float = 120.0
+    nats_auth: bool = True
+    dev_publishers: tuple[str, ...] = ()
+    require_signatures: bool = True
+    signature_window: float = 300.0
     duplicate_window: float = 120.0
     watchdog_interval: float = 15.0
+    # per-tenant limits (concurrent runs, events per second): stratum.tenant_limits
+    tenant_limits: TenantLimits = TenantLimits()
 
     @property
     def database_url(self) -> str:
@@ -91,7 +104,8 @@ def load_settings(
     values.setdefault("data_dir", ".stratum")
     values.setdefault("definitions", "nickel/workflows")
     values.setdefault("lib_dir", "nickel/lib")
-    for key in ("data_dir", "definitions", "lib_dir"):
+    values.setdefault("policies", "deploy/policies")
+    for key in ("data_dir", "definitions", "lib_dir", "policies"):
         values[key] = (base / Path(values[key])).resolve()
     try:
         return Settings(root=base, **values)
@@ -128,5 +142,6 @@ def _from_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, A
         field = name[len(ENV_PREFIX) :].lower()
         if field not in _FIELD_TYPES or field == "root":
             continue
-        values[field] = raw.split(",") if field == "nu_tools" else raw
+        is_list = field in ("nu_tools", "dev_publishers")
+        values[field] = [item for item in raw.split(",") if item] if is_list else raw
     return values

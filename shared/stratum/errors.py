@@ -25,6 +25,10 @@ class DefinitionError(StratumError):
     """The Nickel workflow definitions do not evaluate, break a contract, or are inconsistent."""
 
 
+class PolicyError(StratumError):
+    """The Cedar policies, their schema or their entities do not parse or do not validate."""
+
+
 class PlanError(StratumError):
     """No valid plan exists for a topic: nothing matches, a producer is missing or
     duplicated, or the capability graph has a cycle."""
@@ -32,6 +36,22 @@ class PlanError(StratumError):
 
 class InvalidEventError(StratumError):
     """An incoming message is not a valid Stratum/CloudEvents event. Never retried."""
+
+
+class UnverifiedEventError(StratumError):
+    """A valid event whose publisher could not be verified (unsigned, unknown or revoked
+    key, wrong tenant, bad signature, outside the time window). It becomes a Denied run,
+    never a running one."""
+
+
+class CredentialsError(StratumError):
+    """A node's secrets could not be obtained for an attempt: the secret store is down or
+    refuses, or a declared path or key does not exist. `retryable` says whether a later
+    attempt may get them. Messages name paths and variables, never values."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class UnknownRunError(StratumError):
@@ -42,6 +62,20 @@ class RetryableError(StratumError):
     """A transient failure (conflict, timeout talking to a dependency): try again later."""
 
     retryable = True
+
+
+class DeferredError(RetryableError):
+    """Not now: a tenant is over a limit. The runner hands the message back to be
+    delivered again in `delay` seconds (it has waited, not failed)."""
+
+    def __init__(self, message: str, *, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class RefusedError(StratumError):
+    """A valid message turned away for good: a tenant over a limit with no room left to
+    wait. Kept as a dead letter (re-drivable), never retried."""
 
 
 class NodeExecutionError(StratumError):

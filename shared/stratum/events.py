@@ -39,6 +39,44 @@ class RunAccepted(Payload):
     inputs_hash: str
 
 
+class RunDenied(Payload):
+    """The trigger was refused before a run existed: the run is recorded Denied (finished,
+    nothing ran). The audit event: who tried what, which policies decided (their `@id`s;
+    empty when nothing permitted it, or when the publisher could not be verified) and why."""
+
+    TYPE: ClassVar[str] = "stratum.run.denied"
+    topic: str
+    trigger_subject: str
+    event_id: str
+    event_type: str
+    event_source: str
+    actor: str
+    inputs_hash: str
+    reason: str
+    policy_ids: list[str]
+
+
+class RunQueued(Payload):
+    """The run waits: its tenant has `max_concurrent_runs` in progress (`in_progress` of
+    `limit`), or earlier runs of the tenant wait before it (`ahead`). It is planned when a
+    run of the tenant ends (`stratum.run.admitted`)."""
+
+    TYPE: ClassVar[str] = "stratum.run.queued"
+    reason: str
+    limit: int
+    in_progress: int
+    ahead: int
+
+
+class RunAdmitted(Payload):
+    """A queued run got its turn: the planner plans it now (a command to the planner,
+    emitted by the planner when a run of the tenant ended)."""
+
+    TYPE: ClassVar[str] = "stratum.run.admitted"
+    limit: int
+    in_progress: int
+
+
 class RunPlanned(Payload):
     TYPE: ClassVar[str] = "stratum.run.planned"
     graph_version: str
@@ -142,6 +180,9 @@ PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (
         RunAccepted,
+        RunDenied,
+        RunQueued,
+        RunAdmitted,
         RunPlanned,
         RunRejected,
         ExecuteStage,

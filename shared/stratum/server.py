@@ -1,7 +1,7 @@
 """`stratum up` as a library: every piece started in a fixed order, stopped in reverse.
 
-Order: config -> SurrealDB -> NATS and streams -> graph -> watcher -> HTTP -> consumers
--> stuck-run watchdog.
+Order: config -> SurrealDB -> secret store (Vault, or a dev OpenBao) -> NATS and streams
+-> graph -> watcher -> HTTP -> consumers -> stuck-run watchdog.
 A missing or unreachable dependency fails fast with one message naming it. Tests start
 the same object with their own settings.
 """
@@ -14,24 +14,31 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from functions.compensator import app as compensator
 from functions.ingest import app as ingest
+from functions.ingest.signatures import SignatureRules
 from functions.planner import app as planner
 from functions.projector import app as projector
 from functions.stage_executor import app as stage_executor
+from stratum.authz import PolicyRegistry
 from stratum.config import Settings
-from stratum.errors import DependencyUnavailableError
+from stratum.dev_publishers import ensure_dev_publishers
+from stratum.errors import DependencyUnavailableError, PolicyError
 from stratum.executor import ExecutorConfig, curated_path, sweep_orphans
 from stratum.graph_registry import GraphRegistry
-from stratum.nats_server import LocalNatsServer, free_port
+from stratum.nats_server import free_port
 from stratum.runtime import FunctionContext, JetStreamRunner, Publisher, ensure_streams
 from stratum.store import Database, RunStore
 from stratum.subjects import Subjects
+from stratum.transport import Transport
 from stratum.watchdog import Watchdog
+
+if TYPE_CHECKING:  # hvac costs ~0.1 s to import: not for CLI commands that only read
+    from stratum.secrets import SecretStore
 
 log = logging.getLogger("stratum")
 CONNECT_SECONDS = 10.0
@@ -43,16 +50,17 @@ class StratumServer:
     subjects: Subjects = field(init=False)
     store: RunStore = field(init=False)
     graphs: GraphRegistry = field(init=False)
+    policies: PolicyRegistry = field(init=False)
     projections: projector.Projector = field(init=False)
     nats_url: str = ""
     http_url: str = ""
     runners: list[JetStreamRunner] = field(default_factory=list)
-    _nats_server: LocalNatsServer | None = None
-    _nc: Any = None
+    transport: Transport = field(init=False)
     _database: Database | None = None
     _http: Any = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     watchdog: Watchdog | None = None
+    secrets: SecretStore | None = None
     _context: FunctionContext = field(init=False)
     _executor: ExecutorConfig = field(init=False)
 
@@ -78,14 +86,26 @@ class StratumServer:
         )
         self.store = RunStore(self._database)
         await self.store.ensure_schema()
+        # node secrets: the configured Vault, else a dev OpenBao seeded with the examples
+        from stratum.secrets import SecretStore
 
-        await self._start_nats()
-        js = self._nc.jetstream()
+        self.secrets = await SecretStore.open(
+            s.vault_addr, s.vault_token, s.data_dir / "openbao", s.root / "deploy/dev-secrets.json"
+        )
+
+        await ensure_dev_publishers(self.store, s.data_dir, s.dev_publishers)
+        self.transport = Transport(s, self.subjects, self.store)
+        await self.transport.start()
+        self.nats_url = self.transport.url
+        js = self.transport.core.jetstream()
         await ensure_streams(js, self.subjects, s.duplicate_window)
 
         self.projections = projector.Projector(self.store)
         self.graphs = GraphRegistry(s.definitions, s.lib_dir, self.store)
         self.graphs.reload()
+        self.policies = PolicyRegistry(s.policies)
+        if not self.policies.reload():  # no previous set to keep: nothing could be allowed
+            raise PolicyError(self.policies.error or f"no policies in {s.policies}")
         if s.watch:
             self._tasks.append(asyncio.create_task(self._watch(), name="graph-watcher"))
 
@@ -106,6 +126,7 @@ class StratumServer:
             nu_path=nu_path,
             kill_grace=s.kill_grace,
             concurrency=s.stage_concurrency,
+            credentials=self.secrets.broker.credentials,
         )
         await self.add_instance(self.projections)
         if s.watchdog_interval > 0:
@@ -127,49 +148,26 @@ class StratumServer:
         and must not lose each other's updates."""
         ctx, config = self._context, self._executor
         functions = [
-            ingest.build(ctx),
-            planner.build(ctx, self.graphs),
+            ingest.build(
+                ctx,
+                self.policies,
+                self.settings.tenant_limits,
+                SignatureRules(self.settings.require_signatures, self.settings.signature_window),
+            ),
+            planner.build(ctx, self.graphs, self.settings.tenant_limits),
             stage_executor.build(ctx, self.graphs, config),
             compensator.build(ctx, self.graphs, config),
             projector.build(ctx, projections or projector.Projector(self.store)),
         ]
-        js, prefix = self._nc.jetstream(), self.settings.subject_prefix.replace(".", "-")
+        prefix = self.settings.subject_prefix.replace(".", "-")
         for function in functions:
-            runner = JetStreamRunner(function, js, ctx.publisher, self.store, durable_prefix=prefix)
+            # its own connection (and NKey user, when this process runs nats-server)
+            nc = await self.transport.connection_for(function, f"{prefix}-{function.name}")
+            js = nc.jetstream()
+            publisher = Publisher(js, self.subjects)
+            runner = JetStreamRunner(function, js, publisher, self.store, durable_prefix=prefix)
             await runner.start()
             self.runners.append(runner)
-
-    async def _start_nats(self) -> None:
-        import nats
-
-        s = self.settings
-        if s.nats_url:
-            self.nats_url = s.nats_url
-        else:
-            self._nats_server = LocalNatsServer(s.data_dir / "nats")
-            await self._nats_server.start()
-            self.nats_url = self._nats_server.url
-        try:
-            # bounded: with reconnects allowed, nats-py would retry a dead URL forever
-            self._nc = await asyncio.wait_for(
-                nats.connect(
-                    self.nats_url,
-                    connect_timeout=3,
-                    max_reconnect_attempts=-1,
-                    allow_reconnect=True,
-                    error_cb=_log_nats_error,
-                ),
-                CONNECT_SECONDS,
-            )
-        except TimeoutError:
-            raise DependencyUnavailableError(
-                f"NATS at {self.nats_url} is not reachable (no connection within "
-                f"{CONNECT_SECONDS:.0f} s)"
-            ) from None
-        except Exception as error:
-            raise DependencyUnavailableError(
-                f"NATS at {self.nats_url} is not reachable: {type(error).__name__}: {error}"
-            ) from None
 
     async def _start_http(self) -> None:
         import uvicorn
@@ -178,7 +176,14 @@ class StratumServer:
 
         s = self.settings
         port = s.http_port or free_port(s.http_host)
-        app = create_app(self.store, self.graphs, self.projections, jetstream=self._nc.jetstream())
+        app = create_app(
+            self.store,
+            self.graphs,
+            self.projections,
+            jetstream=self.transport.core.jetstream(),
+            on_publishers_changed=self.transport.reload,
+            policies=self.policies,
+        )
         config = uvicorn.Config(
             app, host=s.http_host, port=port, log_level="warning", lifespan="off", access_log=False
         )
@@ -204,8 +209,12 @@ class StratumServer:
         from watchfiles import awatch
 
         s = self.settings
-        async for _changes in awatch(s.definitions, s.lib_dir, debounce=300):
-            await asyncio.to_thread(self.graphs.reload)  # Nickel runs off the event loop
+        async for changes in awatch(s.definitions, s.lib_dir, s.policies, debounce=300):
+            changed = [Path(path) for _, path in changes]
+            if any(path.is_relative_to(s.policies) for path in changed):
+                await asyncio.to_thread(self.policies.reload)
+            if any(not path.is_relative_to(s.policies) for path in changed):
+                await asyncio.to_thread(self.graphs.reload)  # Nickel runs off the event loop
 
     def _write_endpoint(self) -> None:
         endpoint = {
@@ -230,23 +239,17 @@ class StratumServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
         self._tasks.clear()
-        if self._nc is not None:
+        if hasattr(self, "transport"):
             # consumers are stopped and every message handled is acked: nothing to drain
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.close(), 5)
-        if self._nats_server is not None:
-            self._nats_server.stop()
+            await self.transport.stop()
+        if self.secrets is not None:
+            await self.secrets.stop()
         if self._database is not None:
             await self._database.close()
         with contextlib.suppress(FileNotFoundError):
             endpoint = orjson.loads(self.settings.endpoint_file.read_bytes())
             if endpoint.get("pid") == os.getpid():
                 self.settings.endpoint_file.unlink()
-
-
-async def _log_nats_error(error: Exception) -> None:
-    """nats-py reports connection trouble here; one line, not a traceback."""
-    log.warning(f"nats: {type(error).__name__}: {error}")
 
 
 def read_endpoint(data_dir: Path) -> dict[str, Any]:

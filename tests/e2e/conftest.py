@@ -15,8 +15,9 @@ import pytest_asyncio
 from stratum.clock import iso, utc_now
 from stratum.config import Settings
 from stratum.ids import run_id
+from stratum.nats_auth import CORE_IDENTITY
 from stratum.server import StratumServer
-from tests.conftest import eventually, make_settings
+from tests.conftest import Vault, eventually, make_settings
 
 
 class Harness:
@@ -65,7 +66,9 @@ async def running(settings: Settings, *, http: bool = True) -> AsyncIterator[Har
     """A Stratum started with `settings`, and a client connection beside it."""
     server = StratumServer(settings)
     await server.start(http=http)
-    nc = await nats.connect(server.nats_url)
+    # with its own nats-server and NKey users, the test's client is Stratum's core user
+    seed = server.transport.seeds.get(CORE_IDENTITY)
+    nc = await nats.connect(server.nats_url, **({"nkeys_seed_str": seed} if seed else {}))
     try:
         yield Harness(server, nc)
     finally:
@@ -74,6 +77,8 @@ async def running(settings: Settings, *, http: bool = True) -> AsyncIterator[Har
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def stratum(tmp_path: Path, nats_url: str) -> AsyncIterator[Harness]:
-    async with running(make_settings(tmp_path, nats_url)) as harness:
+async def stratum(tmp_path: Path, nats_url: str, openbao: Vault) -> AsyncIterator[Harness]:
+    # the session's OpenBao (seeded like `stratum up` seeds its own) saves a start per test
+    vault = {"vault_addr": openbao.addr, "vault_token": openbao.token}
+    async with running(make_settings(tmp_path, nats_url, **vault)) as harness:
         yield harness

@@ -154,6 +154,7 @@ async def test_sigkill_anywhere_loses_nothing_and_repeats_no_effect(
         STRATUM_NATS_URL=nats_url,
         STRATUM_SUBJECT_PREFIX=prefix,
         STRATUM_WATCH="false",
+        STRATUM_REQUIRE_SIGNATURES="false",  # it publishes plain events, as any client
         STRATUM_STUCK_AFTER="20",
         STRATUM_WATCHDOG_INTERVAL="2",
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from tests.conftest import eventually
+from tests.conftest import ROOT, eventually
 from tests.e2e.conftest import Harness
 
 SAMPLE = "nickel/examples/sample-crate"
@@ -79,6 +79,16 @@ async def test_successful_release_leaves_its_effects(stratum: Harness, tmp_path:
     assert view["status"] == "Succeeded", view.get("error")
     assert (target / "index.json").is_file()
     assert view["compensation"] == []
+    # upload-assets ran with the registry token seeded into OpenBao, under a credential
+    # of its own whose lease (not the token) is in its record
+    token = orjson.loads((ROOT / "deploy" / "dev-secrets.json").read_bytes())["secrets"][0]
+    fingerprint = hashlib.sha256(token["data"]["token"].encode()).hexdigest()[:12]
+    [receipt] = target.glob("registry/*/1.0.0/receipt.json")
+    assert orjson.loads(receipt.read_bytes())["auth"] == f"token sha256:{fingerprint}"
+    upload = (await stratum.store.node_executions(run))["upload-assets"]
+    assert [bool(a["credential_lease"]) for a in upload["attempts"]] == [True]
+    prepare = (await stratum.store.node_executions(run))["prepare-release"]
+    assert [a.get("credential_lease") for a in prepare["attempts"]] == [None]  # no secrets
 
 
 async def test_duplicate_event_makes_one_run(stratum: Harness) -> None:

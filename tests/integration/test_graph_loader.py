@@ -261,6 +261,7 @@ def test_public_names() -> None:
         "GraphProblem",
         "Plan",
         "RetryPolicy",
+        "SecretRef",
         "capability_edges",
         "check_definitions",
         "graph_problems",

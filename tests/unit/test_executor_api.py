@@ -16,6 +16,8 @@ def test_exported_names() -> None:
             "DEFAULT_TOOLS",
             "RESERVED_ENV",
             "AttemptRecord",
+            "Credentials",
+            "CredentialsHook",
             "ExecutionContext",
             "ExecutorConfig",
             "GroupProcess",

@@ -20,6 +20,7 @@ from stratum.events import (
     Payload,
     RunAccepted,
     RunCompensated,
+    RunDenied,
     RunFailed,
     RunPlanned,
     RunSucceeded,
@@ -148,3 +149,25 @@ def test_a_saga_ends_compensated_only_if_every_step_succeeded(undo_b: str, statu
         shuffled = ordered[:]
         rng.shuffle(shuffled)
         assert fold(shuffled) == expected
+
+
+def test_a_denied_run_is_finished_and_names_who_what_and_the_policies() -> None:
+    denied = RunDenied(
+        topic="release.request",
+        trigger_subject="stratum.events.acme.release.request",
+        event_id="e",
+        event_type="release.request",
+        event_source="laptop",
+        actor="source:laptop",
+        inputs_hash="h",
+        reason="release.request may only be triggered by a releaser",
+        policy_ids=["releases-need-a-releaser"],
+    )
+    (event,) = enveloped([denied])
+    view = apply(None, event)
+    assert apply(view, event) == view  # folding it twice changes nothing
+    assert (view.status, view.finished, view.duration_ms) == ("Denied", True, 0.0)
+    assert (view.topic, view.actor, view.event_id) == ("release.request", "source:laptop", "e")
+    assert view.error == "release.request may only be triggered by a releaser"
+    assert view.policy_ids == ["releases-need-a-releaser"]
+    assert view.stages == [] and view.nodes == {}

@@ -8,6 +8,10 @@
 # The registry directory gets a receipt.json {run, created, assets} before any copy, so a
 # retry (or the compensation) knows the directory belongs to this run. `flaky_at: "upload"`
 # makes the first attempt fail half-way, like a dropped connection; the retry redoes it.
+#
+# The registry token comes in REGISTRY_TOKEN (the node's `secrets`). A directory needs no
+# token, so the script only proves it had one: the receipt's `auth` is a fingerprint (the
+# start of its sha256), never the token; without one it uploads as `anonymous`.
 
 def fail [message: string] {
     print -e $"upload-assets: ($message)"
@@ -60,7 +64,12 @@ def main [] {
         delete $dir
     }
     let created = ($created_before | append (make-dirs $dir) | uniq)
-    {run: $run, created: $created, assets: []} | to json | save -f --raw $receipt
+    let token = ($env.REGISTRY_TOKEN? | default "")
+    let auth = if ($token | is-empty) { "anonymous" } else {
+        $"token sha256:($token | hash sha256 | str substring 0..11)"
+    }
+    print -e $"upload-assets: authenticated to the registry with ($auth)"
+    {run: $run, auth: $auth, created: $created, assets: []} | to json | save -f --raw $receipt
 
     let flaky = ($event | get -o flaky_at | default "") in [upload upload-assets]
     mut uploaded = []
@@ -79,7 +88,7 @@ def main [] {
         $uploaded = ($uploaded | append {name: $a.name, path: $dest, sha256: $sha256, bytes: $bytes})
         print -e $"upload-assets: uploaded ($a.name) \(($bytes) bytes\) to ($dir)"
     }
-    {run: $run, created: $created, assets: $uploaded} | to json | save -f --raw $receipt
+    {run: $run, auth: $auth, created: $created, assets: $uploaded} | to json | save -f --raw $receipt
 
     {uploaded-assets: {dir: $dir, assets: $uploaded, created: $created}} | to json -r
 }

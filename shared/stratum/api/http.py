@@ -1,14 +1,17 @@
 """The HTTP API `stratum up` serves, read by the CLI.
 
-GET /healthz, /api/runs[?tenant=&limit=], /api/runs/{id}, /api/graph, /api/plan?topic=
+GET /healthz, /api/runs[?tenant=&limit=], /api/runs/{id}[?tenant=], /api/graph, /api/plan?topic=
+GET /api/audit[?tenant=&since=] (the audit trail, hash-chained NDJSON: stratum.api.audit)
 POST /api/replay (rebuild the read models from the stored events)
 GET /api/dead-letters[?limit=], /api/dead-letters/{id} (with its body)
 POST /api/dead-letters/{id}/redrive (publish it again on its original subject)
+GET/POST /api/publishers, DELETE /api/publishers/{name} (see stratum.api.publishers)
 Errors are JSON `{"error": "..."}` with a fitting status code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -16,11 +19,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from stratum.api.audit import audit_routes
+from stratum.api.publishers import publisher_routes
+from stratum.authz import PolicyRegistry
 from stratum.errors import PlanError
 from stratum.graph import plan
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime.jetstream import redrive
 from stratum.store import RunStore
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -32,9 +42,15 @@ class Replayer(Protocol):
 
 
 def create_app(
-    store: RunStore, graphs: GraphRegistry, projections: Replayer, jetstream: Any = None
+    store: RunStore,
+    graphs: GraphRegistry,
+    projections: Replayer,
+    jetstream: Any = None,
+    on_publishers_changed: Callable[[], Awaitable[None]] | None = None,
+    policies: PolicyRegistry | None = None,
 ) -> Starlette:
-    """The API over `store`; re-driving dead letters also needs `jetstream` to publish."""
+    """The API over `store`; re-driving dead letters also needs `jetstream` to publish;
+    `on_publishers_changed` applies publisher changes to NATS."""
 
     async def healthz(_: Request) -> JSONResponse:
         graph = graphs.current
@@ -43,6 +59,11 @@ def create_app(
                 "status": "ok",
                 "graph_version": graph.version if graph else None,
                 "graph_error": graphs.error,
+                # a failed reload keeps the previous policies: version of those, and why
+                "policies_version": policies.current.version
+                if policies is not None and policies.current is not None
+                else None,
+                "policies_error": policies.error if policies is not None else None,
             }
         )
 
@@ -56,14 +77,20 @@ def create_app(
 
     async def run_detail(request: Request) -> JSONResponse:
         run_id = request.path_params["run_id"]
-        view = await store.get_view(run_id)
+        # with a tenant, another tenant's run is filtered out by the queries: not found
+        tenant = request.query_params.get("tenant") or None
+        view = await store.get_view(run_id, tenant)
         if view is None:
-            if await store.get_run(run_id) is not None:
+            if tenant:
+                exists = await store.run_in_tenant(run_id, tenant)
+            else:
+                exists = await store.get_run(run_id) is not None
+            if exists:
                 return _error(404, f"run {run_id} exists but is not projected yet")
             return _error(404, f"unknown run {run_id}")
         view.pop("_id", None)
         view.pop("version", None)  # the write counter, not part of what the run shows
-        view["history"] = await store.history(run_id)
+        view["history"] = await store.history(run_id, tenant)
         # the projector may still be folding this run's last events
         view["projected"] = len(view["history"]) >= await store.count_run_events(run_id)
         return JSONResponse(view)
@@ -154,5 +181,7 @@ def create_app(
             Route("/api/dead-letters", dead_letters),
             Route("/api/dead-letters/{letter_id}", dead_letter),
             Route("/api/dead-letters/{letter_id}/redrive", redrive_letter, methods=["POST"]),
+            *audit_routes(store),
+            *publisher_routes(store, on_publishers_changed or _nothing),
         ]
     )

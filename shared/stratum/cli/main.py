@@ -1,4 +1,5 @@
-"""`stratum`: up, emit, runs, show, plan, check, replay, dead-letters, redrive.
+"""`stratum`: up, emit, runs, show, plan, check, replay, dead-letters, redrive, publisher,
+audit.
 
 Errors print one line on stderr and exit non-zero. Commands that read runs talk to the
 running `stratum up` over its HTTP API (the embedded database belongs to that process);
@@ -35,6 +36,9 @@ ConfigOption = typer.Option(
     None, "--config", "-c", help="Nickel startup config [nickel/config.ncl]"
 )
 JsonOption = typer.Option(False, "--json", help="Machine-readable JSON output.")
+SeedFileOption = typer.Option(
+    None, "--seed-file", help="Publisher seed to sign with [<data_dir>/publishers/T.seed]"
+)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -132,10 +136,12 @@ def emit(
     source: str = typer.Option("stratum-cli", "--source"),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish and print it"),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds --wait waits"),
+    seed_file: Path | None = SeedFileOption,
     as_json: bool = JsonOption,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Publish a CloudEvent to the tenant's event subject, as any NATS client could."""
+    """Publish a CloudEvent to the tenant's event subject, as any NATS client could,
+    signed with the tenant's publisher seed when there is one."""
     from stratum.clock import iso, utc_now
     from stratum.ids import run_id
     from stratum.server import read_endpoint
@@ -163,7 +169,8 @@ def emit(
         subjects.split_event_subject(subject)
     except ValueError as error:
         fail(str(error))
-    asyncio.run(_publish(endpoint["nats"], subject, orjson.dumps(event), ident))
+    seed = seed_for(settings, tenant, seed_file)
+    asyncio.run(_publish(endpoint["nats"], subject, orjson.dumps(event), ident, seed))
     run = run_id(tenant, ident)
     if not wait:
         if as_json:
@@ -180,17 +187,42 @@ def emit(
         raise typer.Exit(2)
 
 
-async def _publish(url: str, subject: str, body: bytes, ident: str) -> None:
+async def _publish(url: str, subject: str, body: bytes, ident: str, seed: str | None) -> None:
+    """Publish as the publisher (its NKey user, its signature) when there is a seed."""
+    import time
+
     import nats
 
+    from stratum.signing import sign_event
+
+    credentials = {"nkeys_seed_str": seed} if seed else {}
+    headers = {"Nats-Msg-Id": ident}
+    if seed:
+        headers |= sign_event(seed, subject, body, int(time.time() * 1000))
+
+    refusals: list[str] = []
+
+    async def quiet(error: Exception) -> None:
+        refusals.append(str(error))  # reported below, in one line
+
     try:
-        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0)
+        nc = await nats.connect(
+            url,
+            connect_timeout=3,
+            max_reconnect_attempts=0,
+            allow_reconnect=False,
+            error_cb=quiet,
+            **credentials,
+        )
     except Exception as error:
-        fail(f"NATS at {url} is not reachable: {type(error).__name__}")
+        hint = "" if seed else " (no publisher seed: see `stratum publisher add --help`)"
+        fail(f"NATS at {url} refused or is not reachable: {error}{hint}")
     try:
-        await nc.jetstream().publish(subject, body, headers={"Nats-Msg-Id": ident})
+        await nc.jetstream().publish(subject, body, headers=headers)
     except Exception as error:
-        fail(f"publishing to {subject} failed: {type(error).__name__}: {error}")
+        denied = [r for r in refusals if "permissions violation" in r.lower()]
+        reason = denied[0] if denied else f"{type(error).__name__}: {error}"
+        fail(f"publishing to {subject} failed: {reason}")
     finally:
         await nc.close()
 
@@ -238,9 +270,15 @@ def runs(
 
 
 @app.command()
-def show(run_id: str, as_json: bool = JsonOption, config: Path | None = ConfigOption) -> None:
+def show(
+    run_id: str,
+    tenant: str = typer.Option("", "--tenant", "-t", help="Only if the run is this tenant's."),
+    as_json: bool = JsonOption,
+    config: Path | None = ConfigOption,
+) -> None:
     """A run's stages, nodes, statuses, durations and compensation trace."""
-    view = api_get(settings_from(config), f"/api/runs/{run_id}")
+    params = {"tenant": tenant} if tenant else None
+    view = api_get(settings_from(config), f"/api/runs/{run_id}", params)
     if as_json:
         render.print_json(out, view)
     else:
@@ -298,16 +336,30 @@ def redrive(letter_id: str, as_json: bool = JsonOption, config: Path | None = Co
 
 @app.command()
 def check(config: Path | None = ConfigOption) -> None:
-    """Typecheck every Nickel file (config and workflows); print each problem located."""
+    """Typecheck every Nickel file (config and workflows) and validate the Cedar policies
+    against their schema; print each problem located."""
+    from stratum.authz import check_policies
     from stratum.graph import check_definitions
 
     settings = settings_from(config)
     problems = check_definitions(settings.definitions, settings.lib_dir)
-    for problem in problems:
+    policy_problems = check_policies(settings.policies)
+    for problem in [*problems, *policy_problems]:
         sys.stderr.write(f"{problem}\n")
-    if problems:
-        fail(f"{len(problems)} problem(s) in {settings.definitions}")
-    out.print(f"ok: {settings.definitions} and {settings.lib_dir} check clean")
+    counts = ((problems, settings.definitions), (policy_problems, settings.policies))
+    where = [f"{len(found)} problem(s) in {folder}" for found, folder in counts if found]
+    if where:
+        fail(", ".join(where))
+    out.print(f"ok: {settings.definitions}, {settings.lib_dir} and {settings.policies} check clean")
+
+
+from stratum.cli.publishers import publisher_app, seed_for  # noqa: E402  (needs `app` above)
+
+app.add_typer(publisher_app, name="publisher")
+
+from stratum.cli.audit import audit_app  # noqa: E402  (beside the others' sub-commands)
+
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

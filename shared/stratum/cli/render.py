@@ -92,7 +92,10 @@ def run_tree(view: dict[str, Any]) -> Tree:
         if view.get(label):
             meta.add(f"{label}: {view[label]}")
     if view.get("error"):
-        tree.add(Text(f"error: {view['error']}", style="red"))
+        label = "denied" if view["status"] == "Denied" else "error"
+        tree.add(Text(f"{label}: {view['error']}", style="red"))
+    if view.get("policy_ids"):
+        tree.add(Text(f"policies: {', '.join(view['policy_ids'])}", style="red"))
     nodes = view.get("nodes", {})
     for stage in view.get("stages", []):
         branch = tree.add(Text.assemble(f"stage {stage['index']}  ", status_text(stage["status"])))

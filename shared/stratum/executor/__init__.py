@@ -3,11 +3,13 @@
 `run_stage` runs a stage's nodes in parallel and stops them all at the first failure;
 `run_node` runs one node with retries; `run_compensation` runs a node's undo script. Every
 attempt leaves a bundle under `<data_dir>/runs/` (see `stratum.executor.bundle`).
-`sweep_orphans` (at start-up) kills the scripts a killed instance left running.
+`sweep_orphans` (at start-up) kills the scripts a killed instance left running. A node's
+secrets come per attempt from a `CredentialsHook` the caller passes.
 """
 
 from .bundle import attempt_dir, compensation_dir
 from .config import ExecutorConfig
+from .credentials import Credentials, CredentialsHook
 from .environment import DEFAULT_TOOLS, RESERVED_ENV, curated_path, node_env
 from .models import AttemptRecord, ExecutionContext, NodeOutcome, StageOutcome, Status
 from .node import OnAttempt, run_compensation, run_node
@@ -20,6 +22,8 @@ __all__ = [
     "DEFAULT_TOOLS",
     "RESERVED_ENV",
     "AttemptRecord",
+    "Credentials",
+    "CredentialsHook",
     "ExecutionContext",
     "ExecutorConfig",
     "GroupProcess",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
+
+import orjson
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # nu reports errors through miette: the message is the line that starts with "x ".
@@ -34,8 +37,41 @@ def stderr_summary(stderr: bytes) -> str:
     return "no stderr"
 
 
+def secret_forms(value: str) -> set[str]:
+    """`value` as a script is likely to print it: raw, base64 (standard and URL-safe, with
+    and without padding), percent-encoded (as common encoders do it: `/` and `-_.~` kept or
+    not, space as %20 or +, upper- or lower-case hex) and JSON-escaped. Base64 is only
+    caught standing on its own: inside a longer encoded blob its letters depend on the
+    bytes before it."""
+    raw = value.encode()
+    standard = base64.b64encode(raw).decode()
+    urlsafe = base64.urlsafe_b64encode(raw).decode()
+    forms = {value, standard, standard.rstrip("="), urlsafe, urlsafe.rstrip("=")}
+    forms |= {
+        _percent(raw, keep, plus, hexdigits)
+        for keep in ("", "/", "-_.~", "-_.~/")
+        for plus in (False, True)
+        for hexdigits in ("%{:02X}", "%{:02x}")
+    }
+    forms.add(orjson.dumps(value).decode()[1:-1])
+    return forms
+
+
+def _percent(raw: bytes, keep: str, plus: bool, hexdigits: str) -> str:
+    out = []
+    for byte in raw:
+        char = chr(byte)
+        if byte < 0x80 and (char.isalnum() or char in keep):
+            out.append(char)
+        elif plus and char == " ":
+            out.append("+")
+        else:
+            out.append(hexdigits.format(byte))
+    return "".join(out)
+
+
 class Redactor:
-    """Masks the values of caller-supplied variables (later: secrets) in what we write."""
+    """Masks the values of caller-supplied variables and secrets in what we write."""
 
     __slots__ = ("_bytes", "_strs")
 
@@ -44,6 +80,13 @@ class Redactor:
         keep = sorted({v for v in values if len(v) >= _MIN_SECRET}, key=len, reverse=True)
         self._strs = tuple(keep)
         self._bytes = tuple(v.encode() for v in keep)
+
+    def __bool__(self) -> bool:
+        return bool(self._strs)
+
+    def found(self, data: bytes) -> bool:
+        """Whether `data` holds any secret."""
+        return any(value in data for value in self._bytes)
 
     def text(self, text: str) -> str:
         """`text` with every secret replaced by ***."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .credentials import CredentialsHook
 from .models import ExecutionContext
 
 
@@ -18,6 +19,8 @@ class ExecutorConfig:
     nu_path: str
     kill_grace: float
     concurrency: int
+    # each attempt's secrets (the secret broker's `credentials`); None: no secret store
+    credentials: CredentialsHook | None = None
 
     def workspace(self, run_id: str) -> Path:
         """The run's own folder for the files its scripts write."""

@@ -29,7 +29,7 @@ class ExecutionContext(BaseModel):
     workspace: Path | None = None
     nu_bin: Path
     nu_path: str
-    # Later holds secrets: kept out of repr() so a logged context cannot leak them.
+    # May hold secrets: kept out of repr() so a logged context cannot leak them.
     extra_env: dict[str, str] = Field(default_factory=dict, repr=False)
     kill_grace: float = Field(default=1.0, ge=0)
 
@@ -55,7 +55,8 @@ class AttemptRecord(BaseModel):
     """One finished attempt, as the caller records it. `retryable` says whether another
     attempt could help (non-zero exit, timeout) or not (bad output, a terminal exit code).
     `idempotency_key` is `run/node/attempt` (`run/node/compensate/attempt` for an undo),
-    as the script saw it in STRATUM_IDEMPOTENCY_KEY."""
+    as the script saw it in STRATUM_IDEMPOTENCY_KEY. `credential_lease` names the
+    credential the attempt's secrets were read with (revocable by it, unusable as it)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -71,6 +72,8 @@ class AttemptRecord(BaseModel):
     finished_at: datetime
     duration_ms: float
     bundle: Path
+    # the id of the credential its secrets came under (never the credential): for audit
+    credential_lease: str | None = None
 
 
 class NodeOutcome(BaseModel):

@@ -4,13 +4,18 @@ Retry policy follows the failure: a non-zero exit or a timeout may be transient,
 retried per `node.retries`; unusable or oversized output is a script bug and an exit code
 the node lists in `retries.terminal_exit_codes` is its own "do not retry", so either ends
 the node at once.
+
+A node that declares `secrets` gets them per attempt from the caller's `credentials` hook:
+obtained before the script starts, released (revoked) when the attempt ends, whatever ends
+it; their values reach that process's environment and are masked in everything written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +23,13 @@ from typing import Any
 import orjson
 from jsonschema import Draft202012Validator
 
-from stratum.errors import DefinitionError, DependencyUnavailableError
+from stratum.errors import CredentialsError, DefinitionError, DependencyUnavailableError
 from stratum.graph.model import ActionNode
 
-from ._text import Redactor, stderr_summary
+from ._text import Redactor, secret_forms, stderr_summary
 from .bundle import attempt_dir, close_bundle, compensation_dir, log_paths, open_bundle
-from .capture import STDERR_TAIL, STDOUT_LIMIT, Capture
+from .capture import STDERR_TAIL, STDOUT_LIMIT, Capture, StreamStats
+from .credentials import Credentials, CredentialsHook, credentials_for
 from .environment import node_env
 from .models import AttemptRecord, ExecutionContext, NodeOutcome, Status
 from .orphans import GroupLabel
@@ -41,6 +47,7 @@ async def run_node(
     *,
     on_attempt: OnAttempt | None = None,
     first_attempt: int = 1,
+    credentials: CredentialsHook | None = None,
 ) -> NodeOutcome:
     """Run `node.handler` with `payload` as JSON stdin until it succeeds or gives up.
 
@@ -49,9 +56,12 @@ async def run_node(
     backoff still counts from this run's first attempt. Raises `DefinitionError` (before
     running anything) if a produced capability has no valid schema,
     `DependencyUnavailableError` if nu cannot be started, and re-raises cancellation
-    after killing the script's process group.
+    after killing the script's process group. `credentials` supplies each attempt's
+    secrets (see `stratum.executor.credentials`); a node that declares secrets fails
+    without it.
     """
-    return await NodeRun(node, ctx, on_attempt).handler(payload, schemas, first_attempt)
+    run = NodeRun(node, ctx, on_attempt, credentials)
+    return await run.handler(payload, schemas, first_attempt)
 
 
 async def run_compensation(
@@ -61,27 +71,55 @@ async def run_compensation(
     *,
     attempt: int = 1,
     on_attempt: OnAttempt | None = None,
+    credentials: CredentialsHook | None = None,
 ) -> NodeOutcome:
     """Run `node.compensate` once (the saga decides about repeats and passes `attempt`).
 
-    Its stdout is not checked, only kept in the bundle under `runs/<run>/compensate/`.
+    Its stdout is not checked, only kept in the bundle under `runs/<run>/compensate/`. The
+    undo gets the node's secrets as the handler does (`credentials`).
     """
     if node.compensate is None:
         raise DefinitionError(f"node {node.id}: has no compensate script")
-    return await NodeRun(node, ctx, on_attempt).compensation(payload, attempt)
+    return await NodeRun(node, ctx, on_attempt, credentials).compensation(payload, attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class _Try:
+    """One attempt in the making: where it writes, what it runs with, what it masks."""
+
+    script: Path
+    directory: Path
+    number: int
+    key: str
+    stdin: bytes
+    redactor: Redactor
+    env: Mapping[str, str]
+    lease: str | None
+
+
+def _redactor(values: Iterable[str]) -> Redactor:
+    """Masks `values` in every form a script is likely to print them in."""
+    return Redactor(form for value in values for form in secret_forms(value))
 
 
 class NodeRun:
     """The state of one node's run, kept outside the task so that a cancelled run can
     still report the attempts it made (see `stage.run_stage`)."""
 
-    def __init__(self, node: ActionNode, ctx: ExecutionContext, on_attempt: OnAttempt | None):
+    def __init__(
+        self,
+        node: ActionNode,
+        ctx: ExecutionContext,
+        on_attempt: OnAttempt | None,
+        credentials: CredentialsHook | None = None,
+    ):
         self.node = node
         self.ctx = ctx
         self.on_attempt = on_attempt
+        self.credentials = credentials
         self.attempts: list[AttemptRecord] = []
         self.started_at = datetime.now(UTC)
-        self._redactor = Redactor(ctx.extra_env.values())
+        self._redactor = _redactor(ctx.extra_env.values())
 
     def outcome(
         self, status: Status, *, error: str | None = None, outputs: dict[str, Any] | None = None
@@ -160,56 +198,93 @@ class NodeRun:
         stdin: bytes,
         validators: Mapping[str, Draft202012Validator] | None,
     ) -> tuple[AttemptRecord, dict[str, Any] | None]:
-        ctx, node = self.ctx, self.node
-        ctx.workspace_dir.mkdir(parents=True, exist_ok=True)
-        open_bundle(directory, self._redactor.data(stdin)[0])
+        """One attempt, inside its credentials: they are released (revoked) on the way
+        out, after the attempt is recorded, whether it ended or was cancelled."""
+        base = _Try(script, directory, number, key, stdin, self._redactor, {}, None)
+        entered = False
+        try:
+            async with credentials_for(self.credentials, self.node, key) as credentials:
+                entered = True
+                return await self._run(self._with(base, credentials), validators)
+        except CredentialsError as exc:
+            if entered:  # a hook must not fail its release: the attempt is recorded
+                raise
+            return await self._without_process(base, exc), None
+
+    def _with(self, base: _Try, credentials: Credentials) -> _Try:
+        """The attempt's environment, its secrets in it, and a redactor that knows them."""
+        ctx, redactor = self.ctx, base.redactor
+        if credentials.env:
+            clash = sorted(ctx.extra_env.keys() & credentials.env.keys())
+            if clash:
+                raise ValueError(f"node {self.node.id}: extra_env and secrets both set {clash}")
+            redactor = _redactor([*ctx.extra_env.values(), *credentials.env.values()])
         env = node_env(
             path=ctx.nu_path,
             workspace=ctx.workspace_dir,
-            bundle=directory,
+            bundle=base.directory,
             run_id=ctx.run_id,
             tenant=ctx.tenant,
-            node_id=node.id,
+            node_id=self.node.id,
             stage=ctx.stage,
-            attempt=number,
-            idempotency_key=key,
-            extra_env=ctx.extra_env,
+            attempt=base.number,
+            idempotency_key=base.key,
+            extra_env={**ctx.extra_env, **credentials.env},
         )
-        argv = (str(ctx.nu_bin), "--no-config-file", "--stdin", str(script))
-        stdout_log, stderr_log = log_paths(directory)
+        return replace(base, redactor=redactor, env=env, lease=credentials.lease)
+
+    async def _run(
+        self, attempt: _Try, validators: Mapping[str, Draft202012Validator] | None
+    ) -> tuple[AttemptRecord, dict[str, Any] | None]:
+        ctx, node, redactor = self.ctx, self.node, attempt.redactor
+        ctx.workspace_dir.mkdir(parents=True, exist_ok=True)
+        open_bundle(attempt.directory, redactor.data(attempt.stdin)[0])
+        stdout_log, stderr_log = log_paths(attempt.directory)
         head = STDOUT_LIMIT if validators is not None else 0  # a compensation's is not read
         proc = GroupProcess(
-            argv,
-            env=env,
+            self._argv(attempt.script),
+            env=attempt.env,
             cwd=ctx.workdir,
             kill_grace=ctx.kill_grace,
-            stdout=Capture(head_limit=head, log=stdout_log, redact=self._redactor.stream()),
-            stderr=Capture(tail_limit=STDERR_TAIL, log=stderr_log, redact=self._redactor.stream()),
-            label=GroupLabel(ctx.data_dir, ctx.run_id, node.id, number),
+            stdout=Capture(head_limit=head, log=stdout_log, redact=redactor.stream()),
+            stderr=Capture(tail_limit=STDERR_TAIL, log=stderr_log, redact=redactor.stream()),
+            label=GroupLabel(ctx.data_dir, ctx.run_id, node.id, attempt.number),
         )
         try:
-            result = await proc.run(stdin, node.timeout)
+            result = await proc.run(attempt.stdin, node.timeout)
         except asyncio.CancelledError:
             if proc.result is not None:
                 cancelled = f"node {node.id}: cancelled"
-                await self._record(
-                    directory, number, key, proc.result, stdin, env, "cancelled", cancelled
-                )
+                await self._record(attempt, proc.result, "cancelled", cancelled)
             raise
         except OSError as exc:
             raise DependencyUnavailableError(
                 f"node {node.id}: cannot start nu ({ctx.nu_bin}): {exc.strerror or exc}"
             ) from exc
 
-        error, retryable, outputs = self._judge(result, validators)
+        error, retryable, outputs = self._judge(result, validators, redactor)
         status: Status = "failed" if error else "succeeded"
-        record = await self._record(
-            directory, number, key, result, stdin, env, status, error, retryable=retryable
-        )
+        record = await self._record(attempt, result, status, error, retryable=retryable)
         return record, outputs
 
+    def _argv(self, script: Path) -> tuple[str, ...]:
+        return (str(self.ctx.nu_bin), "--no-config-file", "--stdin", str(script))
+
+    async def _without_process(self, attempt: _Try, exc: CredentialsError) -> AttemptRecord:
+        """A failed attempt whose script never started: its secrets were not to be had."""
+        open_bundle(attempt.directory, attempt.redactor.data(attempt.stdin)[0])
+        now = datetime.now(UTC)
+        empty = StreamStats(0, hashlib.sha256().hexdigest(), 0, False, False)
+        argv = self._argv(attempt.script)
+        result = ProcessResult(argv, None, b"", b"", empty, empty, False, False, now, now, 0.0)
+        error = f"node {self.node.id}: secrets: {exc}"
+        return await self._record(attempt, result, "failed", error, retryable=exc.retryable)
+
     def _judge(
-        self, result: ProcessResult, validators: Mapping[str, Draft202012Validator] | None
+        self,
+        result: ProcessResult,
+        validators: Mapping[str, Draft202012Validator] | None,
+        redactor: Redactor,
     ) -> tuple[str | None, bool, dict[str, Any] | None]:
         """(error, retryable, outputs) of a finished process."""
         node = self.node
@@ -231,19 +306,18 @@ class NodeRun:
             size = result.stdout_stats.size
             return f"node {node.id}: output exceeds {STDOUT_LIMIT} bytes ({size})", False, None
         try:
-            outputs = parse_outputs(node.id, result.stdout, validators, redact=self._redactor.text)
+            outputs = parse_outputs(node.id, result.stdout, validators, redact=redactor.text)
         except OutputError as exc:
             return str(exc), exc.retryable, None
+        # capabilities are stored and handed on: a secret must not travel as one
+        if redactor and redactor.found(orjson.dumps(outputs)):
+            return f"node {node.id}: its outputs contain a secret value", False, None
         return None, False, outputs
 
     async def _record(
         self,
-        directory: Path,
-        number: int,
-        key: str,
+        attempt: _Try,
         result: ProcessResult,
-        stdin: bytes,
-        env: Mapping[str, str],
         status: Status,
         error: str | None,
         *,
@@ -251,13 +325,13 @@ class NodeRun:
     ) -> AttemptRecord:
         """Write the bundle, keep the record, tell the caller."""
         if error is not None:
-            error = self._redactor.text(error)
+            error = attempt.redactor.text(error)
         close_bundle(
-            directory,
+            attempt.directory,
             result,
-            stdin=stdin,
+            stdin=attempt.stdin,
             cwd=self.ctx.workdir,
-            env_names=env.keys(),
+            env_names=attempt.env.keys(),
             outcome=status,
             error=error,
             extra={
@@ -265,14 +339,15 @@ class NodeRun:
                 "tenant": self.ctx.tenant,
                 "stage": self.ctx.stage,
                 "node": self.node.id,
-                "attempt": number,
-                "idempotency_key": key,
+                "attempt": attempt.number,
+                "idempotency_key": attempt.key,
                 "retryable": retryable and status == "failed",
+                "credential_lease": attempt.lease,
             },
         )
         record = AttemptRecord(
-            attempt=number,
-            idempotency_key=key,
+            attempt=attempt.number,
+            idempotency_key=attempt.key,
             status=status,
             exit_code=result.exit_code,
             signal=result.signal,
@@ -282,7 +357,8 @@ class NodeRun:
             started_at=result.started_at,
             finished_at=result.finished_at,
             duration_ms=result.duration_ms,
-            bundle=directory,
+            bundle=attempt.directory,
+            credential_lease=attempt.lease,
         )
         self.attempts.append(record)
         if self.on_attempt is not None:

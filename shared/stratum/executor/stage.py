@@ -13,6 +13,7 @@ from typing import Any
 
 from stratum.graph.model import ActionNode
 
+from .credentials import CredentialsHook
 from .models import ExecutionContext, NodeOutcome, StageOutcome
 from .node import NodeRun, OnAttempt
 from .validate import validators_for
@@ -33,6 +34,7 @@ async def run_stage(
     on_attempt: OnAttempt | None = None,
     on_node_done: OnNodeDone | None = None,
     first_attempts: Mapping[str, int] | None = None,
+    credentials: CredentialsHook | None = None,
 ) -> StageOutcome:
     """Run `nodes` concurrently (`payloads` by node id); the first failure cancels the rest.
 
@@ -48,6 +50,9 @@ async def run_stage(
 
     `first_attempts` (node id -> number, 1 when absent) continues the attempt numbering of
     nodes that already ran in an earlier delivery of this stage (see `run_node`).
+
+    `credentials` gives each attempt of a node that declares secrets its own short-lived
+    credential (see `stratum.executor.credentials`).
     """
     ordered = sorted(nodes, key=lambda n: n.id)
     ids = [n.id for n in ordered]
@@ -64,7 +69,7 @@ async def run_stage(
         validators_for(n.id, n.produces, schemas)
 
     started_at = datetime.now(UTC)
-    runs = {n.id: NodeRun(n, ctx, on_attempt) for n in ordered}
+    runs = {n.id: NodeRun(n, ctx, on_attempt, credentials) for n in ordered}
     done: dict[str, NodeOutcome] = {}
     first_failure: list[str] = []
     reports: list[asyncio.Future[None]] = []

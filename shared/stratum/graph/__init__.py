@@ -6,7 +6,7 @@
 
 from stratum.graph.consistency import GraphProblem, graph_problems
 from stratum.graph.loader import check_definitions, load_graph
-from stratum.graph.model import ActionGraph, ActionNode, Plan, RetryPolicy
+from stratum.graph.model import ActionGraph, ActionNode, Plan, RetryPolicy, SecretRef
 from stratum.graph.planner import CapabilityEdge, capability_edges, plan
 from stratum.graph.problems import DefinitionProblem
 from stratum.graph.triggers import matches
@@ -19,6 +19,7 @@ __all__ = [
     "GraphProblem",
     "Plan",
     "RetryPolicy",
+    "SecretRef",
     "capability_edges",
     "check_definitions",
     "graph_problems",

@@ -9,7 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+# Mirrors `SecretPath` and `EnvName` in stratum.ncl (the executor sets PATH, LANG, HOME and
+# STRATUM_*; see stratum.executor.RESERVED_ENV).
+SECRET_PATH = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$"
+_ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+_EXECUTOR_ENV = frozenset({"PATH", "LANG", "HOME"})
 
 
 class RetryPolicy(BaseModel):
@@ -35,6 +41,25 @@ class RetryPolicy(BaseModel):
         return float(self.backoff * self.factor ** (attempt - 2))
 
 
+class SecretRef(BaseModel):
+    """A secret a node reads for each attempt: `key` of the KV v2 secret at `mount`/`path`,
+    handed to the script as the variable `env`. A reference, never a value: safe to store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str = Field(pattern=SECRET_PATH)
+    key: str = Field(min_length=1, pattern=r"^\S+$")
+    env: str = Field(pattern=_ENV_NAME)
+    mount: str = Field(default="secret", pattern=SECRET_PATH)
+
+    @field_validator("env")
+    @classmethod
+    def _not_the_executors(cls, value: str) -> str:
+        if value in _EXECUTOR_ENV or value.startswith("STRATUM_"):
+            raise ValueError(f"{value} is set by Stratum itself (PATH, LANG, HOME, STRATUM_*)")
+        return value
+
+
 class ActionNode(BaseModel):
     """One step of a workflow: a Nushell script with what it consumes and produces.
 
@@ -52,7 +77,21 @@ class ActionNode(BaseModel):
     compensate: Path | None = None
     timeout: float = 30.0
     retries: RetryPolicy = Field(default_factory=RetryPolicy)
+    secrets: tuple[SecretRef, ...] = ()
     source: Path | None = None
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets_fit(
+        cls, value: tuple[SecretRef, ...], info: ValidationInfo
+    ) -> tuple[SecretRef, ...]:
+        names = [secret.env for secret in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two secrets use one variable: {sorted(names)}")
+        # a credential lives whole seconds, never longer than the node may run
+        if value and info.data.get("timeout", 30.0) < 1:
+            raise ValueError("a node that reads secrets needs a timeout of at least 1 second")
+        return value
 
 
 class ActionGraph(BaseModel):

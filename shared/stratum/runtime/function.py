@@ -60,4 +60,7 @@ class Function:
     concurrency: int = 64
     # seconds the bus waits for an ack before redelivering; long handlers send heartbeats
     ack_wait: float = 10.0
+    # the event types it publishes: all that its NATS user may publish (with its own
+    # consumer's API and its dead-letter subject)
+    emits: tuple[str, ...] = ()
     max_deliver: int = 10

@@ -4,10 +4,11 @@ One runner per function. `concurrency` workers each hold a pull request on the s
 durable consumer (queue semantics, also across processes), so messages are handled in
 parallel; messages that share a key (a run id) are handled one at a time. Per message:
 parse -> handle (commits to the DB) -> publish what it emitted -> ack. Errors decide
-delivery: invalid -> term, retryable -> nak with backoff, anything else -> nak, up to
-`max_deliver` attempts. An invalid message, or one whose last allowed delivery failed, is
-a dead letter: recorded in the DB, announced on `<prefix>.dead.<function>`, terminated,
-and re-drivable with `redrive`.
+delivery: invalid or refused -> term, deferred (a tenant over a limit) -> nak with the
+delay it asks for, retryable -> nak with backoff, anything else -> nak, up to
+`max_deliver` attempts. An invalid or refused message, or one whose last allowed delivery
+failed, is a dead letter: recorded in the DB, announced on `<prefix>.dead.<function>`,
+terminated, and re-drivable with `redrive`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from stratum.clock import iso, utc_now
-from stratum.errors import InvalidEventError, StratumError
+from stratum.errors import DeferredError, InvalidEventError, RefusedError, StratumError
 from stratum.events import Envelope
 from stratum.faults import crash_point
 from stratum.keyed_lock import KeyedLocks
@@ -180,9 +181,11 @@ class JetStreamRunner:
             crash_point(f"{fn.name}.after-publish")  # announced, not acked
             await message.ack()
             self.handled += 1
-        except InvalidEventError as error:
+        except (InvalidEventError, RefusedError) as error:  # retrying cannot help
             log.error(
-                "invalid message terminated",
+                "invalid message terminated"
+                if isinstance(error, InvalidEventError)
+                else "refused message terminated",
                 extra={"function": fn.name, "subject": inbound.subject, "error": str(error)},
             )
             await self._dead_letter(message, inbound, error)
@@ -204,6 +207,9 @@ class JetStreamRunner:
         fn = self.function
         if isinstance(error, StratumError):
             delay = min(0.2 * 2 ** (delivery - 1), 10.0)
+            if isinstance(error, DeferredError):
+                # a tenant over a limit: back when it may go on (one delivery, not backoff)
+                delay = error.delay
             log.warning(
                 f"message will be redelivered: {error}",
                 extra={"function": fn.name, "error": str(error), "retryable": error.retryable},

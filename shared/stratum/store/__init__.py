@@ -2,12 +2,14 @@
 
 from stratum.store.database import Database, StaleWriteError, StoreError
 from stratum.store.dead_letters import DeadLetter
+from stratum.store.publishers import PublisherRecord
 from stratum.store.read_models import ViewWrite
 from stratum.store.runs import RunStore
 
 __all__ = [
     "Database",
     "DeadLetter",
+    "PublisherRecord",
     "RunStore",
     "StaleWriteError",
     "StoreError",

@@ -25,9 +25,14 @@ class ReadModels:
 
     # -- projector ----------------------------------------------------------------------
 
-    async def get_view(self, run_id: str) -> dict[str, Any] | None:
+    async def get_view(self, run_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+        """The run's view; with `tenant`, None for another tenant's run (as for no run)."""
+        where = " WHERE tenant = $tenant" if tenant else ""
         rows = (
-            await self.db.query("SELECT * FROM type::thing('run_view', $run);", {"run": run_id})
+            await self.db.query(
+                f"SELECT * FROM type::thing('run_view', $run){where};",
+                {"run": run_id, "tenant": tenant},
+            )
         )[0]
         return plain_record(rows[0]) if rows else None
 
@@ -61,12 +66,14 @@ class ReadModels:
             keys=[f"view:{write.doc['run_id']}" for write in writes],
         )
 
-    async def history(self, run_id: str) -> list[dict[str, Any]]:
+    async def history(self, run_id: str, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The run's event history; with `tenant`, empty for another tenant's run."""
+        mine = " AND type::thing('run_view', $run).tenant = $tenant" if tenant else ""
         rows = (
             await self.db.query(
-                "SELECT time, type, summary, id FROM history_item WHERE run = $run "
+                f"SELECT time, type, summary, id FROM history_item WHERE run = $run{mine} "
                 "ORDER BY time, id;",
-                {"run": run_id},
+                {"run": run_id, "tenant": tenant},
             )
         )[0]
         return [

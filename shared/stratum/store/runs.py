@@ -15,10 +15,13 @@ from typing import Any
 from stratum.clock import iso, utc_now
 from stratum.events import Envelope
 from stratum.status import RunStatus
+from stratum.store.audit import AuditTrail
 from stratum.store.database import STALE_MARKER, Database
 from stratum.store.dead_letters import DeadLetters
+from stratum.store.publishers import Publishers
 from stratum.store.read_models import ReadModels, plain_record
 from stratum.store.schema import SCHEMA
+from stratum.store.tenancy import Tenancy
 
 RUN = "type::thing('run', $run)"
 STAGE = "type::thing('stage', [$run, $stage])"
@@ -62,7 +65,7 @@ def _guard(condition: str, what: str) -> str:
     )
 
 
-class RunStore(ReadModels, DeadLetters):
+class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
     """Run state in SurrealDB. One instance per process, shared by the functions."""
 
     def __init__(self, database: Database) -> None:
@@ -169,10 +172,20 @@ class RunStore(ReadModels, DeadLetters):
     async def accept_run(self, run: dict[str, Any], event: Envelope, cause: str) -> bool:
         """Create the run; False if this (tenant, event id) already has one (the run id is
         derived from both, so the CREATE itself finds the duplicate)."""
+        return await self._create_run(run, RunStatus.ACCEPTED, event, cause)
+
+    async def deny_run(self, run: dict[str, Any], event: Envelope, cause: str) -> bool:
+        """Create the run already Denied and finished, with its `run.denied` audit event;
+        False if this (tenant, event id) already has a run (whatever was decided then)."""
+        return await self._create_run(run, RunStatus.DENIED, event, cause)
+
+    async def _create_run(
+        self, run: dict[str, Any], status: RunStatus, event: Envelope, cause: str
+    ) -> bool:
         now = iso(utc_now())
         record = {
             **run,
-            "status": RunStatus.ACCEPTED.value,
+            "status": status.value,
             "created_at": now,
             "updated_at": now,
             "version": 1,

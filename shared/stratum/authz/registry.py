@@ -1,0 +1,53 @@
+"""The policies in force. A reload that fails keeps the previous set live and remembers
+the error (as the graph does); with no valid set at all, every trigger is denied."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from stratum.authz.decide import decide
+from stratum.authz.loader import Policies, load_policies
+from stratum.authz.model import Decision, TriggerContext
+from stratum.errors import PolicyError
+from stratum.principal import Principal
+
+log = logging.getLogger("stratum.authz")
+
+
+class PolicyRegistry:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.current: Policies | None = None
+        self.error: str | None = None
+
+    def reload(self) -> bool:
+        """Load the folder; True if a new policy set is now current."""
+        try:
+            policies = load_policies(self.folder)
+        except PolicyError as error:
+            self.error = str(error)
+            log.error(
+                "policy reload failed; keeping the previous policies", extra={"error": self.error}
+            )
+            return False
+        was_broken, self.error = self.error is not None, None
+        changed = self.current is None or policies.version != self.current.version
+        self.current = policies
+        if changed:
+            log.info(
+                "policies loaded",
+                extra={"version": policies.version, "policies": len(policies.places)},
+            )
+        elif was_broken:
+            log.info("policies valid again, unchanged", extra={"version": policies.version})
+        return changed
+
+    def decide(
+        self, principal: Principal, tenant: str, topic: str, context: TriggerContext
+    ) -> Decision:
+        """The current policies' decision; denied when no valid set was ever loaded."""
+        if self.current is None:
+            why = f"no valid policies are loaded: {(self.error or 'never loaded').splitlines()[0]}"
+            return Decision(allowed=False, policy_ids=[], reasons=[why])
+        return decide(self.current, principal, tenant, topic, context)

@@ -1,0 +1,110 @@
+"""Per-tenant reads and the run queue's writes: how many runs a tenant has in progress,
+which of its runs wait, and reads that answer only within a tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from stratum.events import Envelope
+from stratum.status import RunStatus
+from stratum.store.database import Database
+
+# runs that hold one of their tenant's `max_concurrent_runs` slots
+IN_PROGRESS = [RunStatus.PLANNED.value, RunStatus.RUNNING.value, RunStatus.COMPENSATING.value]
+QUEUED = "status = 'Accepted' AND queued_at != NONE"
+
+
+@dataclass(frozen=True)
+class TenantLoad:
+    """A tenant's runs in progress, and how many of its queued runs are older than the
+    one asking (they go first)."""
+
+    in_progress: int
+    ahead: int
+
+
+class Tenancy:
+    """Mixed into RunStore (which provides `_guarded`)."""
+
+    db: Database
+
+    if TYPE_CHECKING:
+
+        async def _guarded(
+            self,
+            run_id: str,
+            *,
+            condition: str,
+            assignments: str,
+            what: str,
+            events: Sequence[Envelope],
+            cause: str,
+            extra_sql: str = "",
+            variables: dict[str, Any] | None = None,
+        ) -> None: ...
+
+    async def tenant_load(self, tenant: str, run_id: str) -> TenantLoad:
+        """Runs of `tenant` in progress, and its queued runs created before `run_id`
+        (in (created_at, id) order: the queue is first come, first served)."""
+        rows = await self.db.query(
+            "LET $me = (SELECT created_at FROM ONLY type::thing('run', $run));\n"
+            "RETURN {in_progress: count(SELECT id FROM run WHERE tenant = $tenant "
+            "AND status IN $busy), "
+            f"ahead: count(SELECT id FROM run WHERE tenant = $tenant AND {QUEUED} "
+            "AND (created_at < $me.created_at OR (created_at = $me.created_at "
+            "AND id < type::thing('run', $run))))};",
+            {"tenant": tenant, "run": run_id, "busy": IN_PROGRESS},
+        )
+        load = rows[-1]
+        return TenantLoad(in_progress=int(load["in_progress"]), ahead=int(load["ahead"]))
+
+    async def queue_run(
+        self, run_id: str, reason: str, events: Sequence[Envelope], cause: str
+    ) -> None:
+        """Mark an accepted run as waiting for its tenant's limit, with the event saying
+        so. StaleWriteError if the run is past Accepted."""
+        await self._guarded(
+            run_id,
+            condition="status = 'Accepted'",
+            assignments="queued_at = queued_at ?? $now, queue_reason = $reason",
+            what=f"run {run_id} is past Accepted",
+            events=events,
+            cause=cause,
+            variables={"reason": reason},
+        )
+
+    async def queue_head(self, tenant: str, limit: int) -> tuple[int, list[str]]:
+        """The tenant's runs in progress, and its `limit` oldest queued runs."""
+        counted, queued = await self.db.query(
+            "SELECT count() AS n FROM run WHERE tenant = $tenant AND status IN $busy "
+            "GROUP ALL;\n"
+            f"SELECT id, created_at FROM run WHERE tenant = $tenant AND {QUEUED} "
+            "ORDER BY created_at, id LIMIT $limit;",
+            {"tenant": tenant, "busy": IN_PROGRESS, "limit": limit},
+        )
+        in_progress = int(counted[0]["n"]) if counted else 0
+        return in_progress, [str(row["id"].id) for row in queued]
+
+    async def admit_queued(self, run_id: str, events: Sequence[Envelope], cause: str) -> None:
+        """Record that a queued run got its turn, with the command to plan it.
+        StaleWriteError if it is no longer queued (planned meanwhile)."""
+        await self._guarded(
+            run_id,
+            condition=QUEUED,
+            assignments="admitted_at = $now",
+            what=f"run {run_id} is not queued",
+            events=events,
+            cause=cause,
+        )
+
+    async def run_in_tenant(self, run_id: str, tenant: str) -> bool:
+        """Whether `run_id` exists within `tenant` (another tenant's run does not)."""
+        rows = (
+            await self.db.query(
+                "SELECT VALUE id FROM type::thing('run', $run) WHERE tenant = $tenant;",
+                {"run": run_id, "tenant": tenant},
+            )
+        )[0]
+        return bool(rows)

@@ -1,0 +1,154 @@
+"""The shipped policies (deploy/policies), decided by real Cedar for every tenant, every
+principal and every topic, cross-tenant attempts included.
+
+The principals: verified publishers (`publisher`) and unsigned sources (`source`) of the
+tenants `acme` (the example tenant, which has a releasers group and a `releaser` role in
+entities.json) and `globex` (nothing declared). Each row is what the policies must answer
+and which policies decide; an empty id list is Cedar's default deny (nothing permits).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from stratum.authz import Decision, Policies, TriggerContext, decide, load_policies
+from stratum.principal import Principal
+from tests.conftest import ROOT
+
+ISOLATION = "tenant-isolation"
+PUBLISHERS = "publishers-trigger-own-tenant"
+DEV = "dev-unsigned-in-acme"
+RELEASERS = "releases-need-a-releaser"
+PULL_REQUESTS = "no-releases-from-pull-requests"
+
+PRINCIPALS = {
+    "acme publisher": Principal(kind="publisher", name="ci-bot", tenant="acme"),
+    "acme releaser (role)": Principal(kind="publisher", name="release-bot", tenant="acme"),
+    "acme releaser (group)": Principal(kind="publisher", name="local-acme", tenant="acme"),
+    "acme source": Principal(kind="source", name="tests", tenant="acme"),
+    "acme source releaser": Principal(kind="source", name="stratum-cli", tenant="acme"),
+    # same names as acme's releasers: roles and groups do not cross tenants
+    "globex publisher": Principal(kind="publisher", name="release-bot", tenant="globex"),
+    "globex publisher (group name)": Principal(
+        kind="publisher", name="local-acme", tenant="globex"
+    ),
+    "globex source": Principal(kind="source", name="stratum-cli", tenant="globex"),
+}
+TENANTS = ("acme", "globex")
+TOPICS = ("crate.push", "release.request")
+
+# (principal, tenant of the event subject, topic) -> (allowed, deciding policy ids)
+TABLE: dict[tuple[str, str, str], tuple[bool, list[str]]] = {
+    # acme's own principals in acme: publishers and sources may; releases need a releaser
+    ("acme publisher", "acme", "crate.push"): (True, [PUBLISHERS]),
+    ("acme publisher", "acme", "release.request"): (False, [RELEASERS]),
+    ("acme releaser (role)", "acme", "crate.push"): (True, [PUBLISHERS]),
+    ("acme releaser (role)", "acme", "release.request"): (True, [PUBLISHERS]),
+    ("acme releaser (group)", "acme", "crate.push"): (True, [PUBLISHERS]),
+    ("acme releaser (group)", "acme", "release.request"): (True, [PUBLISHERS]),
+    ("acme source", "acme", "crate.push"): (True, [DEV]),
+    ("acme source", "acme", "release.request"): (False, [RELEASERS]),
+    ("acme source releaser", "acme", "crate.push"): (True, [DEV]),
+    ("acme source releaser", "acme", "release.request"): (True, [DEV]),
+    # acme's principals into globex: never, whatever their roles
+    ("acme publisher", "globex", "crate.push"): (False, [ISOLATION]),
+    ("acme publisher", "globex", "release.request"): (False, [RELEASERS, ISOLATION]),
+    ("acme releaser (role)", "globex", "crate.push"): (False, [ISOLATION]),
+    ("acme releaser (role)", "globex", "release.request"): (False, [ISOLATION]),
+    ("acme releaser (group)", "globex", "crate.push"): (False, [ISOLATION]),
+    ("acme releaser (group)", "globex", "release.request"): (False, [ISOLATION]),
+    ("acme source", "globex", "crate.push"): (False, [ISOLATION]),
+    ("acme source", "globex", "release.request"): (False, [RELEASERS, ISOLATION]),
+    ("acme source releaser", "globex", "crate.push"): (False, [ISOLATION]),
+    ("acme source releaser", "globex", "release.request"): (False, [ISOLATION]),
+    # globex's principals in globex: publishers may, but nobody there is a releaser;
+    # unsigned events are only accepted in the development tenant acme (default deny)
+    ("globex publisher", "globex", "crate.push"): (True, [PUBLISHERS]),
+    ("globex publisher", "globex", "release.request"): (False, [RELEASERS]),
+    ("globex publisher (group name)", "globex", "crate.push"): (True, [PUBLISHERS]),
+    ("globex publisher (group name)", "globex", "release.request"): (False, [RELEASERS]),
+    ("globex source", "globex", "crate.push"): (False, []),
+    ("globex source", "globex", "release.request"): (False, [RELEASERS]),
+    # globex's principals into acme: never, not even the unsigned development permit
+    ("globex publisher", "acme", "crate.push"): (False, [ISOLATION]),
+    ("globex publisher", "acme", "release.request"): (False, [RELEASERS, ISOLATION]),
+    ("globex publisher (group name)", "acme", "crate.push"): (False, [ISOLATION]),
+    ("globex publisher (group name)", "acme", "release.request"): (False, [RELEASERS, ISOLATION]),
+    ("globex source", "acme", "crate.push"): (False, [ISOLATION]),
+    ("globex source", "acme", "release.request"): (False, [RELEASERS, ISOLATION]),
+}
+
+
+@pytest.fixture(scope="module")
+def policies() -> Policies:
+    return load_policies(ROOT / "deploy" / "policies")
+
+
+def context(tenant: str, topic: str, source: str = "ci") -> TriggerContext:
+    return TriggerContext(
+        subject=f"stratum.events.{tenant}.{topic}",
+        time=datetime(2026, 11, 22, 9, 30, tzinfo=UTC),
+        event_id="evt-1",
+        event_type=topic,
+        event_source=source,
+    )
+
+
+def ask(policies: Policies, who: str, tenant: str, topic: str, source: str = "ci") -> Decision:
+    return decide(policies, PRINCIPALS[who], tenant, topic, context(tenant, topic, source))
+
+
+def test_the_table_covers_every_combination() -> None:
+    assert set(TABLE) == {(p, t, topic) for p in PRINCIPALS for t in TENANTS for topic in TOPICS}
+
+
+@pytest.mark.parametrize(("who", "tenant", "topic"), sorted(TABLE), ids="|".join)
+def test_truth_table(policies: Policies, who: str, tenant: str, topic: str) -> None:
+    allowed, ids = TABLE[(who, tenant, topic)]
+    decision = ask(policies, who, tenant, topic)
+    assert (decision.allowed, decision.policy_ids) == (allowed, sorted(ids))
+    assert decision.reasons  # a decision always says why
+
+
+def test_every_cross_tenant_attempt_is_denied_by_tenant_isolation(policies: Policies) -> None:
+    for who, principal in PRINCIPALS.items():
+        for tenant in TENANTS:
+            if tenant == principal.tenant:
+                continue
+            for topic in TOPICS:
+                decision = ask(policies, who, tenant, topic)
+                assert not decision.allowed
+                assert ISOLATION in decision.policy_ids, (who, tenant, topic)
+
+
+def test_a_denial_says_why_in_the_policy_s_own_words(policies: Policies) -> None:
+    denied = ask(policies, "acme source", "acme", "release.request")
+    assert denied.reasons == [
+        "release.request may only be triggered by a releaser "
+        "(role `releaser` or group acme/releasers)"
+    ]
+    nobody = ask(policies, "globex source", "globex", "crate.push")
+    assert nobody.reasons == [
+        "no policy permits source:stratum-cli to trigger crate.push in tenant globex"
+    ]
+
+
+@pytest.mark.parametrize("who", ["acme releaser (role)", "acme source releaser"])
+def test_the_context_decides_too_no_release_from_a_pull_request(
+    policies: Policies, who: str
+) -> None:
+    source = "github.com/acme/app/pull/7"
+    denied = ask(policies, who, "acme", "release.request", source=source)
+    assert (denied.allowed, denied.policy_ids) == (False, [PULL_REQUESTS])
+    assert denied.reasons == ["a release is never started by an event from a pull request"]
+    # the same source may still trigger what is not a release
+    assert ask(policies, who, "acme", "crate.push", source=source).allowed
+
+
+def test_names_cedar_cannot_parse_are_just_names(policies: Policies) -> None:
+    """A CloudEvents source is any string: quotes, newlines, `::` decide nothing."""
+    odd = Principal(kind="source", name='x"::Group::"acme/releasers\n', tenant="acme")
+    decision = decide(policies, odd, "acme", "release.request", context("acme", "release.request"))
+    assert (decision.allowed, decision.policy_ids) == (False, [RELEASERS])
