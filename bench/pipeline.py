@@ -49,11 +49,25 @@ PRODUCES = {"a": "x", "b": "y", "c": "z", "d": "w"}
 CONSUMES = {"a": [], "b": [], "c": ["x", "y"], "d": ["z"]}
 
 
+POLICY = """@id("bench-trigger-own-tenant")
+permit (principal, action == Stratum::Action::"trigger", resource)
+when { principal.tenant == resource.tenant };
+"""
+
+
 def write_definitions(folder: Path) -> None:
     folder.mkdir(parents=True)
     (folder / "bench.ncl").write_text(WORKFLOW)
     for node, capability in PRODUCES.items():
         (folder / f"{node}.nu").write_text(SCRIPT % capability)
+
+
+def write_policies(folder: Path) -> None:
+    """The shipped schema, and a policy that lets the bench trigger its own pipeline."""
+    folder.mkdir(parents=True)
+    schema = ROOT / "deploy" / "policies" / "stratum.cedarschema"
+    (folder / schema.name).write_text(schema.read_text())
+    (folder / "bench.cedar").write_text(POLICY)
 
 
 class Baseline:
@@ -189,11 +203,13 @@ async def main(runs: int, concurrent: int, batch: int) -> dict[str, Any]:
 
     from stratum.config import load_settings
     from stratum.executor import curated_path
+    from stratum.nats_auth import CORE_IDENTITY
     from stratum.server import StratumServer
 
     with tempfile.TemporaryDirectory(prefix="stratum-bench-") as tmp:
         folder = Path(tmp) / "defs"
         write_definitions(folder)
+        write_policies(Path(tmp) / "policies")
         settings = load_settings(
             None,
             root=ROOT,
@@ -205,11 +221,17 @@ async def main(runs: int, concurrent: int, batch: int) -> dict[str, Any]:
                 "watch": False,
                 "durable_writes": True,
                 "subject_prefix": "bench",
+                "policies": str(Path(tmp) / "policies"),
+                # the functions run as their own NKey users (as under `stratum up`); the
+                # bench publishes plain events, so it measures orchestration, not signing
+                "require_signatures": False,
+                "dev_publishers": [],
             },
         )
         server = StratumServer(settings)
         await server.start(http=False)
-        nc = await nats.connect(server.nats_url)
+        core_seed = server.transport.seeds[CORE_IDENTITY]
+        nc = await nats.connect(server.nats_url, nkeys_seed_str=core_seed)
         try:
             nu = settings.resolve_nu()
             path = curated_path(
