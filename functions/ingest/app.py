@@ -13,13 +13,13 @@ from typing import Any
 
 from functions.ingest import core
 from functions.ingest.limits import EventRateLimiter
-from functions.ingest.signatures import SignatureRules, claimed_key, verify_publisher
 from stratum.authz import PolicyRegistry, TriggerContext
 from stratum.clock import utc_now
 from stratum.errors import InvalidEventError, UnverifiedEventError
 from stratum.events import Envelope, RunAccepted, RunDenied
 from stratum.ids import run_id
 from stratum.principal import Principal
+from stratum.publisher_auth import SignatureRules, claimed_key, verify_publisher
 from stratum.runtime import Function, FunctionContext, Inbound
 from stratum.tenant_limits import TenantLimits
 

@@ -17,21 +17,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.types import ASGIApp
 
 from functions.compensator import app as compensator
 from functions.ingest import app as ingest
-from functions.ingest.signatures import SignatureRules
 from functions.planner import app as planner
 from functions.projector import app as projector
 from functions.stage_executor import app as stage_executor
+from stratum.api.auth import SignedRequests
 from stratum.authz import PolicyRegistry
 from stratum.config import Settings
 from stratum.dev_publishers import ensure_dev_publishers
 from stratum.errors import DependencyUnavailableError, PolicyError
 from stratum.executor import ExecutorConfig, curated_path, sweep_orphans
 from stratum.graph_registry import GraphRegistry
+from stratum.nats_auth import CORE_IDENTITY, identity_seeds
 from stratum.nats_server import free_port
+from stratum.publisher_auth import SignatureRules
 from stratum.runtime import FunctionContext, JetStreamRunner, Publisher, ensure_streams
+from stratum.signing import public_key
 from stratum.store import Database, RunStore
 from stratum.subjects import Subjects
 from stratum.transport import Transport
@@ -176,7 +180,7 @@ class StratumServer:
 
         s = self.settings
         port = s.http_port or free_port(s.http_host)
-        app = create_app(
+        app: ASGIApp = create_app(
             self.store,
             self.graphs,
             self.projections,
@@ -184,6 +188,9 @@ class StratumServer:
             on_publishers_changed=self.transport.reload,
             policies=self.policies,
         )
+        if s.require_signatures:  # callers sign requests too: the operator, or a publisher
+            operator_seed = identity_seeds(s.data_dir / "nkeys", [CORE_IDENTITY])[CORE_IDENTITY]
+            app = SignedRequests(app, self.store, public_key(operator_seed), s.signature_window)
         config = uvicorn.Config(
             app, host=s.http_host, port=port, log_level="warning", lifespan="off", access_log=False
         )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from functions.ingest.signatures import verify_publisher
 from stratum.errors import UnverifiedEventError
+from stratum.publisher_auth import verify_publisher
 from stratum.signing import SIGNATURE_HEADER, new_user_seed, public_key, sign_event
 from stratum.store import PublisherRecord
 

@@ -37,15 +37,19 @@ def export(
     import httpx
 
     from stratum.cli.main import fail, settings_from
+    from stratum.cli.signed import api_auth
     from stratum.server import read_endpoint
 
     if not ndjson:
         fail("say --ndjson: the audit trail is exported as hash-chained NDJSON")
-    base = read_endpoint(settings_from(config).data_dir)["http"]
+    settings = settings_from(config)
+    base = read_endpoint(settings.data_dir)["http"]
     params = {key: value for key, value in (("tenant", tenant), ("since", since)) if value}
     partial = out_file.with_name(out_file.name + ".part") if out_file else None
     try:
-        with httpx.stream("GET", base + "/api/audit", params=params, timeout=120) as response:
+        with httpx.stream(
+            "GET", base + "/api/audit", params=params, timeout=120, auth=api_auth(settings)
+        ) as response:
             if response.status_code >= 400:
                 response.read()
                 fail(response.json().get("error", f"HTTP {response.status_code}"))

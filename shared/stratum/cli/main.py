@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from stratum.cli import render
+from stratum.cli.signed import api_auth
 from stratum.config import Settings, load_settings
 from stratum.errors import DefinitionError, StratumError
 
@@ -61,7 +62,9 @@ def api_get(
 
     base = read_endpoint(settings.data_dir)["http"]
     try:
-        response = httpx.request(method, base + path, params=params, timeout=120)
+        response = httpx.request(
+            method, base + path, params=params, timeout=120, auth=api_auth(settings)
+        )
     except httpx.HTTPError as error:
         fail(
             f"Stratum is not reachable at {base} ({type(error).__name__}); is `stratum up` running?"
@@ -237,7 +240,7 @@ def _wait_for(settings: Settings, run: str, timeout: float, *, quiet: bool) -> d
     base = read_endpoint(settings.data_dir)["http"]
     deadline = time.monotonic() + timeout
     last_status = ""
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with httpx.Client(base_url=base, timeout=10, auth=api_auth(settings)) as client:
         while time.monotonic() < deadline:
             try:
                 response = client.get(f"/api/runs/{run}")

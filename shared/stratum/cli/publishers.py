@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from stratum.cli.signed import api_auth
 from stratum.config import Settings
 
 publisher_app = typer.Typer(no_args_is_help=True, help="Who may publish events, per tenant.")
@@ -43,7 +44,7 @@ def _call(settings: Settings, method: str, path: str, **kwargs: Any) -> Any:
 
     base = read_endpoint(settings.data_dir)["http"]
     try:
-        response = httpx.request(method, base + path, timeout=30, **kwargs)
+        response = httpx.request(method, base + path, timeout=30, auth=api_auth(settings), **kwargs)
     except httpx.HTTPError as error:
         fail(f"Stratum is not reachable at {base} ({type(error).__name__})")
     body = response.json()

@@ -1,7 +1,8 @@
-"""Ingest's transport-plane check: is this event signed by a publisher of its tenant?
+"""Is this message signed by a registered publisher of its tenant? (pure)
 
-Pure: the caller looks the publisher up by the key the event names and passes the record
-(or None). Every way to fail says what was wrong, in one line, without the signature.
+Ingest asks it of every event, the HTTP API of every request. The caller looks the
+publisher up by the key the message names and passes the record (or None). Every way to
+fail says what was wrong, in one line, without the signature.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def verify_publisher(
     *,
     now_ms: int,
     window_seconds: float,
+    what: str = "event",
 ) -> Principal:
     """The verified principal; UnverifiedEventError saying why not."""
     key, signature = headers.get(PUBLISHER_HEADER), headers.get(SIGNATURE_HEADER)
@@ -57,7 +59,7 @@ def verify_publisher(
             )
             if not value
         ]
-        raise UnverifiedEventError(f"unsigned event: no {', '.join(missing)} header")
+        raise UnverifiedEventError(f"unsigned {what}: no {', '.join(missing)} header")
     if publisher is None:
         raise UnverifiedEventError(f"unknown publisher key {key[:12]}…")
     if not publisher.active:
