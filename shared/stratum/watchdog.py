@@ -140,7 +140,12 @@ class Watchdog:
         await self.publisher.redrive(event, count)
         log.warning(
             "stuck run driven again",
-            extra={"run_id": run_id, "status": run.get("status"), "event": _describe(event)},
+            extra={
+                "run_id": run_id,
+                "tenant": run.get("tenant"),
+                "status": run.get("status"),
+                "event": _describe(event),
+            },
         )
         return True
 

@@ -28,8 +28,9 @@ from stratum.errors import DeferredError, InvalidEventError, RefusedError, Strat
 from stratum.events import Envelope
 from stratum.faults import crash_point
 from stratum.keyed_lock import KeyedLocks
+from stratum.logs import log_context
 from stratum.runtime.function import Function, Inbound
-from stratum.runtime.publisher import ORIGINAL_MSG_ID, Publisher
+from stratum.runtime.publisher import ORIGINAL_MSG_ID, TENANT_HEADER, Publisher
 from stratum.store import DeadLetter, RunStore, StaleWriteError
 from stratum.subjects import Subjects
 
@@ -170,6 +171,7 @@ class JetStreamRunner:
         )
         heartbeat = self._heartbeat(message)
         key = fn.key(inbound) if fn.key is not None else None
+        log_context.set(_context_of(fn.name, inbound, self._publisher.subjects))
         try:
             if key is None:
                 events = await self._handle(inbound)
@@ -281,6 +283,20 @@ class _Heartbeat:
 
     def cancel(self) -> None:
         self._timer.cancel()
+
+
+def _context_of(function: str, inbound: Inbound, subjects: Subjects) -> dict[str, str]:
+    """What every log line about this message names: its function, tenant and run."""
+    context = {"function": function}
+    tenant = inbound.headers.get(TENANT_HEADER)
+    if tenant is None:
+        with contextlib.suppress(ValueError):  # a publisher's event: the tenant is in the subject
+            tenant = subjects.split_event_subject(inbound.subject)[0]
+    if tenant:
+        context["tenant"] = tenant
+    if run := inbound.headers.get("Stratum-Run-Id"):
+        context["run_id"] = run
+    return context
 
 
 def _message_id(inbound: Inbound) -> str:

@@ -13,6 +13,7 @@ from stratum.subjects import Subjects
 # look up as the cause of what it already made happen
 ORIGINAL_MSG_ID = "Stratum-Original-Msg-Id"
 REDRIVE_HEADER = "Stratum-Redrive"
+TENANT_HEADER = "Stratum-Tenant"
 
 
 class Publisher:
@@ -26,7 +27,11 @@ class Publisher:
         await self._js.publish(
             self.subjects.internal(event.type),
             event.to_bytes(),
-            headers={"Nats-Msg-Id": event.id, "Stratum-Run-Id": event.runid},
+            headers={
+                "Nats-Msg-Id": event.id,
+                "Stratum-Run-Id": event.runid,
+                TENANT_HEADER: event.tenant,
+            },
         )
 
     async def redrive(self, event: Envelope, count: int) -> None:
@@ -38,6 +43,7 @@ class Publisher:
             headers={
                 "Nats-Msg-Id": f"{event.id}.redrive.{count}",
                 "Stratum-Run-Id": event.runid,
+                TENANT_HEADER: event.tenant,
                 ORIGINAL_MSG_ID: event.id,
                 REDRIVE_HEADER: str(count),
             },
