@@ -34,6 +34,7 @@ from stratum.subjects import Subjects
 
 log = logging.getLogger("stratum.transport")
 CONNECT_SECONDS = 10.0
+RELOAD_WAITS = 50  # x 0.1 s: how long a new user may wait for nats-server to admit it
 FUNCTIONS = ("ingest", "planner", "stage-executor", "compensator", "projector")
 
 
@@ -85,7 +86,16 @@ class Transport:
         if self._grants.get(function.name) != grant:
             self._grants[function.name] = grant
             await self.reload()
-        connection = await self._connect(function.name)
+        for attempt in range(RELOAD_WAITS):
+            try:
+                connection = await self._connect(function.name)
+                break
+            except DependencyUnavailableError as error:
+                # a busy nats-server may apply the reload that admits this user a little
+                # later than we connect: only that is worth waiting for
+                if "Authorization Violation" not in str(error) or attempt == RELOAD_WAITS - 1:
+                    raise
+                await asyncio.sleep(0.1)
         self._connections.append(connection)
         return connection
 
