@@ -14,7 +14,7 @@ from cloudevents.core.formats.json import JSONFormat
 
 from stratum.clock import iso
 from stratum.errors import InvalidEventError
-from stratum.events import Envelope, RunAccepted, RunDenied, emit
+from stratum.events import Envelope, Payload, RunAccepted, RunDenied, emit
 from stratum.ids import run_id
 from stratum.subjects import Subjects
 
@@ -121,14 +121,10 @@ def _portable(data: Any) -> Any:
     return data
 
 
-def accept(
-    incoming: IncomingEvent, *, actor: str, now: datetime
-) -> tuple[dict[str, Any], Envelope]:
-    """The run record to create and the RunAccepted event announcing it."""
-    run = run_id(incoming.tenant, incoming.id)
-    inputs_hash = _inputs_hash(incoming.data)
-    record = {
-        "id": run,
+def _run_record(incoming: IncomingEvent, actor: str) -> dict[str, Any]:
+    """What every run records of the event that started (or tried to start) it."""
+    return {
+        "id": run_id(incoming.tenant, incoming.id),
         "tenant": incoming.tenant,
         "topic": incoming.topic,
         "trigger_subject": incoming.subject,
@@ -137,10 +133,21 @@ def accept(
         "event_source": incoming.source,
         "event_data": incoming.data,
         "actor": actor,
-        "inputs_hash": inputs_hash,
-        "accepted_at": iso(now),
+        "inputs_hash": _inputs_hash(incoming.data),
     }
-    event = emit(
+
+
+def _announce(payload: Payload, record: dict[str, Any], now: datetime) -> Envelope:
+    run = str(record["id"])
+    return emit(payload, cause=run, run_id=run, tenant=record["tenant"], source=SOURCE, now=now)
+
+
+def accept(
+    incoming: IncomingEvent, *, actor: str, now: datetime
+) -> tuple[dict[str, Any], Envelope]:
+    """The run record to create and the RunAccepted event announcing it."""
+    record = _run_record(incoming, actor) | {"accepted_at": iso(now)}
+    event = _announce(
         RunAccepted(
             topic=incoming.topic,
             trigger_subject=incoming.subject,
@@ -149,13 +156,10 @@ def accept(
             event_source=incoming.source,
             actor=actor,
             event_data=incoming.data,
-            inputs_hash=inputs_hash,
+            inputs_hash=record["inputs_hash"],
         ),
-        cause=run,
-        run_id=run,
-        tenant=incoming.tenant,
-        source=SOURCE,
-        now=now,
+        record,
+        now,
     )
     return record, event
 
@@ -165,25 +169,13 @@ def deny(
 ) -> tuple[dict[str, Any], Envelope]:
     """The run record of a refused trigger (Denied, finished: nothing will run) and the
     RunDenied audit event announcing it. The event's data stays in the record only."""
-    run = run_id(incoming.tenant, incoming.id)
-    inputs_hash = _inputs_hash(incoming.data)
-    record = {
-        "id": run,
-        "tenant": incoming.tenant,
-        "topic": incoming.topic,
-        "trigger_subject": incoming.subject,
-        "event_id": incoming.id,
-        "event_type": incoming.type,
-        "event_source": incoming.source,
-        "event_data": incoming.data,
-        "actor": actor,
-        "inputs_hash": inputs_hash,
+    record = _run_record(incoming, actor) | {
         "decision": "deny",
         "reason": reason,
         "policy_ids": policy_ids,
         "finished_at": iso(now),
     }
-    event = emit(
+    event = _announce(
         RunDenied(
             topic=incoming.topic,
             trigger_subject=incoming.subject,
@@ -191,15 +183,12 @@ def deny(
             event_type=incoming.type,
             event_source=incoming.source,
             actor=actor,
-            inputs_hash=inputs_hash,
+            inputs_hash=record["inputs_hash"],
             reason=reason,
             policy_ids=policy_ids,
         ),
-        cause=run,
-        run_id=run,
-        tenant=incoming.tenant,
-        source=SOURCE,
-        now=now,
+        record,
+        now,
     )
     return record, event
 
