@@ -230,7 +230,11 @@ class StratumServer:
             "pid": os.getpid(),
             "subject_prefix": self.settings.subject_prefix,
         }
-        self.settings.endpoint_file.write_bytes(orjson.dumps(endpoint, option=orjson.OPT_INDENT_2))
+        # written whole or not at all: other commands poll for this file and read it at once
+        target = self.settings.endpoint_file
+        partial = target.with_name(target.name + ".tmp")
+        partial.write_bytes(orjson.dumps(endpoint, option=orjson.OPT_INDENT_2))
+        partial.replace(target)
 
     async def stop(self) -> None:
         """Drain consumers, then stop HTTP, NATS (and our nats-server) and the database."""
