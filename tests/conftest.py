@@ -10,13 +10,15 @@ session; STRATUM_TEST_VAULT_ADDR and STRATUM_TEST_VAULT_TOKEN reuse a running on
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -26,6 +28,7 @@ from stratum.nats_server import LocalNatsServer
 from stratum.secrets import LocalOpenBao, SecretBroker, load_seed, seed
 
 ROOT = Path(__file__).resolve().parent.parent
+H = TypeVar("H", bound=logging.Handler)
 
 
 @pytest.fixture(scope="session")
@@ -122,3 +125,17 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+@contextmanager
+def listening(logger_name: str, handler: H) -> Iterator[H]:
+    """`handler` receives the INFO-and-up records of `logger_name` while this lasts."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -137,6 +137,19 @@ def _run_record(incoming: IncomingEvent, actor: str) -> dict[str, Any]:
     }
 
 
+def _trigger(incoming: IncomingEvent, record: dict[str, Any]) -> dict[str, Any]:
+    """What both a RunAccepted and a RunDenied say about the event and who sent it."""
+    return {
+        "topic": incoming.topic,
+        "trigger_subject": incoming.subject,
+        "event_id": incoming.id,
+        "event_type": incoming.type,
+        "event_source": incoming.source,
+        "actor": record["actor"],
+        "inputs_hash": record["inputs_hash"],
+    }
+
+
 def _announce(payload: Payload, record: dict[str, Any], now: datetime) -> Envelope:
     run = str(record["id"])
     return emit(payload, cause=run, run_id=run, tenant=record["tenant"], source=SOURCE, now=now)
@@ -148,16 +161,7 @@ def accept(
     """The run record to create and the RunAccepted event announcing it."""
     record = _run_record(incoming, actor) | {"accepted_at": iso(now)}
     event = _announce(
-        RunAccepted(
-            topic=incoming.topic,
-            trigger_subject=incoming.subject,
-            event_id=incoming.id,
-            event_type=incoming.type,
-            event_source=incoming.source,
-            actor=actor,
-            event_data=incoming.data,
-            inputs_hash=record["inputs_hash"],
-        ),
+        RunAccepted(**_trigger(incoming, record), event_data=incoming.data),
         record,
         now,
     )
@@ -176,17 +180,7 @@ def deny(
         "finished_at": iso(now),
     }
     event = _announce(
-        RunDenied(
-            topic=incoming.topic,
-            trigger_subject=incoming.subject,
-            event_id=incoming.id,
-            event_type=incoming.type,
-            event_source=incoming.source,
-            actor=actor,
-            inputs_hash=record["inputs_hash"],
-            reason=reason,
-            policy_ids=policy_ids,
-        ),
+        RunDenied(**_trigger(incoming, record), reason=reason, policy_ids=policy_ids),
         record,
         now,
     )

@@ -31,7 +31,7 @@ from stratum.errors import PolicyError
 from stratum.events import Envelope, RunDenied
 from stratum.ids import run_id
 from stratum.server import StratumServer
-from tests.conftest import ROOT, eventually, make_settings
+from tests.conftest import ROOT, eventually, listening, make_settings
 from tests.e2e.conftest import Harness, running
 
 WORKFLOW = """{
@@ -89,15 +89,8 @@ class AuditLog(logging.Handler):
 
 @pytest.fixture()
 def authz_log() -> Iterator[AuditLog]:
-    logger = logging.getLogger("stratum.authz")
-    handler, level = AuditLog(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with listening("stratum.authz", AuditLog()) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 async def publish(

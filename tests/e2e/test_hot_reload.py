@@ -26,7 +26,7 @@ import pytest_asyncio
 
 from stratum.config import Settings
 from stratum.logs import JsonFormatter
-from tests.conftest import ROOT, eventually, make_settings
+from tests.conftest import ROOT, eventually, listening, make_settings
 from tests.e2e.conftest import Harness, running
 
 WORKFLOW = """let { schema, .. } = import "stratum.ncl" in
@@ -187,15 +187,8 @@ class LogRecords(logging.Handler):
 
 @pytest.fixture()
 def graph_log() -> Iterator[LogRecords]:
-    logger = logging.getLogger("stratum.graph")
-    handler, level = LogRecords(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with listening("stratum.graph", LogRecords()) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 @pytest.fixture()

@@ -22,9 +22,9 @@ import jsonschema
 import pytest
 
 import nickel
+from tests.integration.conftest import NU
 
 ROOT = Path(__file__).resolve().parents[2]
-NU = ROOT / ".venv" / "bin" / "nu"
 LIB = ROOT / "nickel" / "lib"
 WORKFLOWS = ROOT / "nickel" / "workflows"
 CRATE_NCL = WORKFLOWS / "crate" / "crate.ncl"

@@ -22,10 +22,8 @@ import pytest
 
 from stratum.errors import DefinitionError, DependencyUnavailableError
 from stratum.executor import (
-    DEFAULT_TOOLS,
     AttemptRecord,
     ExecutionContext,
-    curated_path,
     run_compensation,
     run_node,
     run_process,
@@ -34,9 +32,9 @@ from stratum.executor import (
 from stratum.executor.capture import LOG_LIMIT, STDERR_TAIL, STDOUT_LIMIT
 from stratum.graph.loader import load_graph
 from stratum.graph.model import ActionNode, RetryPolicy
+from tests.integration.conftest import NU
 
 ROOT = Path(__file__).resolve().parents[2]
-NU = ROOT / ".venv" / "bin" / "nu"
 SCRIPTS = Path(__file__).parent / "scripts" / "executor"
 SECRET = "hunter2-very-secret"
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -94,12 +92,6 @@ def pid_files(bundle: Path) -> list[Path]:
 
 def node(node_id: str, script: str, **kwargs: Any) -> ActionNode:
     return ActionNode(id=node_id, handler=SCRIPTS / script, **kwargs)
-
-
-@pytest.fixture(scope="session")
-def tool_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    assert NU.exists(), f"{NU} missing: run `make install`"
-    return curated_path(tmp_path_factory.mktemp("tools"), DEFAULT_TOOLS, os.environ["PATH"])
 
 
 @pytest.fixture

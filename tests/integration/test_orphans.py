@@ -23,18 +23,16 @@ from pathlib import Path
 import pytest
 
 from stratum.executor import (
-    DEFAULT_TOOLS,
     ExecutionContext,
     OrphanRecord,
-    curated_path,
     run_node,
     sweep_orphans,
 )
 from stratum.executor.orphans import starttime
 from stratum.graph.model import ActionNode
+from tests.integration.conftest import NU
 
 ROOT = Path(__file__).resolve().parents[2]
-NU = ROOT / ".venv" / "bin" / "nu"
 
 HANG = """def main [] {
     $in | ignore
@@ -128,12 +126,6 @@ def started() -> Iterator[Started]:
         yield tracker
     finally:
         tracker.kill_all()
-
-
-@pytest.fixture(scope="module")
-def tool_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    assert NU.exists(), f"{NU} missing: run `make install`"
-    return curated_path(tmp_path_factory.mktemp("tools"), DEFAULT_TOOLS, os.environ["PATH"])
 
 
 def registrations(data_dir: Path) -> list[Path]:

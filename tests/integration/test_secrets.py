@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,9 +26,7 @@ import pytest
 
 from stratum.errors import ConfigError, DependencyUnavailableError
 from stratum.executor import (
-    DEFAULT_TOOLS,
     ExecutionContext,
-    curated_path,
     run_compensation,
     run_node,
 )
@@ -44,9 +41,9 @@ from stratum.secrets import (
     node_policy,
 )
 from tests.conftest import Vault
+from tests.integration.conftest import NU
 
 ROOT = Path(__file__).resolve().parents[2]
-NU = ROOT / ".venv" / "bin" / "nu"
 LEAK = Path(__file__).parent / "scripts" / "secrets" / "leak.nu"
 SCHEMAS: dict[str, dict[str, Any]] = {"result": {"type": "object"}}
 
@@ -100,12 +97,6 @@ def assert_revoked(vault: Vault, broker: RecordingBroker, secret: SecretRef) -> 
             read_with(vault, lease.token, secret)
         with pytest.raises(hvac.exceptions.VaultError):  # the token no longer exists
             broker.root.auth.token.lookup_accessor(lease.accessor)
-
-
-@pytest.fixture(scope="session")
-def tool_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    assert NU.exists(), f"{NU} missing: run `make install`"
-    return curated_path(tmp_path_factory.mktemp("tools"), DEFAULT_TOOLS, os.environ["PATH"])
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ already handled.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from stratum.clock import iso, utc_now
@@ -18,12 +18,12 @@ from stratum.status import RunStatus
 from stratum.store.audit import AuditTrail
 from stratum.store.database import STALE_MARKER, Database
 from stratum.store.dead_letters import DeadLetters
+from stratum.store.guarded import RUN, event_rows
 from stratum.store.publishers import Publishers
 from stratum.store.read_models import ReadModels, plain_record
 from stratum.store.schema import SCHEMA
 from stratum.store.tenancy import Tenancy
 
-RUN = "type::thing('run', $run)"
 STAGE = "type::thing('stage', [$run, $stage])"
 
 
@@ -37,32 +37,6 @@ NODE_OUTCOME_SQL = (
     "CONTENT {run: $run, name: $name, producer: $node, value: $outputs[$name]} "
     "RETURN NONE; };\n"
 )
-
-
-def _event_rows(events: Iterable[Envelope], cause: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": event.id,
-            "run": event.runid,
-            "tenant": event.tenant,
-            "type": event.type,
-            "time": iso(event.time),
-            "cause": cause,
-            "node": event.data.get("node"),
-            # the exact bytes published: a redelivery re-publishes them unchanged
-            "envelope": event.body.decode(),
-        }
-        for event in events
-    ]
-
-
-def _guard(condition: str, what: str) -> str:
-    """Update the run only if `condition` holds; otherwise abort the transaction."""
-    return (
-        f"LET $changed = (UPDATE {RUN} SET {{assignments}}, version += 1, updated_at = $now "
-        f"WHERE {condition} RETURN VALUE id);\n"
-        f"IF array::len($changed) = 0 {{ THROW '{STALE_MARKER}: {what}' }};"
-    )
 
 
 class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
@@ -101,31 +75,6 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
     async def all_events(self) -> list[Envelope]:
         rows = (await self.db.query("SELECT envelope, time FROM event ORDER BY time;"))[0]
         return [Envelope.from_bytes(row["envelope"].encode()) for row in rows]
-
-    async def _guarded(
-        self,
-        run_id: str,
-        *,
-        condition: str,
-        assignments: str,
-        what: str,
-        events: Sequence[Envelope],
-        cause: str,
-        extra_sql: str = "",
-        variables: dict[str, Any] | None = None,
-    ) -> None:
-        sql = _guard(condition, what).replace("{assignments}", assignments)
-        sql += "\n" + extra_sql + "\nINSERT IGNORE INTO event $events RETURN NONE;"
-        await self.db.transaction(
-            sql,
-            {
-                "run": run_id,
-                "now": iso(utc_now()),
-                "events": _event_rows(events, cause),
-                **(variables or {}),
-            },
-            keys=(run_id,),
-        )
 
     # -- watchdog -----------------------------------------------------------------------
 
@@ -198,7 +147,7 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
                 {
                     "run": run["id"],
                     "record": _without_id(record),
-                    "events": _event_rows([event], cause),
+                    "events": event_rows([event], cause),
                 },
                 keys=(run["id"],),
             )
@@ -412,7 +361,7 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
                 "stage": stage,
                 "nodes": list(nodes),
                 "now": iso(utc_now()),
-                "events": _event_rows(started, cause),
+                "events": event_rows(started, cause),
                 "lease": lease,
             },
             keys=(run_id,),
@@ -446,7 +395,7 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
                 "node": node,
                 "record": record,
                 "outputs": outputs,
-                "events": _event_rows(events, cause),
+                "events": event_rows(events, cause),
             },
             keys=(run_id,),
         )
@@ -481,7 +430,7 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
                 "node": node,
                 "record": record,
                 "outputs": outputs,
-                "events": _event_rows(events, cause),
+                "events": event_rows(events, cause),
             },
             keys=(run_id,),
         )
@@ -520,7 +469,7 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
                 "run": run_id,
                 "node": node,
                 "record": {**record, "run": run_id, "node": node},
-                "events": _event_rows(events, cause),
+                "events": event_rows(events, cause),
             },
         )
 

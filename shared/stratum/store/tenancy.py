@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from stratum.events import Envelope
 from stratum.status import RunStatus
 from stratum.store.database import Database
+from stratum.store.guarded import GuardedWrites
 
 # runs that hold one of their tenant's `max_concurrent_runs` slots
 IN_PROGRESS = [RunStatus.PLANNED.value, RunStatus.RUNNING.value, RunStatus.COMPENSATING.value]
@@ -25,25 +25,10 @@ class TenantLoad:
     ahead: int
 
 
-class Tenancy:
-    """Mixed into RunStore (which provides `_guarded`)."""
+class Tenancy(GuardedWrites):
+    """Mixed into RunStore."""
 
     db: Database
-
-    if TYPE_CHECKING:
-
-        async def _guarded(
-            self,
-            run_id: str,
-            *,
-            condition: str,
-            assignments: str,
-            what: str,
-            events: Sequence[Envelope],
-            cause: str,
-            extra_sql: str = "",
-            variables: dict[str, Any] | None = None,
-        ) -> None: ...
 
     async def tenant_load(self, tenant: str, run_id: str) -> TenantLoad:
         """Runs of `tenant` in progress, and its queued runs created before `run_id`
