@@ -35,6 +35,7 @@ from stratum.nats_auth import CORE_IDENTITY, identity_seeds
 from stratum.nats_server import free_port
 from stratum.publisher_auth import SignatureRules
 from stratum.runtime import FunctionContext, JetStreamRunner, Publisher, ensure_streams
+from stratum.runtime.jetstream import durable_name
 from stratum.signing import public_key
 from stratum.store import Database, RunStore
 from stratum.subjects import Subjects
@@ -164,9 +165,10 @@ class StratumServer:
             projector.build(ctx, projections or projector.Projector(self.store)),
         ]
         prefix = self.settings.subject_prefix.replace(".", "-")
+        await self.transport.admit((f, durable_name(prefix, f)) for f in functions)
         for function in functions:
             # its own connection (and NKey user, when this process runs nats-server)
-            nc = await self.transport.connection_for(function, f"{prefix}-{function.name}")
+            nc = await self.transport.connection_for(function)
             js = nc.jetstream()
             publisher = Publisher(js, self.subjects)
             runner = JetStreamRunner(function, js, publisher, self.store, durable_prefix=prefix)

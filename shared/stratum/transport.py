@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Iterable
 from typing import Any
 
 import nats
@@ -76,16 +77,25 @@ class Transport:
             self.url = self._server.url
         self.core = await self._connect(CORE_IDENTITY)
 
-    async def connection_for(self, function: Function, durable: str) -> Any:
-        """The connection `function` consumes and publishes on: its own NKey user when
-        this process runs the server, else the shared one."""
+    async def admit(self, functions: Iterable[tuple[Function, str]]) -> None:
+        """Allow each (function, its durable) what it needs: one reload of nats-server
+        for all of them, and none if nothing changed."""
+        if not self.authenticated:
+            return
+        changed = False
+        for function, durable in functions:
+            emits = tuple(self.subjects.internal(kind) for kind in function.emits)
+            grant = FunctionGrant(function.name, function.stream, durable, emits)
+            changed |= self._grants.get(function.name) != grant
+            self._grants[function.name] = grant
+        if changed:
+            await self.reload()
+
+    async def connection_for(self, function: Function) -> Any:
+        """The connection an admitted `function` consumes and publishes on: its own NKey
+        user when this process runs the server, else the shared one."""
         if not self.authenticated:
             return self.core
-        emits = tuple(self.subjects.internal(kind) for kind in function.emits)
-        grant = FunctionGrant(function.name, function.stream, durable, emits)
-        if self._grants.get(function.name) != grant:
-            self._grants[function.name] = grant
-            await self.reload()
         for attempt in range(RELOAD_WAITS):
             try:
                 connection = await self._connect(function.name)

@@ -39,6 +39,11 @@ log = logging.getLogger("stratum.runtime")
 FETCH_SECONDS = 5.0
 
 
+def durable_name(prefix: str, function: Function) -> str:
+    """The durable consumer every instance of `function` shares."""
+    return f"{prefix}-{function.name}"
+
+
 async def ensure_streams(
     jetstream: Any, subjects: Subjects, duplicate_window: float = 120.0
 ) -> None:
@@ -81,7 +86,7 @@ class JetStreamRunner:
         self._js = jetstream
         self._publisher = publisher
         self._store = store
-        self.durable = f"{durable_prefix}-{function.name}"
+        self.durable = durable_name(durable_prefix, function)
         self._locks = KeyedLocks()
         self._stopping = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
