@@ -23,9 +23,10 @@ $(BIN)/nu: | $(BIN)/.deps
 	ln -sf "$$(ls -d $(CURDIR)/.tools/node_modules/@nushell/linux-*/bin/nu | head -n 1)" $@
 	$@ --version
 
-# Start Stratum with the example workflows (Ctrl-C stops it).
+# Start Stratum with the example workflows (Ctrl-C stops it). Its API and /metrics listen
+# on 127.0.0.1:7464 (what otel/prometheus.yml scrapes); STRATUM_HTTP_PORT picks another.
 up: install
-	$(BIN)/stratum up
+	STRATUM_HTTP_PORT=$${STRATUM_HTTP_PORT:-7464} $(BIN)/stratum up
 
 # The whole suite: unit tests plus the real-server integration and end-to-end tests.
 test: install

@@ -13,7 +13,9 @@ tolerate running twice, as handlers must).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import Any
 
 from functions.compensator import core
 from functions.compensator.core import Undone
@@ -23,8 +25,10 @@ from stratum.errors import UnknownRunError
 from stratum.events import CompensateRun, CompensationRecorded, Envelope, RunCompensated
 from stratum.executor import ExecutorConfig
 from stratum.faults import crash_point
+from stratum.graph import ActionGraph
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
+from stratum.telemetry import metrics, tracing
 
 
 def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -> Function:
@@ -40,34 +44,67 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         for order, (stage, node_id) in enumerate(core.undo_order(executions)):
             if node_id in steps:
                 continue  # ended in an earlier delivery: never run again
-            node = graph.nodes[node_id]
-            started = utc_now()
-            if node.compensate is None:
-                done = Undone(status="skipped", attempts=0, duration_ms=0.0)
-            else:
-                payload = core.compensation_payload(run, node.consumes, node.produces, capabilities)
-                execution = config.context(run_id, command.tenant, stage)
-                nth = await ctx.store.begin_compensation(run_id, node_id)
-                first = core.first_attempt(nth, node.retries.max)
-                crash_point("compensator.step-starting")  # marked running, script not yet
-                done = await undo(node, payload, execution, first, config.credentials)
-            now = utc_now()
-            event = core.step(command, order, stage, node_id, done, now)
-            record = {
-                **done.model_dump(),
-                "order": order,
-                "stage": stage,
-                "started_at": iso(started),
-                "finished_at": iso(now),
-            }
-            await ctx.store.record_compensation(run_id, node_id, record, [event], command.id)
-            await ctx.publisher.publish(event)
-            crash_point("compensator.step-recorded")  # later steps not yet run
-            steps[node_id] = record
+            with tracing.span(
+                f"compensation step {node_id}",
+                {"stratum.node.id": node_id, "stratum.stage": stage, "stratum.order": order},
+            ) as span:
+                steps[node_id] = await step(
+                    command, run, capabilities, graph, order, stage, node_id
+                )
+                span.set_attribute("stratum.compensation.status", steps[node_id]["status"])
+                if steps[node_id]["status"] == "failed":
+                    tracing.failed(span, str(steps[node_id].get("error")))
         final = core.compensated(command, steps, utc_now())
         failed = final.data["failed"]
         await ctx.store.finish_compensation(run_id, failed, [final], command.id)
+        ctx.log.log(
+            logging.WARNING if failed else logging.INFO,
+            "compensation failed" if failed else "run compensated",
+            extra={"failed": failed},
+        )
         return [final]
+
+    async def step(
+        command: Envelope,
+        run: dict[str, Any],
+        capabilities: dict[str, Any],
+        graph: ActionGraph,
+        order: int,
+        stage: int,
+        node_id: str,
+    ) -> dict[str, Any]:
+        """One saga step: run (or skip) the node's compensate script, record it, announce."""
+        run_id = command.runid
+        node = graph.nodes[node_id]
+        started = utc_now()
+        if node.compensate is None:
+            done = Undone(status="skipped", attempts=0, duration_ms=0.0)
+        else:
+            payload = core.compensation_payload(run, node.consumes, node.produces, capabilities)
+            execution = config.context(run_id, command.tenant, stage)
+            nth = await ctx.store.begin_compensation(run_id, node_id)
+            first = core.first_attempt(nth, node.retries.max)
+            crash_point("compensator.step-starting")  # marked running, script not yet
+            done = await undo(node, payload, execution, first, config.credentials)
+        now = utc_now()
+        event = core.step(command, order, stage, node_id, done, now)
+        record = {
+            **done.model_dump(),
+            "order": order,
+            "stage": stage,
+            "started_at": iso(started),
+            "finished_at": iso(now),
+        }
+        await ctx.store.record_compensation(run_id, node_id, record, [event], command.id)
+        metrics.COMPENSATIONS.labels(command.tenant, node_id, done.status).inc()
+        ctx.log.log(
+            logging.WARNING if done.status == "failed" else logging.INFO,
+            f"compensation of {node_id} {done.status}",
+            extra={"node": node_id, "status": done.status, "attempts": done.attempts},
+        )
+        await ctx.publisher.publish(event)
+        crash_point("compensator.step-recorded")  # later steps not yet run
+        return record
 
     return Function(
         name="compensator",

@@ -15,12 +15,14 @@ from functions.ingest import core
 from functions.ingest.limits import EventRateLimiter
 from stratum.authz import PolicyRegistry, TriggerContext
 from stratum.clock import utc_now
-from stratum.errors import InvalidEventError, UnverifiedEventError
+from stratum.errors import InvalidEventError, RefusedError, UnverifiedEventError
 from stratum.events import Envelope, RunAccepted, RunDenied
 from stratum.ids import run_id
+from stratum.logs import log_context
 from stratum.principal import Principal
 from stratum.publisher_auth import SignatureRules, claimed_key, verify_publisher
 from stratum.runtime import Function, FunctionContext, Inbound
+from stratum.telemetry import metrics
 from stratum.tenant_limits import TenantLimits
 
 
@@ -57,14 +59,18 @@ def build(
         policy_ids: list[str],
         now: Any,
         key: str | None = None,
+        *,
+        why: str,
     ) -> Sequence[Envelope]:
-        """Record the trigger as a Denied run and announce it; nothing of it runs."""
+        """Record the trigger as a Denied run and announce it; nothing of it runs. `why`
+        is the kind of reason (metrics.DENIED_*)."""
         run, denied = core.deny(
             incoming, actor=actor, reason=reason, policy_ids=policy_ids, now=now
         )
         run["actor_key"] = key  # the key the event named (verified or not): for the audit
         if not await ctx.store.deny_run(run, denied, cause=run["id"]):
             return await ctx.store.events_caused_by(run["id"])
+        metrics.EVENTS_DENIED.labels(incoming.tenant, why).inc()
         ctx.log.warning(
             "trigger denied",
             extra={
@@ -89,15 +95,23 @@ def build(
             ctx.log.warning(
                 "event rejected", extra={"subject": inbound.subject, "reason": str(error)}
             )
+            tenant = log_context.get().get("tenant", "")
+            metrics.EVENTS_DENIED.labels(tenant, metrics.DENIED_INVALID).inc()
             raise
         # a tenant over its events per second: the event waits, or is refused (limits.py)
-        rate.admit(incoming.tenant, run_id(incoming.tenant, incoming.id), time.monotonic())
+        try:
+            rate.admit(incoming.tenant, run_id(incoming.tenant, incoming.id), time.monotonic())
+        except RefusedError:
+            metrics.EVENTS_DENIED.labels(incoming.tenant, metrics.DENIED_RATE_LIMITED).inc()
+            raise
         try:
             principal = await principal_of(incoming, inbound)
         except UnverifiedEventError as error:
             key = claimed_key(inbound.headers)
             actor = f"key:{key}" if key else f"unsigned:{incoming.source}"
-            return await refuse(incoming, actor, str(error), [], now, key)
+            return await refuse(
+                incoming, actor, str(error), [], now, key, why=metrics.DENIED_UNVERIFIED
+            )
         decision = policies.decide(
             principal,
             incoming.tenant,
@@ -118,6 +132,7 @@ def build(
                 decision.policy_ids,
                 now,
                 principal.public_key,
+                why=metrics.DENIED_POLICY,
             )
         run, accepted = core.accept(incoming, actor=principal.actor, now=now)
         # for the audit trail: what decided, and the verified publisher's key

@@ -8,6 +8,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 
+from opentelemetry.trace import Span
+
 from functions.planner import core
 from functions.planner.queue import RunQueue
 from stratum.clock import utc_now
@@ -30,6 +32,7 @@ from stratum.events import (
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
 from stratum.store import StaleWriteError
+from stratum.telemetry import tracing
 from stratum.tenant_limits import TenantLimits
 
 PLANS_CACHED = 4096
@@ -61,12 +64,21 @@ def build(
 
     async def on_accepted(event: Envelope, now: datetime) -> Sequence[Envelope]:
         accepted = event.payload(RunAccepted)
+        with tracing.span("plan", {"stratum.topic": accepted.topic}) as planning:
+            return await plan(event, accepted, now, planning)
+
+    async def plan(
+        event: Envelope, accepted: RunAccepted, now: datetime, planning: Span
+    ) -> Sequence[Envelope]:
         graph = graphs.current
         decision = core.on_accepted(event, accepted.topic, graph, graphs.error, now)
         if isinstance(decision, core.Rejected):
+            tracing.failed(planning, decision.error)
             await ctx.store.reject_run(event.runid, decision.error, decision.events, event.id)
             return decision.events
         assert graph is not None
+        planning.set_attribute("stratum.graph.version", decision.graph_version)
+        planning.set_attribute("stratum.stages", len(decision.stages))
         await graphs.remember(graph)
         async with queue.turn(event.tenant):
             waiting = await queue.queue_if_full(event, now)
@@ -85,16 +97,22 @@ def build(
                 cause=event.id,
             )
         remember(event.runid, [list(stage) for stage in decision.stages])
+        ctx.log.info(
+            "run planned",
+            extra={"graph_version": decision.graph_version, "stages": len(decision.stages)},
+        )
         return decision.events
 
     async def on_admitted(event: Envelope, now: datetime) -> Sequence[Envelope]:
         """A queued run's turn: plan it as its `run.accepted` asked, so that what it
         causes is recorded as caused by that event (which the watchdog drives again)."""
-        accepted = await ctx.store.last_event_of(event.runid, [RunAccepted.TYPE])
-        if accepted is None:
+        found = await ctx.store.last_event_of(event.runid, [RunAccepted.TYPE])
+        if found is None:
             raise UnknownRunError(f"event {event.id} admits run {event.runid}, which has none")
+        accepted, trace = found
         try:
-            return await on_accepted(accepted, now)
+            with tracing.resumed(trace):  # the admitted run's own trace, not the ender's
+                return await on_accepted(accepted, now)
         except StaleWriteError:
             # planned already (by an earlier delivery or admission): announce that plan
             return await ctx.store.events_caused_by(accepted.id)
@@ -119,11 +137,15 @@ def build(
             await ctx.store.succeed_run(
                 event.runid, stage, done.data["outputs_hash"], [done], event.id
             )
+            ctx.log.info("run succeeded")
             return [done]
         failure = event.payload(StageFailed)
         events = core.failed(event, failure.stage, failure.error, now)
         await ctx.store.start_compensating(
             event.runid, failure.stage, failure.error, events, event.id
+        )
+        ctx.log.warning(
+            f"run failed at stage {failure.stage}; compensating", extra={"error": failure.error}
         )
         return events
 

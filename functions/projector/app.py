@@ -14,6 +14,7 @@ from stratum.events import Envelope
 from stratum.keyed_lock import KeyedLocks
 from stratum.runtime import Function, FunctionContext, Inbound
 from stratum.store import RunStore, StaleWriteError, ViewWrite
+from stratum.telemetry import metrics, tracing
 
 CACHED_VIEWS = 2048
 # how long a write waits for more events to join it
@@ -62,16 +63,20 @@ class Projector:
         self._flushed: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
 
-    async def project(self, event: Envelope) -> None:
+    async def project(self, event: Envelope, trace_id: str = "") -> None:
+        """Fold `event` into its run's view; `trace_id` is the trace it travelled in,
+        which the view keeps from the first event that had one."""
         run_id = event.runid
         async with self._loads.hold(run_id):
             pending = self._pending.get(run_id)
             if pending is None:
                 view, version = self._views.get(run_id) or await self._load(run_id)
-                updated = core.apply(view, event)
+                updated = _traced(core.apply(view, event), trace_id)
                 pending = self._pending[run_id] = _Pending(updated, version)
             else:
-                pending.view = core.apply(pending.view, event)
+                view = pending.view
+                pending.view = _traced(core.apply(view, event), trace_id)
+            count_transition(view, pending.view)
             pending.events.append(event)
             pending.items.append(core.history_item(event).model_dump(mode="json"))
             flushed = self._schedule_flush()
@@ -153,6 +158,30 @@ class Projector:
             self._views.popitem(last=False)
 
 
+def _traced(view: core.RunView, trace_id: str) -> core.RunView:
+    if not trace_id or view.trace_id:
+        return view
+    return view.model_copy(update={"trace_id": trace_id})
+
+
+def count_transition(before: core.RunView | None, after: core.RunView) -> None:
+    """Count a run entering a status, and its duration when that status is final.
+
+    Folding is idempotent, so an event seen again changes no status and counts nothing.
+    """
+    if before is not None and before.status == after.status:
+        return
+    status = _snake(after.status)
+    metrics.RUNS.labels(after.tenant, status).inc()
+    if after.finished and after.duration_ms is not None:
+        metrics.RUN_DURATION.labels(after.tenant, status).observe(after.duration_ms / 1000)
+
+
+def _snake(status: str) -> str:
+    """`CompensationFailed` -> `compensation_failed`: the label value of a status."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in status).lstrip("_")
+
+
 def _fold(view: core.RunView | None, events: list[Envelope]) -> core.RunView:
     for event in events:
         view = core.apply(view, event)
@@ -166,7 +195,7 @@ def _clean(stored: dict[str, object]) -> dict[str, object]:
 
 def build(ctx: FunctionContext, projector: Projector) -> Function:
     async def handle(inbound: Inbound) -> Sequence[Envelope]:
-        await projector.project(Envelope.from_bytes(inbound.body))
+        await projector.project(Envelope.from_bytes(inbound.body), tracing.trace_id())
         return []
 
     return Function(

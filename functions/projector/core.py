@@ -95,6 +95,8 @@ class RunView(BaseModel):
     error: str | None = None
     # a Denied run: the policies that decided (`error` says why)
     policy_ids: list[str] = []
+    # the OpenTelemetry trace the run's hops joined (empty when nothing traced it)
+    trace_id: str | None = None
     created_at: str
     finished_at: str | None = None
     duration_ms: float | None = None

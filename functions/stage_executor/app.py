@@ -7,6 +7,7 @@ before its event is published; the stage's result goes to the planner.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Sequence
 
@@ -25,12 +26,25 @@ from stratum.executor import ExecutorConfig, NodeOutcome, run_stage
 from stratum.faults import crash_point
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
+from stratum.telemetry import metrics, tracing
 
 
 def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -> Function:
     async def handle(inbound: Inbound) -> Sequence[Envelope]:
         command = Envelope.from_bytes(inbound.body)
         order = command.payload(ExecuteStage)
+        with tracing.span(
+            f"stage {order.stage}",
+            {"stratum.stage": order.stage, "stratum.stage.nodes": len(order.nodes)},
+        ) as span:
+            events = await execute(inbound, command, order)
+            if any(event.type == StageFailed.TYPE for event in events):
+                tracing.failed(span, "a node failed")
+            return events
+
+    async def execute(
+        inbound: Inbound, command: Envelope, order: ExecuteStage
+    ) -> Sequence[Envelope]:
         run_id, stage = command.runid, order.stage
         # one transaction checks the stage may start, marks it and its pending nodes
         # started under this execution's lease, and reads what they need; a stage that
@@ -59,6 +73,21 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
 
         async def record(outcome: NodeOutcome) -> None:
             nonlocal unrecorded
+            seconds = (outcome.finished_at - outcome.started_at).total_seconds()
+            metrics.NODE_DURATION.labels(command.tenant, outcome.node_id, outcome.status).observe(
+                seconds
+            )
+            ctx.log.log(
+                logging.INFO if outcome.status == "succeeded" else logging.WARNING,
+                f"node {outcome.node_id} {outcome.status}",
+                extra={
+                    "node": outcome.node_id,
+                    "status": outcome.status,
+                    "attempts": len(outcome.attempts),
+                    "duration_ms": round(seconds * 1000, 1),
+                    "error": outcome.error,
+                },
+            )
             unrecorded -= 1
             if unrecorded == 0:
                 last.append(outcome)  # written with the stage's result, in one transaction
@@ -70,6 +99,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             await ctx.publisher.publish(event)
             crash_point("stage-executor.node-recorded")  # siblings may still be running
 
+        metrics.STAGE_FANOUT.labels(command.tenant).observe(len(nodes))
         crash_point("stage-executor.nodes-starting")  # marked started, no script runs yet
         result = await run_stage(
             nodes,

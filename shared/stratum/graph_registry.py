@@ -14,6 +14,7 @@ from typing import Any
 from stratum.errors import DefinitionError
 from stratum.graph import ActionGraph, load_graph
 from stratum.store import RunStore
+from stratum.telemetry import metrics
 
 log = logging.getLogger("stratum.graph")
 
@@ -34,6 +35,7 @@ class GraphRegistry:
             graph = load_graph(self.definitions, self.lib_dir)
         except DefinitionError as error:
             self.error = str(error)
+            metrics.GRAPH_RELOADS.labels("failed").inc()
             log.error(
                 "graph reload failed; keeping the previous graph", extra={"error": self.error}
             )
@@ -42,6 +44,8 @@ class GraphRegistry:
         changed = self.current is None or graph.version != self.current.version
         self.current = graph
         self._versions[graph.version] = graph
+        metrics.GRAPH_RELOADS.labels("ok").inc()
+        metrics.GRAPH.info({"version": graph.version})
         if changed:
             log.info("graph loaded", extra={"version": graph.version, "nodes": len(graph.nodes)})
         elif was_broken:  # the broken change was undone: the same content, the same version

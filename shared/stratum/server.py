@@ -35,10 +35,11 @@ from stratum.nats_auth import CORE_IDENTITY, identity_seeds
 from stratum.nats_server import free_port
 from stratum.publisher_auth import SignatureRules
 from stratum.runtime import FunctionContext, JetStreamRunner, Publisher, ensure_streams
-from stratum.runtime.jetstream import durable_name
+from stratum.runtime.jetstream import durable_name, record_queue_depths
 from stratum.signing import public_key
 from stratum.store import Database, RunStore
 from stratum.subjects import Subjects
+from stratum.telemetry import tracing
 from stratum.transport import Transport
 from stratum.watchdog import Watchdog
 
@@ -71,6 +72,7 @@ class StratumServer:
 
     async def start(self, *, http: bool = True) -> None:
         s = self.settings
+        tracing.setup_from_env()  # OTEL_* decide; off (no-op) when none is set
         self.subjects = Subjects(s.subject_prefix)
         s.data_dir.mkdir(parents=True, exist_ok=True)
         nu_bin = s.resolve_nu()
@@ -189,6 +191,7 @@ class StratumServer:
             jetstream=self.transport.core.jetstream(),
             on_publishers_changed=self.transport.reload,
             policies=self.policies,
+            before_metrics=lambda: record_queue_depths(self.runners),
         )
         if s.require_signatures:  # callers sign requests too: the operator, or a publisher
             operator_seed = identity_seeds(s.data_dir / "nkeys", [CORE_IDENTITY])[CORE_IDENTITY]
@@ -259,6 +262,7 @@ class StratumServer:
             await self.secrets.stop()
         if self._database is not None:
             await self._database.close()
+        await asyncio.to_thread(tracing.flush)  # the last spans, before the process goes
         with contextlib.suppress(FileNotFoundError):
             endpoint = orjson.loads(self.settings.endpoint_file.read_bytes())
             if endpoint.get("pid") == os.getpid():

@@ -34,6 +34,7 @@ from stratum.graph import ActionGraph
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime.publisher import Publisher
 from stratum.store import RunStore, StaleWriteError
+from stratum.telemetry import tracing
 
 log = logging.getLogger("stratum.watchdog")
 
@@ -129,15 +130,17 @@ class Watchdog:
 
     async def _drive(self, run: Mapping[str, Any]) -> bool:
         run_id = str(run["_id"])
-        event = await self.store.last_event_of(run_id, DRIVING_TYPES)
-        if event is None:
+        found = await self.store.last_event_of(run_id, DRIVING_TYPES)
+        if found is None:
             return False
+        event, trace = found
         try:
             # claims the run (another instance's watchdog then sees it as fresh)
             count = await self.store.claim_stuck_run(run_id, str(run["updated_at"]), iso(utc_now()))
         except StaleWriteError:
             return False  # it moved meanwhile, or another watchdog took it
-        await self.publisher.redrive(event, count)
+        with tracing.resumed(trace):  # the re-drive shows in the run's own trace
+            await self.publisher.redrive(event, count)
         log.warning(
             "stuck run driven again",
             extra={

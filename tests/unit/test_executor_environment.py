@@ -43,7 +43,27 @@ def test_node_env_is_exactly_what_was_given(monkeypatch: pytest.MonkeyPatch) -> 
         "STRATUM_BUNDLE": "/data/runs/r/2/n/3",
         "TOKEN": "t",
     }
-    assert set(_env()) == RESERVED_ENV
+    # a node outside any trace gets no TRACEPARENT; every other reserved name is set
+    assert set(_env()) == RESERVED_ENV - {"TRACEPARENT", "TRACESTATE"}
+
+
+def test_the_attempts_trace_context_reaches_the_script() -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    env = node_env(
+        path="/tools",
+        workspace=Path("/ws"),
+        bundle=Path("/b"),
+        run_id="r",
+        tenant="acme",
+        node_id="n",
+        stage=1,
+        attempt=1,
+        idempotency_key="r/n/1",
+        extra_env={},
+        trace={"traceparent": parent, "tracestate": "vendor=1"},
+    )
+    assert env["TRACEPARENT"] == parent
+    assert env["TRACESTATE"] == "vendor=1"
 
 
 @pytest.mark.parametrize("name", ["PATH", "HOME", "STRATUM_ATTEMPT"])

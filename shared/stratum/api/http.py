@@ -1,5 +1,6 @@
 """The HTTP API `stratum up` serves, read by the CLI.
 
+GET /metrics (Prometheus text: the metrics of every function in this process)
 GET /healthz, /api/runs[?tenant=&limit=], /api/runs/{id}[?tenant=], /api/graph, /api/plan?topic=
 GET /api/audit[?tenant=&since=] (the audit trail, hash-chained NDJSON: stratum.api.audit)
 POST /api/replay (rebuild the read models from the stored events)
@@ -11,12 +12,14 @@ Errors are JSON `{"error": "..."}` with a fitting status code.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from stratum.api.audit import audit_routes
@@ -27,6 +30,9 @@ from stratum.graph import plan
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime.jetstream import redrive
 from stratum.store import RunStore
+from stratum.telemetry import metrics
+
+log = logging.getLogger("stratum.api")
 
 
 async def _nothing() -> None:
@@ -48,9 +54,19 @@ def create_app(
     jetstream: Any = None,
     on_publishers_changed: Callable[[], Awaitable[None]] | None = None,
     policies: PolicyRegistry | None = None,
+    before_metrics: Callable[[], Awaitable[None]] | None = None,
 ) -> Starlette:
     """The API over `store`; re-driving dead letters also needs `jetstream` to publish;
-    `on_publishers_changed` applies publisher changes to NATS."""
+    `on_publishers_changed` applies publisher changes to NATS; `before_metrics` updates
+    the gauges read at scrape time (queue depths)."""
+
+    async def metrics_text(_: Request) -> Response:
+        if before_metrics is not None:
+            try:
+                await before_metrics()
+            except Exception as error:  # the rest of the metrics are still worth serving
+                log.warning(f"could not read queue depths for /metrics: {error}")
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(_: Request) -> JSONResponse:
         graph = graphs.current
@@ -173,6 +189,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics_text),
             Route("/api/runs", runs),
             Route("/api/runs/{run_id}", run_detail),
             Route("/api/graph", graph),

@@ -29,6 +29,8 @@ RESERVED_ENV = frozenset(
         "STRATUM_IDEMPOTENCY_KEY",
         "STRATUM_WORKSPACE",
         "STRATUM_BUNDLE",
+        "TRACEPARENT",
+        "TRACESTATE",
     }
 )
 
@@ -86,11 +88,14 @@ def node_env(
     attempt: int,
     idempotency_key: str,
     extra_env: Mapping[str, str],
+    trace: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The complete environment of one attempt (HOME is the run workspace).
 
     STRATUM_IDEMPOTENCY_KEY is the same for the same attempt of a node whatever instance
-    runs it: a script passes it to services that can drop a side effect already done."""
+    runs it: a script passes it to services that can drop a side effect already done.
+    TRACEPARENT (and TRACESTATE) name the attempt's span, from `trace` (W3C headers), so a
+    script's own calls can continue the run's trace."""
     check_extra_env(extra_env)
     env = dict(extra_env)
     env.update(
@@ -106,6 +111,9 @@ def node_env(
         STRATUM_WORKSPACE=str(workspace),
         STRATUM_BUNDLE=str(bundle),
     )
+    for header, variable in (("traceparent", "TRACEPARENT"), ("tracestate", "TRACESTATE")):
+        if (trace or {}).get(header):
+            env[variable] = (trace or {})[header]
     return env
 
 

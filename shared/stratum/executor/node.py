@@ -25,6 +25,8 @@ from jsonschema import Draft202012Validator
 
 from stratum.errors import CredentialsError, DefinitionError, DependencyUnavailableError
 from stratum.graph.model import ActionNode
+from stratum.logs import log_context
+from stratum.telemetry import tracing
 
 from ._text import Redactor, secret_forms, stderr_summary
 from .bundle import attempt_dir, close_bundle, compensation_dir, log_paths, open_bundle
@@ -151,6 +153,7 @@ class NodeRun:
         node = self.node
         if first_attempt < 1:
             raise ValueError(f"node {node.id}: first attempt must be 1 or more")
+        log_context.set(log_context.get() | {"node": node.id})  # this node's task only
         validators = validators_for(node.id, node.produces, schemas)
         if not node.handler.is_file():
             return self.outcome(
@@ -198,6 +201,43 @@ class NodeRun:
         stdin: bytes,
         validators: Mapping[str, Draft202012Validator] | None,
     ) -> tuple[AttemptRecord, dict[str, Any] | None]:
+        """One attempt in a span of its own (`execute NODE`, or `compensate NODE` for a
+        compensation script, which has no `validators`): node, attempt, exit status."""
+        kind = "execute" if validators is not None else "compensate"
+        with tracing.span(
+            f"{kind} {self.node.id}",
+            {
+                "stratum.node.id": self.node.id,
+                "stratum.node.attempt": number,
+                "stratum.stage": self.ctx.stage,
+                "stratum.run_id": self.ctx.run_id,
+                "stratum.tenant": self.ctx.tenant,
+            },
+        ) as span:
+            record, outputs = await self._attempt_with_credentials(
+                script, directory, number, key, stdin, validators
+            )
+            span.set_attribute("stratum.node.status", record.status)
+            span.set_attribute("stratum.node.duration_ms", record.duration_ms)
+            if record.exit_code is not None:
+                span.set_attribute("process.exit.code", record.exit_code)
+            if record.signal:
+                span.set_attribute("stratum.node.signal", record.signal)
+            if record.timed_out:
+                span.set_attribute("stratum.node.timed_out", True)
+            if record.status != "succeeded":
+                tracing.failed(span, record.error or record.status)
+            return record, outputs
+
+    async def _attempt_with_credentials(
+        self,
+        script: Path,
+        directory: Path,
+        number: int,
+        key: str,
+        stdin: bytes,
+        validators: Mapping[str, Draft202012Validator] | None,
+    ) -> tuple[AttemptRecord, dict[str, Any] | None]:
         """One attempt, inside its credentials: they are released (revoked) on the way
         out, after the attempt is recorded, whether it ended or was cancelled."""
         base = _Try(script, directory, number, key, stdin, self._redactor, {}, None)
@@ -230,6 +270,7 @@ class NodeRun:
             attempt=base.number,
             idempotency_key=base.key,
             extra_env={**ctx.extra_env, **credentials.env},
+            trace=tracing.current_headers(),
         )
         return replace(base, redactor=redactor, env=env, lease=credentials.lease)
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ from stratum.runtime.function import Function, Inbound
 from stratum.runtime.publisher import ORIGINAL_MSG_ID, TENANT_HEADER, Publisher
 from stratum.store import DeadLetter, RunStore, StaleWriteError
 from stratum.subjects import Subjects
+from stratum.telemetry import metrics, tracing
 
 log = logging.getLogger("stratum.runtime")
 # how long an idle worker's pull request waits before it is renewed
@@ -115,6 +117,11 @@ class JetStreamRunner:
                 asyncio.create_task(self._work(subscription), name=f"{fn.name}-worker-{index}")
             )
 
+    async def queue_depth(self) -> tuple[int, int]:
+        """(waiting, in flight) on this function's durable consumer, as JetStream counts."""
+        info = await self._js.consumer_info(self.function.stream, self.durable)
+        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+
     async def stop(self, drain_seconds: float = 10.0) -> None:
         """Stop taking new messages; let handlers in flight finish (bounded), then leave."""
         self._stopping.set()
@@ -174,9 +181,27 @@ class JetStreamRunner:
             body=message.data,
             delivery=delivery,
         )
+        context = _context_of(fn.name, inbound, self._publisher.subjects)
+        log_context.set(context)
+        began = time.perf_counter()
+        with tracing.processing(
+            inbound.subject,
+            inbound.headers,
+            group=self.durable,
+            message_id=_message_id(inbound),
+            attributes=_span_attributes(context, delivery),
+        ) as span:
+            outcome = await self._settle(message, inbound, delivery)
+            if outcome != "acked":
+                tracing.failed(span, outcome)
+        metrics.MESSAGES.labels(fn.name, outcome).inc()
+        metrics.HANDLER_DURATION.labels(fn.name).observe(time.perf_counter() - began)
+
+    async def _settle(self, message: Any, inbound: Inbound, delivery: int) -> str:
+        """Handle, publish, settle; how it was settled: acked, retried or dead_lettered."""
+        fn = self.function
         heartbeat = self._heartbeat(message)
         key = fn.key(inbound) if fn.key is not None else None
-        log_context.set(_context_of(fn.name, inbound, self._publisher.subjects))
         try:
             if key is None:
                 events = await self._handle(inbound)
@@ -188,6 +213,7 @@ class JetStreamRunner:
             crash_point(f"{fn.name}.after-publish")  # announced, not acked
             await message.ack()
             self.handled += 1
+            return "acked"
         except (InvalidEventError, RefusedError) as error:  # retrying cannot help
             log.error(
                 "invalid message terminated"
@@ -196,10 +222,11 @@ class JetStreamRunner:
                 extra={"function": fn.name, "subject": inbound.subject, "error": str(error)},
             )
             await self._dead_letter(message, inbound, error)
+            return "dead_lettered"
         except Exception as error:
             if delivery < fn.max_deliver or fn.max_deliver <= 0:  # <= 0: no limit
                 await self._retry(message, delivery, error)
-                return
+                return "retried"
             # JetStream will not deliver it again: keep it where it can be seen and re-driven
             log.error(
                 f"giving up after {delivery} deliveries: {error}",
@@ -207,6 +234,7 @@ class JetStreamRunner:
                 extra={"function": fn.name, "subject": inbound.subject},
             )
             await self._dead_letter(message, inbound, error)
+            return "dead_lettered"
         finally:
             heartbeat.cancel()
 
@@ -235,6 +263,8 @@ class JetStreamRunner:
         then the dead-letter subject, then term so JetStream stops delivering it."""
         letter = dead_letter_of(self.function.name, message, inbound, error)
         await self._store.record_dead_letter(letter)
+        tenant = log_context.get().get("tenant", "")
+        metrics.DEAD_LETTERS.labels(letter.function, tenant).inc()
         subject = self._publisher.subjects.dead(letter.function)
         try:
             await self._js.publish(subject, inbound.body, headers=_announcement(letter))
@@ -261,6 +291,16 @@ class JetStreamRunner:
 
     def _heartbeat(self, message: Any) -> _Heartbeat:
         return _Heartbeat(message, max(self.function.ack_wait / 3, 0.5))
+
+
+async def record_queue_depths(runners: Sequence[JetStreamRunner]) -> None:
+    """Set `stratum_queue_depth`/`stratum_queue_in_flight` per function (one reading per
+    durable: instances of a function share it)."""
+    by_durable = {runner.durable: runner for runner in runners}
+    readings = await asyncio.gather(*(runner.queue_depth() for runner in by_durable.values()))
+    for runner, (waiting, in_flight) in zip(by_durable.values(), readings, strict=True):
+        metrics.QUEUE_DEPTH.labels(runner.function.name).set(waiting)
+        metrics.QUEUE_IN_FLIGHT.labels(runner.function.name).set(in_flight)
 
 
 class _Heartbeat:
@@ -302,6 +342,15 @@ def _context_of(function: str, inbound: Inbound, subjects: Subjects) -> dict[str
     if run := inbound.headers.get("Stratum-Run-Id"):
         context["run_id"] = run
     return context
+
+
+def _span_attributes(context: dict[str, str], delivery: int) -> dict[str, str | int]:
+    """What a message's span names besides the messaging conventions."""
+    attributes: dict[str, str | int] = {
+        f"stratum.{name}": value for name, value in context.items()
+    }
+    attributes["stratum.delivery"] = delivery
+    return attributes
 
 
 def _message_id(inbound: Inbound) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from stratum.events import Envelope
 from stratum.subjects import Subjects
+from stratum.telemetry import tracing
 
 # a message published again names the first one here: its event id, and what handlers
 # look up as the cause of what it already made happen
@@ -24,30 +25,29 @@ class Publisher:
         self.subjects = subjects
 
     async def publish(self, event: Envelope) -> None:
-        await self._js.publish(
-            self.subjects.internal(event.type),
-            event.to_bytes(),
-            headers={
-                "Nats-Msg-Id": event.id,
-                "Stratum-Run-Id": event.runid,
-                TENANT_HEADER: event.tenant,
-            },
-        )
+        """Publish in a PRODUCER span whose context travels in the headers."""
+        subject = self.subjects.internal(event.type)
+        headers = {
+            "Nats-Msg-Id": event.id,
+            "Stratum-Run-Id": event.runid,
+            TENANT_HEADER: event.tenant,
+        }
+        with tracing.publishing(subject, headers, event.id):
+            await self._js.publish(subject, event.to_bytes(), headers=headers)
 
     async def redrive(self, event: Envelope, count: int) -> None:
         """Publish a recorded event again, past JetStream's duplicate window: a fresh
         `Nats-Msg-Id`, and `Stratum-Redrive` so handlers can tell the executions apart."""
-        await self._js.publish(
-            self.subjects.internal(event.type),
-            event.to_bytes(),
-            headers={
-                "Nats-Msg-Id": f"{event.id}.redrive.{count}",
-                "Stratum-Run-Id": event.runid,
-                TENANT_HEADER: event.tenant,
-                ORIGINAL_MSG_ID: event.id,
-                REDRIVE_HEADER: str(count),
-            },
-        )
+        subject = self.subjects.internal(event.type)
+        headers = {
+            "Nats-Msg-Id": f"{event.id}.redrive.{count}",
+            "Stratum-Run-Id": event.runid,
+            TENANT_HEADER: event.tenant,
+            ORIGINAL_MSG_ID: event.id,
+            REDRIVE_HEADER: str(count),
+        }
+        with tracing.publishing(subject, headers, event.id):
+            await self._js.publish(subject, event.to_bytes(), headers=headers)
 
     async def publish_all(self, events: Sequence[Envelope]) -> None:
         """Publish together: one round trip of acks, not one per event. The PUBs leave in

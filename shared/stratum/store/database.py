@@ -15,6 +15,7 @@ from typing import Any
 
 from stratum.errors import DependencyUnavailableError, RetryableError, StratumError
 from stratum.keyed_lock import KeyedLocks
+from stratum.telemetry import tracing
 
 STALE_MARKER = "stratum:stale"
 CONFLICT_RETRIES = 8
@@ -110,7 +111,13 @@ class Database:
         2-5 updates), so a conditional write must not rely on it alone.
         """
         async with self._writers.hold_all(keys):
-            return await self.query(f"BEGIN TRANSACTION;\n{sql}\nCOMMIT TRANSACTION;", variables)
+            with tracing.span(
+                "surrealdb transaction",
+                {"db.system.name": "surrealdb", "db.operation.name": "transaction"},
+            ):
+                return await self.query(
+                    f"BEGIN TRANSACTION;\n{sql}\nCOMMIT TRANSACTION;", variables
+                )
 
     async def close(self) -> None:
         # closing a broken connection has nothing left to report

@@ -14,13 +14,16 @@ from typing import Any
 from stratum.clock import iso, utc_now
 from stratum.events import Envelope
 from stratum.store.database import STALE_MARKER, Database
+from stratum.telemetry import tracing
 
 RUN = "type::thing('run', $run)"
 
 
 def event_rows(events: Iterable[Envelope], cause: str) -> list[dict[str, Any]]:
-    """Events as `event` rows: what caused them, and the exact bytes published (so a
-    redelivery re-publishes them unchanged)."""
+    """Events as `event` rows: what caused them, the exact bytes published (so a
+    redelivery re-publishes them unchanged), and the trace they were made in (so what
+    is later done for their run, a re-drive, joins that trace)."""
+    trace = tracing.current_headers()
     return [
         {
             "id": event.id,
@@ -31,6 +34,7 @@ def event_rows(events: Iterable[Envelope], cause: str) -> list[dict[str, Any]]:
             "cause": cause,
             "node": event.data.get("node"),
             "envelope": event.body.decode(),
+            "trace": trace,
         }
         for event in events
     ]

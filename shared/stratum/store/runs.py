@@ -91,16 +91,21 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
         )[0]
         return [plain_record(row) for row in rows]
 
-    async def last_event_of(self, run_id: str, types: Sequence[str]) -> Envelope | None:
-        """The run's most recent recorded event of one of `types`."""
+    async def last_event_of(
+        self, run_id: str, types: Sequence[str]
+    ) -> tuple[Envelope, dict[str, str]] | None:
+        """The run's most recent recorded event of one of `types`, with the trace context
+        (W3C headers) it was made in."""
         rows = (
             await self.db.query(
-                "SELECT envelope, time FROM event WHERE run = $run AND type INSIDE $types "
+                "SELECT envelope, trace, time FROM event WHERE run = $run AND type INSIDE $types "
                 "ORDER BY time DESC LIMIT 1;",
                 {"run": run_id, "types": list(types)},
             )
         )[0]
-        return Envelope.from_bytes(rows[0]["envelope"].encode()) if rows else None
+        if not rows:
+            return None
+        return Envelope.from_bytes(rows[0]["envelope"].encode()), dict(rows[0].get("trace") or {})
 
     async def claim_stuck_run(self, run_id: str, seen_updated_at: str, now: str) -> int:
         """Claim a stuck run for driving: only if it has not moved since it was seen.

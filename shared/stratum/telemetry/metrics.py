@@ -1,0 +1,131 @@
+"""Stratum's Prometheus metrics: every name, label and unit in one place.
+
+Names start with `stratum_`, values are in base units (seconds), and labels stay
+low-cardinality: tenant, function, node, status, reason — never a run or event id. All of
+them live in one registry (`REGISTRY`), which `/metrics` serves; in the single-process
+`stratum up` that one endpoint covers every function.
+
+Where each is counted, and why there:
+- runs by status and run durations: the projector, when a run's view enters a status.
+  Folding is idempotent, so a redelivered event changes nothing and counts nothing.
+- node durations and stage fan-out: the stage executor, per execution it ran.
+- compensation steps: the compensator, per step it recorded.
+- denials: ingest; dead letters and handled messages: the JetStream runner.
+- queue depth: read from each function's JetStream consumer when `/metrics` is scraped.
+- graph reloads and the graph version: the graph registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# run and node durations: scripts take from tens of milliseconds to many minutes
+_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+RUNS = Counter(
+    "stratum_runs",
+    "Runs that entered a status (accepted, planned, running, succeeded, failed, "
+    "compensating, compensated, compensation_failed, denied), by tenant",
+    ["tenant", "status"],
+    registry=REGISTRY,
+)
+RUN_DURATION = Histogram(
+    "stratum_run_duration_seconds",
+    "From a run's acceptance to its final status",
+    ["tenant", "status"],
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+NODE_DURATION = Histogram(
+    "stratum_node_duration_seconds",
+    "One node execution (all its attempts), by outcome: succeeded, failed, cancelled",
+    ["tenant", "node", "status"],
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+STAGE_FANOUT = Histogram(
+    "stratum_stage_fanout_nodes",
+    "Nodes a stage ran in parallel",
+    ["tenant"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
+    registry=REGISTRY,
+)
+COMPENSATIONS = Counter(
+    "stratum_compensations",
+    "Compensation steps recorded, by outcome: succeeded, failed (after retries), skipped",
+    ["tenant", "node", "status"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "stratum_dead_letters",
+    "Messages given up on and kept as dead letters",
+    ["function", "tenant"],
+    registry=REGISTRY,
+)
+MESSAGES = Counter(
+    "stratum_messages",
+    "Messages a function settled: acked, retried (nak) or dead_lettered",
+    ["function", "outcome"],
+    registry=REGISTRY,
+)
+HANDLER_DURATION = Histogram(
+    "stratum_handler_duration_seconds",
+    "Time a function spent on one message, from receipt to settlement",
+    ["function"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "stratum_queue_depth",
+    "Messages waiting for a function: its JetStream consumer's pending count (lag)",
+    ["function"],
+    registry=REGISTRY,
+)
+QUEUE_IN_FLIGHT = Gauge(
+    "stratum_queue_in_flight",
+    "Messages a function was given and has not acknowledged yet",
+    ["function"],
+    registry=REGISTRY,
+)
+EVENTS_DENIED = Counter(
+    "stratum_events_denied",
+    "Publishers' events that started no run, by reason: invalid, unverified, policy, "
+    "rate_limited",
+    ["tenant", "reason"],
+    registry=REGISTRY,
+)
+GRAPH_RELOADS = Counter(
+    "stratum_graph_reloads",
+    "Loads of the workflow definitions, by result: ok, failed (the previous graph stays)",
+    ["result"],
+    registry=REGISTRY,
+)
+GRAPH = Info(
+    "stratum_graph",
+    "The workflow graph version in use",
+    registry=REGISTRY,
+)
+
+# denial reasons (the `reason` label of stratum_events_denied_total)
+DENIED_INVALID = "invalid"
+DENIED_UNVERIFIED = "unverified"
+DENIED_POLICY = "policy"
+DENIED_RATE_LIMITED = "rate_limited"
+
+
+def exported_names() -> set[str]:
+    """Every sample name `/metrics` can show (`_total`, `_bucket`, `_info`... included):
+    what dashboards and alerts may query."""
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "gauge": ("",),
+        "info": ("_info",),
+    }
+    return {
+        metric.name + suffix
+        for metric in REGISTRY.collect()
+        for suffix in suffixes.get(metric.type, ("",))
+    }
