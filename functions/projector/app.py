@@ -60,6 +60,9 @@ class Projector:
         self._views: OrderedDict[str, tuple[core.RunView, int]] = OrderedDict()
         self._loads = KeyedLocks()
         self._pending: dict[str, _Pending] = {}
+        # the batch being written now: a run's next events fold onto its view, not onto
+        # the older cached one (which would count the batch's status changes again)
+        self._writing: dict[str, _Pending] = {}
         self._flushed: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
 
@@ -70,7 +73,7 @@ class Projector:
         async with self._loads.hold(run_id):
             pending = self._pending.get(run_id)
             if pending is None:
-                view, version = self._views.get(run_id) or await self._load(run_id)
+                view, version = await self._base(run_id)
                 updated = _traced(core.apply(view, event), trace_id)
                 pending = self._pending[run_id] = _Pending(updated, version)
             else:
@@ -81,6 +84,15 @@ class Projector:
             pending.items.append(core.history_item(event).model_dump(mode="json"))
             flushed = self._schedule_flush()
         await asyncio.shield(flushed)
+
+    async def _base(self, run_id: str) -> tuple[core.RunView | None, int]:
+        """The view a run's next events fold onto, and the version it will be stored as:
+        the one being written (if its write fails, the version check catches it), else
+        the cached or stored one."""
+        writing = self._writing.get(run_id)
+        if writing is not None:
+            return writing.view, writing.version + 1
+        return self._views.get(run_id) or await self._load(run_id)
 
     async def _load(self, run_id: str) -> tuple[core.RunView | None, int]:
         stored = await self.store.get_view(run_id)
@@ -101,6 +113,7 @@ class Projector:
         if previous is not None:
             await asyncio.wait([previous])  # flushes never overlap
         batch, self._pending, self._flushed = self._pending, {}, None
+        self._writing = batch
         try:
             await self._write(batch)
         except Exception as error:
@@ -111,6 +124,8 @@ class Projector:
             for pending in batch.values():
                 self._remember(pending.view, pending.version + 1)
             done.set_result(None)
+        finally:
+            self._writing = {}
 
     async def _write(self, batch: dict[str, _Pending]) -> None:
         for attempt in range(1, CAS_ATTEMPTS + 1):

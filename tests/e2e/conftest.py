@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import nats
 import orjson
+import pytest
 import pytest_asyncio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from stratum.clock import iso, utc_now
 from stratum.config import Settings
 from stratum.ids import run_id
 from stratum.nats_auth import CORE_IDENTITY
 from stratum.server import StratumServer
+from stratum.telemetry import tracing
 from tests.conftest import Vault, eventually, make_settings
 
 
@@ -82,3 +88,18 @@ async def stratum(tmp_path: Path, nats_url: str, openbao: Vault) -> AsyncIterato
     vault = {"vault_addr": openbao.addr, "vault_token": openbao.token}
     async with running(make_settings(tmp_path, nats_url, **vault)) as harness:
         yield harness
+
+
+@pytest.fixture()
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Stratum's spans, recorded in memory for this test (as an OTLP exporter would get
+    them)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.use(trace.get_tracer_provider())
+        provider.shutdown()

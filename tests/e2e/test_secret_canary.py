@@ -28,6 +28,7 @@ import hvac
 import hvac.exceptions
 import orjson
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from stratum.logs import JsonFormatter
 from tests.conftest import ROOT, make_settings
@@ -169,7 +170,10 @@ async def cli(data_dir: Path, *args: str) -> bytes:
 
 
 async def test_a_canary_secret_appears_nowhere(
-    tmp_path: Path, nats_url: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    nats_url: str,
+    caplog: pytest.LogCaptureFixture,
+    spans: InMemorySpanExporter,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     canary = f"canary-{uuid.uuid4().hex}/+= &?"
@@ -218,6 +222,7 @@ async def test_a_canary_secret_appears_nowhere(
                 "/api/dead-letters",
                 "/api/audit",
                 "/healthz",
+                "/metrics",
             ):
                 response = await http.get(path)
                 assert response.status_code == 200, (path, response.text)
@@ -229,6 +234,9 @@ async def test_a_canary_secret_appears_nowhere(
     places |= {f"file {k}": v for k, v in files_under(tmp_path).items()}
     formatter = JsonFormatter()
     places["logs"] = "\n".join(formatter.format(r) for r in caplog.records).encode()
+    # every span as exported: names, attributes, events (exception texts), status
+    recorded = spans.get_finished_spans()
+    places["spans"] = "\n".join(span.to_json() for span in recorded).encode()
 
     leaks: list[str] = []
     for place, data in places.items():
@@ -242,3 +250,6 @@ async def test_a_canary_secret_appears_nowhere(
     assert sum(b.count(b"***") for b in bundles) >= 20
     assert any(k.endswith("openbao.log") for k in places)
     assert len(places) > 50
+    # the spans searched include the attempts that failed with the secret in their error
+    failed = [s for s in recorded if s.name == "execute leak" and not s.status.is_ok]
+    assert failed and "***" in (failed[0].status.description or "")

@@ -20,9 +20,7 @@ from typing import Any
 import orjson
 import pytest
 import pytest_asyncio
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -30,7 +28,6 @@ from stratum.clock import iso, utc_now
 from stratum.config import Settings
 from stratum.ids import run_id
 from stratum.logs import JsonFormatter
-from stratum.telemetry import tracing
 from tests.conftest import eventually, make_settings
 from tests.e2e.conftest import Harness, running
 
@@ -72,20 +69,6 @@ def main [] {
 UNDO = """
 def main [] { {undone: $env.STRATUM_NODE} | to json -r }
 """
-
-
-@pytest.fixture()
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Stratum's spans, recorded in memory for this test."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.use(trace.get_tracer_provider())
-        provider.shutdown()
 
 
 @pytest.fixture()

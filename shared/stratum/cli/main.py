@@ -1,5 +1,5 @@
-"""`stratum`: up, emit, runs, show, plan, check, replay, dead-letters, redrive, publisher,
-audit.
+"""`stratum`: up, emit, runs, show, top, plan, check, replay, dead-letters, redrive,
+publisher, audit.
 
 Errors print one line on stderr and exit non-zero. Commands that read runs talk to the
 running `stratum up` over its HTTP API (the embedded database belongs to that process);
@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import uuid
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import orjson
 import typer
 from rich.console import Console
 
@@ -23,6 +21,9 @@ from stratum.cli import render
 from stratum.cli.signed import api_auth
 from stratum.config import Settings, load_settings
 from stratum.errors import DefinitionError, StratumError
+
+if TYPE_CHECKING:
+    import httpx
 
 app = typer.Typer(
     add_completion=False,
@@ -53,26 +54,45 @@ def settings_from(config: Path | None) -> Settings:
     return load_settings(config)
 
 
-def api_get(
-    settings: Settings, path: str, params: dict[str, Any] | None = None, *, method: str = "GET"
-) -> Any:
-    import httpx
-
+def api_base(settings: Settings) -> str:
     from stratum.server import read_endpoint
 
-    base = read_endpoint(settings.data_dir)["http"]
+    base: str = read_endpoint(settings.data_dir)["http"]
+    return base
+
+
+def _call(
+    settings: Settings, path: str, params: dict[str, Any] | None = None, *, method: str = "GET"
+) -> httpx.Response:
+    import httpx
+
+    base = api_base(settings)
     try:
-        response = httpx.request(
+        return httpx.request(
             method, base + path, params=params, timeout=120, auth=api_auth(settings)
         )
     except httpx.HTTPError as error:
         fail(
             f"Stratum is not reachable at {base} ({type(error).__name__}); is `stratum up` running?"
         )
+
+
+def api_get(
+    settings: Settings, path: str, params: dict[str, Any] | None = None, *, method: str = "GET"
+) -> Any:
+    response = _call(settings, path, params, method=method)
     body = response.json()
     if response.status_code >= 400:
         fail(body.get("error", f"HTTP {response.status_code}"))
     return body
+
+
+def api_text(settings: Settings, path: str) -> str:
+    """A plain-text resource of the API, such as the Prometheus `/metrics`."""
+    response = _call(settings, path)
+    if response.status_code >= 400:
+        fail(f"{api_base(settings)}{path} answered HTTP {response.status_code}")
+    return response.text
 
 
 @app.command()
@@ -130,131 +150,9 @@ async def _serve(settings: Settings) -> None:
     out.print("stopped")
 
 
-@app.command()
-def emit(
-    topic: str = typer.Argument(..., help="Event topic, e.g. crate.push"),
-    tenant: str = typer.Option(..., "--tenant", "-t"),
-    data: str = typer.Option("{}", "--data", "-d", help="Event data as JSON"),
-    event_id: str = typer.Option("", "--id", help="CloudEvent id [random]"),
-    source: str = typer.Option("stratum-cli", "--source"),
-    wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish and print it"),
-    timeout: float = typer.Option(120.0, "--timeout", help="Seconds --wait waits"),
-    seed_file: Path | None = SeedFileOption,
-    as_json: bool = JsonOption,
-    config: Path | None = ConfigOption,
-) -> None:
-    """Publish a CloudEvent to the tenant's event subject, as any NATS client could,
-    signed with the tenant's publisher seed when there is one."""
-    from stratum.clock import iso, utc_now
-    from stratum.ids import run_id
-    from stratum.server import read_endpoint
-    from stratum.subjects import Subjects
+from stratum.cli.emit import emit  # noqa: E402  (needs the options above; listed after `up`)
 
-    settings = settings_from(config)
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        fail(f"--data is not JSON: {error}")
-    endpoint = read_endpoint(settings.data_dir)
-    subjects = Subjects(endpoint.get("subject_prefix", settings.subject_prefix))
-    ident = event_id or str(uuid.uuid4())
-    event = {
-        "specversion": "1.0",
-        "id": ident,
-        "source": source,
-        "type": topic,
-        "time": iso(utc_now()),
-        "datacontenttype": "application/json",
-        "data": payload,
-    }
-    try:
-        subject = subjects.event(tenant, topic)
-        subjects.split_event_subject(subject)
-    except ValueError as error:
-        fail(str(error))
-    seed = seed_for(settings, tenant, seed_file)
-    asyncio.run(_publish(endpoint["nats"], subject, orjson.dumps(event), ident, seed))
-    run = run_id(tenant, ident)
-    if not wait:
-        if as_json:
-            render.print_json(out, {"run_id": run, "event_id": ident, "subject": subject})
-        else:
-            out.print(f"emitted {ident} on {subject}; run {run}")
-        return
-    view = _wait_for(settings, run, timeout, quiet=as_json)
-    if as_json:
-        render.print_json(out, view)
-    else:
-        out.print(render.run_tree(view))
-    if view["status"] != "Succeeded":
-        raise typer.Exit(2)
-
-
-async def _publish(url: str, subject: str, body: bytes, ident: str, seed: str | None) -> None:
-    """Publish as the publisher (its NKey user, its signature) when there is a seed."""
-    import time
-
-    import nats
-
-    from stratum.signing import sign_event
-
-    credentials = {"nkeys_seed_str": seed} if seed else {}
-    headers = {"Nats-Msg-Id": ident}
-    if seed:
-        headers |= sign_event(seed, subject, body, int(time.time() * 1000))
-
-    refusals: list[str] = []
-
-    async def quiet(error: Exception) -> None:
-        refusals.append(str(error))  # reported below, in one line
-
-    try:
-        nc = await nats.connect(
-            url,
-            connect_timeout=3,
-            max_reconnect_attempts=0,
-            allow_reconnect=False,
-            error_cb=quiet,
-            **credentials,
-        )
-    except Exception as error:
-        hint = "" if seed else " (no publisher seed: see `stratum publisher add --help`)"
-        fail(f"NATS at {url} refused or is not reachable: {error}{hint}")
-    try:
-        await nc.jetstream().publish(subject, body, headers=headers)
-    except Exception as error:
-        denied = [r for r in refusals if "permissions violation" in r.lower()]
-        reason = denied[0] if denied else f"{type(error).__name__}: {error}"
-        fail(f"publishing to {subject} failed: {reason}")
-    finally:
-        await nc.close()
-
-
-def _wait_for(settings: Settings, run: str, timeout: float, *, quiet: bool) -> dict[str, Any]:
-    import time
-
-    import httpx
-
-    from stratum.server import read_endpoint
-
-    base = read_endpoint(settings.data_dir)["http"]
-    deadline = time.monotonic() + timeout
-    last_status = ""
-    with httpx.Client(base_url=base, timeout=10, auth=api_auth(settings)) as client:
-        while time.monotonic() < deadline:
-            try:
-                response = client.get(f"/api/runs/{run}")
-            except httpx.HTTPError as error:
-                fail(f"lost Stratum at {base} while waiting for {run} ({type(error).__name__})")
-            if response.status_code == 200:
-                view: dict[str, Any] = response.json()
-                if view["status"] != last_status and not quiet:
-                    sys.stderr.write(f"  {run}: {view['status']}\n")
-                    last_status = view["status"]
-                if view.get("finished") and view.get("projected"):
-                    return view
-            time.sleep(0.05)
-    fail(f"run {run} did not finish within {timeout:.0f}s (see `stratum show {run}`)")
+app.command()(emit)
 
 
 @app.command()
@@ -285,7 +183,39 @@ def show(
     if as_json:
         render.print_json(out, view)
     else:
-        out.print(render.run_tree(view))
+        out.print(render.run_detail(view))
+
+
+@app.command()
+def top(
+    once: bool = typer.Option(False, "--once", help="Print one snapshot and exit."),
+    interval: float = typer.Option(2.0, "--interval", "-i", min=0.1, help="Seconds per refresh"),
+    as_json: bool = typer.Option(False, "--json", help="One snapshot as JSON (implies --once)."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Runs per status and each function's queue, live, from Stratum's /metrics."""
+    import time
+
+    from stratum.cli.top import Snapshot, parse, top_view
+
+    settings = settings_from(config)
+
+    def read() -> Snapshot:
+        return parse(api_text(settings, "/metrics"))
+
+    if as_json:
+        render.print_json(out, read().model_dump(mode="json"))
+    elif once:
+        out.print(top_view(read(), api_base(settings)))
+    elif sys.stdout.isatty():
+        from stratum.cli.live import watch_top
+
+        watch_top(out, read, interval, api_base(settings))
+    else:  # piped: a snapshot per interval, one after another (like `top -b`)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                out.print(top_view(read(), api_base(settings)))
+                time.sleep(interval)
 
 
 @app.command()
@@ -356,7 +286,7 @@ def check(config: Path | None = ConfigOption) -> None:
     out.print(f"ok: {settings.definitions}, {settings.lib_dir} and {settings.policies} check clean")
 
 
-from stratum.cli.publishers import publisher_app, seed_for  # noqa: E402  (needs `app` above)
+from stratum.cli.publishers import publisher_app  # noqa: E402  (needs `app` above)
 
 app.add_typer(publisher_app, name="publisher")
 

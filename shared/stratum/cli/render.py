@@ -1,42 +1,18 @@
-"""Human-readable output: tables for lists, a stage tree with timings for a run."""
+"""Human-readable output: tables for lists, a run as a headline and a timeline."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-STATUS_STYLE = {
-    "Succeeded": "green",
-    "succeeded": "green",
-    "Compensated": "yellow",
-    "Compensating": "yellow",
-    "CompensationFailed": "red",
-    "Failed": "red",
-    "failed": "red",
-    "cancelled": "magenta",
-    "Running": "cyan",
-    "running": "cyan",
-    "Planned": "blue",
-    "Accepted": "blue",
-    "Denied": "red",
-    "skipped": "dim",
-    "pending": "dim",
-}
-
-
-def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
-
-
-def ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.0f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
+from stratum.cli.fmt import ms, status_text
+from stratum.cli.timeline import Timeline
 
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:
@@ -80,6 +56,7 @@ def dead_letters_table(letters: list[dict[str, Any]]) -> Table:
 
 
 def run_tree(view: dict[str, Any]) -> Tree:
+    """The run's headline: status, trace, what triggered it, and why it failed or was denied."""
     title = Text.assemble(
         (view["run_id"], "bold"),
         "  ",
@@ -87,6 +64,8 @@ def run_tree(view: dict[str, Any]) -> Tree:
         f"  {view['tenant']}/{view.get('topic') or '?'}  {ms(view.get('duration_ms'))}",
     )
     tree = Tree(title)
+    trace = view.get("trace_id")
+    tree.add(Text(f"trace: {trace}") if trace else Text("trace: none (tracing off)", style="dim"))
     meta = tree.add(Text("details", style="dim"))
     for label in ("actor", "event_id", "graph_version", "inputs_hash", "outputs_hash"):
         if view.get(label):
@@ -96,34 +75,28 @@ def run_tree(view: dict[str, Any]) -> Tree:
         tree.add(Text(f"{label}: {view['error']}", style="red"))
     if view.get("policy_ids"):
         tree.add(Text(f"policies: {', '.join(view['policy_ids'])}", style="red"))
-    nodes = view.get("nodes", {})
-    for stage in view.get("stages", []):
-        branch = tree.add(Text.assemble(f"stage {stage['index']}  ", status_text(stage["status"])))
-        for name in stage["nodes"]:
-            node = nodes.get(name, {})
-            line = Text.assemble(
-                f"{name}  ",
-                status_text(node.get("status", "pending")),
-                f"  {ms(node.get('duration_ms'))}",
-            )
-            if node.get("attempts", 0) > 1:
-                line.append(f"  ({node['attempts']} attempts)", style="dim")
-            if node.get("error"):
-                line.append(f"  {node['error']}", style="red")
-            branch.add(line)
-    steps = view.get("compensation", [])
-    if steps:
-        saga = tree.add(Text("compensation (reverse order)", style="yellow"))
-        for step in steps:
-            line = Text.assemble(
-                f"{step['order'] + 1}. {step['node']} (stage {step['stage']})  ",
-                status_text(step["status"]),
-                f"  {ms(step.get('duration_ms'))}",
-            )
-            if step.get("error"):
-                line.append(f"  {step['error']}", style="red")
-            saga.add(line)
     return tree
+
+
+def run_detail(view: dict[str, Any], now: datetime | None = None, width: int = 32) -> Group:
+    """`stratum show`: the headline, then the stages, nodes and compensation steps as a
+    timeline (`now` draws a run still going up to now), then each step's error in full
+    (kept out of the table so a long error does not squeeze the bars)."""
+    parts: list[Any] = [run_tree(view)]
+    if view.get("stages") or view.get("compensation"):
+        parts.append(Timeline(view, now, width))
+    nodes = view.get("nodes") or {}
+    errors = [(name, node["error"]) for name, node in nodes.items() if node.get("error")] + [
+        (f"compensate {step['node']}", step["error"])
+        for step in view.get("compensation") or []
+        if step.get("error")
+    ]
+    for name, error in errors:
+        if error == view.get("error"):
+            continue  # the headline already says it
+        named = error.startswith(f"node {name}")
+        parts.append(Text.assemble("" if named else f"{name}: ", (error, "red")))
+    return Group(*parts)
 
 
 def plan_text(topic: str, stages: list[list[str]]) -> Tree:

@@ -27,7 +27,8 @@ _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 3
 RUNS = Counter(
     "stratum_runs",
     "Runs that entered a status (accepted, planned, running, succeeded, failed, "
-    "compensating, compensated, compensation_failed, denied), by tenant",
+    "compensating, compensated, compensation_failed, denied), by tenant; a run that is "
+    "compensated entered failed first",
     ["tenant", "status"],
     registry=REGISTRY,
 )
