@@ -43,3 +43,40 @@ def test_every_line_in_the_context_carries_it_and_extras_still_win() -> None:
     assert line["tenant"] == "acme" and line["run_id"] == "run-explicit"
     outside = orjson.loads(JsonFormatter().format(record))
     assert "tenant" not in outside
+
+
+def test_a_line_names_the_span_it_was_written_in() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    record = logging.makeLogRecord({"msg": "in a span", "levelname": "INFO", "name": "t"})
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("work") as span:
+        line = orjson.loads(JsonFormatter().format(record))
+        context = span.get_span_context()
+    assert line["trace_id"] == format(context.trace_id, "032x")
+    assert line["span_id"] == format(context.span_id, "016x")
+    assert line["ts"].endswith("Z")  # UTC
+    assert "trace_id" not in orjson.loads(JsonFormatter().format(record))
+
+
+def test_fields_named_like_credentials_are_masked_whatever_they_hold() -> None:
+    record = logging.makeLogRecord({"msg": "m", "levelname": "WARNING", "name": "t"})
+    record.__dict__ |= {"vault_token": "s.abc", "seed": "SUAXYZ", "node": "build"}
+    line = orjson.loads(JsonFormatter().format(record))
+    assert line["vault_token"] == line["seed"] == "[redacted]"
+    assert line["node"] == "build"
+
+
+def test_a_terminal_gets_readable_lines() -> None:
+    from stratum.logs import ConsoleFormatter
+
+    record = logging.makeLogRecord({"msg": "node a succeeded", "levelname": "INFO", "name": "t"})
+    record.__dict__["attempts"] = 1
+    token = log_context.set({"function": "stage-executor", "run_id": "run-1", "tenant": "acme"})
+    try:
+        text = ConsoleFormatter().format(record)
+    finally:
+        log_context.reset(token)
+    assert "\n" not in text and not text.startswith("{")
+    assert "INFO" in text and "stage-executor/run-1" in text and "node a succeeded" in text
+    assert "tenant=acme" in text and "attempts=1" in text
