@@ -1,6 +1,6 @@
 """Stratum vs a bare asyncio spawner on the same staged pipeline of trivial nu nodes.
 
-    python -m bench.pipeline [--runs 40] [--concurrent 20] [--batch 100]
+    python -m bench.pipeline [--runs 40] [--concurrent 20] [--batch 100] [--no-tracing]
 
 Shape: 2 parallel nodes -> 1 -> 1 (4 nu spawns per pipeline). Both sides run the same
 scripts with the same nu binary, PATH and stdin, alternately (pipeline by pipeline for
@@ -8,6 +8,10 @@ latency, in rounds for throughput) so that both see the same machine. Stratum ru
 in-process with its own nats-server (JetStream file store) and embedded SurrealDB on disk
 with fsync per commit (durable writes on). Prints latency p50/p95, orchestration overhead
 per node, and pipelines/s at 1 and N concurrent pipelines, with ratios to the baseline.
+
+Then (unless --no-tracing; ~1-2 more minutes on 2 cores) the same Stratum pipeline with
+tracing off against tracing on, exporting OTLP/HTTP protobuf to a local sink (see
+bench/tracing_cost.py): latency p50/p95, pipelines/s at N, spans exported per run.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import asyncio
 import os
 import statistics
 import tempfile
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from bench import tracing_cost
+from bench.measure import Pipeline, busy_seconds, latencies, pct
 
 ROOT = Path(__file__).resolve().parent.parent
 NODES = 4
@@ -145,18 +150,6 @@ class StratumSide:
             raise RuntimeError(f"bench run ended with {subject}")
 
 
-Pipeline = Callable[[], Awaitable[None]]
-
-
-async def latencies(pipeline: Pipeline, runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        await pipeline()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
 async def interleaved_latencies(
     a: Pipeline, b: Pipeline, runs: int
 ) -> tuple[list[float], list[float]]:
@@ -167,18 +160,6 @@ async def interleaved_latencies(
         first += await latencies(a, 1)
         second += await latencies(b, 1)
     return first, second
-
-
-async def busy_seconds(pipeline: Pipeline, total: int, concurrent: int) -> float:
-    semaphore = asyncio.Semaphore(concurrent)
-
-    async def one() -> None:
-        async with semaphore:
-            await pipeline()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(total)))
-    return time.perf_counter() - start
 
 
 async def interleaved_throughput(
@@ -193,12 +174,7 @@ async def interleaved_throughput(
     return per_round * rounds / seconds_a, per_round * rounds / seconds_b
 
 
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-async def main(runs: int, concurrent: int, batch: int) -> dict[str, Any]:
+async def main(runs: int, concurrent: int, batch: int, traced: bool = True) -> dict[str, Any]:
     import nats
 
     from stratum.config import load_settings
@@ -251,6 +227,11 @@ async def main(runs: int, concurrent: int, batch: int) -> dict[str, Any]:
             base_n, strat_n = await interleaved_throughput(
                 baseline.pipeline, stratum.pipeline, batch, concurrent
             )
+            tracing = (
+                await tracing_cost.compare(stratum.pipeline, runs, batch, concurrent)
+                if traced
+                else None
+            )
         finally:
             await nc.close()
             await server.stop()
@@ -279,6 +260,7 @@ async def main(runs: int, concurrent: int, batch: int) -> dict[str, Any]:
         "throughput_ratio_1": strat_1 / base_1,
         f"throughput_ratio_{concurrent}": strat_n / base_n,
         "median_baseline_ms": statistics.median(base_ms),
+        "tracing": tracing,
     }
 
 
@@ -286,20 +268,21 @@ def report(result: dict[str, Any]) -> str:
     c = result["concurrent"]
     pps = result["pipelines_per_s"]
     base, strat, over = result["baseline_ms"], result["stratum_ms"], result["overhead_per_node_ms"]
-    return "\n".join(
-        [
-            f"Stratum bench: 2 -> 1 -> 1 trivial nu nodes; {result['machine']}",
-            f"latency per pipeline  baseline p50 {base['p50']:.1f} ms  p95 {base['p95']:.1f} ms",
-            f"                      stratum  p50 {strat['p50']:.1f} ms  p95 {strat['p95']:.1f} ms"
-            f"  (x{result['latency_ratio_p50']:.2f} at p50)",
-            f"overhead per node     p50 {over['p50']:.1f} ms  p95 {over['p95']:.1f} ms",
-            f"pipelines/s at 1      baseline {pps['baseline_1']:.1f}"
-            f"  stratum {pps['stratum_1']:.1f}"
-            f"  ({result['throughput_ratio_1'] * 100:.0f}%)",
-            f"pipelines/s at {c:<2}     baseline {pps[f'baseline_{c}']:.1f}"
-            f"  stratum {pps[f'stratum_{c}']:.1f}  ({result[f'throughput_ratio_{c}'] * 100:.0f}%)",
-        ]
-    )
+    lines = [
+        f"Stratum bench: 2 -> 1 -> 1 trivial nu nodes; {result['machine']}",
+        f"latency per pipeline  baseline p50 {base['p50']:.1f} ms  p95 {base['p95']:.1f} ms",
+        f"                      stratum  p50 {strat['p50']:.1f} ms  p95 {strat['p95']:.1f} ms"
+        f"  (x{result['latency_ratio_p50']:.2f} at p50)",
+        f"overhead per node     p50 {over['p50']:.1f} ms  p95 {over['p95']:.1f} ms",
+        f"pipelines/s at 1      baseline {pps['baseline_1']:.1f}"
+        f"  stratum {pps['stratum_1']:.1f}"
+        f"  ({result['throughput_ratio_1'] * 100:.0f}%)",
+        f"pipelines/s at {c:<2}     baseline {pps[f'baseline_{c}']:.1f}"
+        f"  stratum {pps[f'stratum_{c}']:.1f}  ({result[f'throughput_ratio_{c}'] * 100:.0f}%)",
+    ]
+    if result["tracing"] is not None:
+        lines.append(tracing_cost.report(result["tracing"]))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
@@ -307,9 +290,17 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--concurrent", type=int, default=20)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--tracing",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure tracing off vs on (OTLP/HTTP to a local sink)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    outcome = asyncio.run(main(args.runs, args.concurrent, args.batch))
+    if args.tracing:
+        tracing_cost.check_environment()
+    outcome = asyncio.run(main(args.runs, args.concurrent, args.batch, args.tracing))
     print(
         orjson.dumps(outcome, option=orjson.OPT_INDENT_2).decode() if args.json else report(outcome)
     )

@@ -3,7 +3,8 @@
 Every line logged while a message is handled also carries that message's `tenant`,
 `run_id` and `function` (`log_context`, set by the runner per message and inherited by
 the tasks it starts; a node's task adds `node`), and the `trace_id`/`span_id` of the span
-it was logged in, so a line can be joined to its trace. Fields whose names say they hold
+it was logged in (tracing off: of the span that sent the message, if its publisher traced
+it), so a line can be joined to its trace. Fields whose names say they hold
 a credential are masked whatever their value.
 """
 
@@ -16,9 +17,9 @@ from contextvars import ContextVar
 from typing import Any, TextIO
 
 import orjson
-from opentelemetry import trace
 
 from stratum.clock import iso, utc_now
+from stratum.telemetry import tracing
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 log_context: ContextVar[dict[str, str]] = ContextVar("stratum_log_context", default={})  # noqa: B039
@@ -37,10 +38,9 @@ def log_fields(record: logging.LogRecord) -> dict[str, Any]:
         "msg": record.getMessage(),
     }
     entry |= log_context.get()
-    span = trace.get_current_span().get_span_context()
-    if span.is_valid:
-        entry["trace_id"] = format(span.trace_id, "032x")
-        entry["span_id"] = format(span.span_id, "016x")
+    if trace_id := tracing.trace_id():
+        entry["trace_id"] = trace_id
+        entry["span_id"] = tracing.span_id()
     for key, value in record.__dict__.items():
         if key not in _STANDARD:
             entry[key] = REDACTED if _SECRET_NAME.search(key) else value

@@ -46,13 +46,19 @@ def test_every_line_in_the_context_carries_it_and_extras_still_win() -> None:
 
 
 def test_a_line_names_the_span_it_was_written_in() -> None:
+    from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
+    from stratum.telemetry import tracing
+
     record = logging.makeLogRecord({"msg": "in a span", "levelname": "INFO", "name": "t"})
-    tracer = TracerProvider().get_tracer("test")
-    with tracer.start_as_current_span("work") as span:
-        line = orjson.loads(JsonFormatter().format(record))
-        context = span.get_span_context()
+    tracing.use(TracerProvider())
+    try:
+        with tracing.span("work") as span:
+            line = orjson.loads(JsonFormatter().format(record))
+            context = span.get_span_context()
+    finally:
+        tracing.use(trace.get_tracer_provider())
     assert line["trace_id"] == format(context.trace_id, "032x")
     assert line["span_id"] == format(context.span_id, "016x")
     assert line["ts"].endswith("Z")  # UTC

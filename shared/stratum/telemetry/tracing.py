@@ -8,24 +8,34 @@ publisher's trace. Inside those: planning, stages, node attempts, compensation s
 database transactions get spans of their own, and a node's script receives `TRACEPARENT`.
 
 Configured only by the standard `OTEL_*` environment variables (`setup_from_env`). With
-nothing set, the API's no-op tracer stays in place: no span is recorded or exported, yet
-an incoming `traceparent` is still passed on, so a publisher's trace reaches the scripts.
+nothing set, tracing is off and costs next to nothing: no span is made at all, yet an
+incoming `traceparent` is still carried (a context variable) to every publish and script,
+so a publisher's trace reaches the scripts and names the run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
+from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, StatusCode, Tracer
 
 SCOPE = "stratum"
 _tracer: Tracer = trace.get_tracer(SCOPE)
+_recording = False  # off until `use` gets a provider that records
 _installed: Any = None  # the SDK provider `setup_from_env` made, once per process
+W3C_HEADERS = ("traceparent", "tracestate")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+# tracing off: the W3C headers of the message being handled, passed on as they came
+_carried: ContextVar[dict[str, str]] = ContextVar("stratum_trace_carried", default={})  # noqa: B039
 
 
 def tracer() -> Tracer:
@@ -34,9 +44,10 @@ def tracer() -> Tracer:
 
 def use(provider: trace.TracerProvider) -> None:
     """Record Stratum's spans with `provider` from now on (set up from the environment,
-    or a test's in-memory one)."""
-    global _tracer
+    or a test's in-memory one); the API's own no-op or proxy provider turns it off."""
+    global _tracer, _recording
     _tracer = provider.get_tracer(SCOPE)
+    _recording = not isinstance(provider, trace.NoOpTracerProvider | trace.ProxyTracerProvider)
 
 
 def exporters_wanted(environ: Mapping[str, str]) -> list[str]:
@@ -134,9 +145,18 @@ def _messaging(subject: str, operation: str, message_id: str) -> dict[str, str]:
     return attributes
 
 
-@contextlib.contextmanager
-def publishing(subject: str, headers: MutableMapping[str, str], message_id: str) -> Iterator[Span]:
+def publishing(
+    subject: str, headers: MutableMapping[str, str], message_id: str
+) -> AbstractContextManager[Span]:
     """A PRODUCER span around one publish; its context goes out in `headers`."""
+    if not _recording:
+        headers.update(_carried.get())
+        return _NO_SPAN
+    return _producer(subject, headers, message_id)
+
+
+@contextlib.contextmanager
+def _producer(subject: str, headers: MutableMapping[str, str], message_id: str) -> Iterator[Span]:
     with _tracer.start_as_current_span(
         f"publish {subject}",
         kind=SpanKind.PRODUCER,
@@ -146,7 +166,6 @@ def publishing(subject: str, headers: MutableMapping[str, str], message_id: str)
         yield span
 
 
-@contextlib.contextmanager
 def processing(
     subject: str,
     headers: Mapping[str, str],
@@ -154,9 +173,22 @@ def processing(
     group: str,
     message_id: str,
     attributes: Mapping[str, str | int] | None = None,
-) -> Iterator[Span]:
+) -> AbstractContextManager[Span]:
     """A CONSUMER span around handling one message: a child of the context its publisher
-    sent (one trace per run), and linked to it."""
+    sent (one trace per run), and linked to it. Off: that context is only carried."""
+    if not _recording:
+        return _Carrying(headers)
+    return _consumer(subject, headers, group, message_id, attributes or {})
+
+
+@contextlib.contextmanager
+def _consumer(
+    subject: str,
+    headers: Mapping[str, str],
+    group: str,
+    message_id: str,
+    attributes: Mapping[str, str | int],
+) -> Iterator[Span]:
     parent = propagate.extract(headers)
     sent = trace.get_current_span(parent).get_span_context()
     with _tracer.start_as_current_span(
@@ -167,20 +199,25 @@ def processing(
         attributes={
             **_messaging(subject, "process", message_id),
             "messaging.consumer.group.name": group,
-            **(attributes or {}),
+            **attributes,
         },
     ) as span:
         yield span
 
 
-@contextlib.contextmanager
-def resumed(headers: Mapping[str, str]) -> Iterator[None]:
+def resumed(headers: Mapping[str, str]) -> AbstractContextManager[Any]:
     """Work done now for a run whose trace context was recorded earlier (a stuck run
     driven again, a queued run admitted): its spans join that run's trace. Without a
     recorded context the current one stays."""
     if "traceparent" not in headers:
-        yield
-        return
+        return contextlib.nullcontext()
+    if not _recording:
+        return _Carrying(headers)
+    return _attached(headers)
+
+
+@contextlib.contextmanager
+def _attached(headers: Mapping[str, str]) -> Iterator[None]:
     token = otel_context.attach(propagate.extract(headers))
     try:
         yield
@@ -190,36 +227,97 @@ def resumed(headers: Mapping[str, str]) -> Iterator[None]:
 
 def current_headers() -> dict[str, str]:
     """The current trace context as W3C headers (`traceparent`, `tracestate`): what a
-    record keeps so work done for a run later (a re-drive) joins the run's trace."""
+    record keeps so work done for a run later (a re-drive) joins the run's trace, and what
+    a script gets as TRACEPARENT/TRACESTATE."""
+    if not _recording:
+        return dict(_carried.get())
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier
 
 
-def traceparent() -> str:
-    """The current span as a `traceparent` value, for a script's environment ("" if none)."""
-    return current_headers().get("traceparent", "")
-
-
 def trace_id() -> str:
     """The current trace id in hex ("" outside any trace): what logs and views show."""
+    if not _recording:
+        return _carried_ids()[0]
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else ""
 
 
 def span_id() -> str:
+    """The current span id in hex (off: the id of the span that sent the message)."""
+    if not _recording:
+        return _carried_ids()[1]
     context = trace.get_current_span().get_span_context()
     return format(context.span_id, "016x") if context.is_valid else ""
 
 
-@contextlib.contextmanager
-def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Span]:
+def span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Span]:
     """An INTERNAL span (planning, a stage, a node attempt, a transaction); an exception
     leaving it marks it failed."""
-    with _tracer.start_as_current_span(name, attributes=attributes) as current:
-        yield current
+    if not _recording:
+        return _NO_SPAN
+    return _tracer.start_as_current_span(name, attributes=attributes)
 
 
 def failed(current: Span, description: str) -> None:
     """Mark `current` as failed without raising (an attempt that failed is an outcome)."""
     current.set_status(Status(StatusCode.ERROR, description))
+
+
+# -- tracing off ----------------------------------------------------------------------------
+
+
+def carried(headers: Mapping[str, str]) -> dict[str, str]:
+    """The W3C headers of `headers` worth passing on: a well-formed `traceparent` (ids not
+    all zero), with its `tracestate` (at most 512 characters, as the spec bounds it)."""
+    parent = headers.get("traceparent", "")
+    match = _TRACEPARENT.fullmatch(parent)
+    if match is None or set(match[1]) == {"0"} or set(match[2]) == {"0"}:
+        return {}
+    state = headers.get("tracestate", "")
+    return {"traceparent": parent} | ({"tracestate": state} if 0 < len(state) <= 512 else {})
+
+
+def _carried_ids() -> tuple[str, str]:
+    match = _TRACEPARENT.fullmatch(_carried.get().get("traceparent", ""))
+    return (match[1], match[2]) if match else ("", "")
+
+
+class _Carrying:
+    """Tracing off: while a message is handled, its trace context is the current one."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._headers = carried(headers)
+        self._token: Token[dict[str, str]] | None = None
+
+    def __enter__(self) -> Span:
+        self._token = _carried.set(self._headers)
+        return INVALID_SPAN
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _carried.reset(self._token)
+
+
+class _NoSpan:
+    """Tracing off: a span that is not there (its methods are the API's no-ops)."""
+
+    def __enter__(self) -> Span:
+        return INVALID_SPAN
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
