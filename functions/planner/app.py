@@ -110,9 +110,9 @@ def build(
         if found is None:
             raise UnknownRunError(f"event {event.id} admits run {event.runid}, which has none")
         accepted, trace = found
+        tracing.adopt(trace)  # the admitted run's own trace, not the ender's
         try:
-            with tracing.resumed(trace):  # the admitted run's own trace, not the ender's
-                return await on_accepted(accepted, now)
+            return await on_accepted(accepted, now)
         except StaleWriteError:
             # planned already (by an earlier delivery or admission): announce that plan
             return await ctx.store.events_caused_by(accepted.id)

@@ -62,6 +62,7 @@ def main [] {
         print -e "c: failing on purpose"
         exit 1
     }
+    sleep (($input.event | get -o nap_ms | default 0) * 1ms)
     {} | to json -r
 }
 """
@@ -71,8 +72,7 @@ def main [] { {undone: $env.STRATUM_NODE} | to json -r }
 """
 
 
-@pytest.fixture()
-def settings(tmp_path: Path, nats_url: str) -> Settings:
+def definitions(tmp_path: Path) -> str:
     folder = tmp_path / "defs"
     folder.mkdir()
     for name, text in {
@@ -82,7 +82,12 @@ def settings(tmp_path: Path, nats_url: str) -> Settings:
         "undo.nu": UNDO,
     }.items():
         (folder / name).write_text(text)
-    return make_settings(tmp_path, nats_url, definitions=str(folder))
+    return str(folder)
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, nats_url: str) -> Settings:
+    return make_settings(tmp_path, nats_url, definitions=definitions(tmp_path))
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -313,3 +318,44 @@ async def test_compensation_stays_in_the_runs_trace(
     )
     recorded = [step["node"] for step in sorted(view["compensation"], key=lambda s: s["order"])]
     assert [s.name.removeprefix("compensation step ") for s in steps] == recorded
+
+
+async def test_a_queued_run_keeps_its_own_trace_when_another_runs_end_admits_it(
+    tmp_path: Path, nats_url: str, spans: InMemorySpanExporter
+) -> None:
+    """The planner admits a queued run while handling the end of the run before it (in
+    that run's trace); the admitted run's planning and stages still belong to its own."""
+    settings = make_settings(
+        tmp_path,
+        nats_url,
+        definitions=definitions(tmp_path),
+        tenant_limits={"acme": {"max_concurrent_runs": 1}},
+    )
+    async with running(settings, http=False) as harness:
+        first, first_trace, _ = await emit_traced(harness, {"nap_ms": 1500})
+
+        async def in_progress() -> bool:
+            run = await harness.store.get_run(first)
+            return bool(run and run["status"] in ("Planned", "Running"))
+
+        await eventually(in_progress)
+        second, second_trace, second_parent = await emit_traced(harness, {})
+        assert (await harness.finished(first))["status"] == "Succeeded"
+        view = await harness.finished(second)
+        assert view["status"] == "Succeeded" and view["trace_id"] == second_trace
+        history = [item["type"] for item in await harness.store.history(second)]
+        assert "stratum.run.queued" in history, "the second run never waited"
+
+        found = await whole_trace(
+            spans, second_trace, settings, ["ingest", "planner", "stage-executor", "projector"]
+        )
+    check_hops(found, second_parent)
+    assert named(found, "plan") and {"stage 0", "stage 1"} <= {s.name for s in found}
+    assert {f"execute {node}" for node in "abc"} <= {s.name for s in found}
+    # nothing of the second run's work landed in the first run's trace but its admission
+    in_first = {
+        s.name
+        for s in of_trace(spans, first_trace)
+        if (s.attributes or {}).get("stratum.run_id") == second
+    }
+    assert in_first <= {f"process {settings.subject_prefix}.run.admitted"}, in_first

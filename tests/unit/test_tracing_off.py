@@ -66,3 +66,14 @@ def test_a_recorded_context_is_resumed() -> None:
         assert tracing.trace_id() == "0af7651916cd43dd8448eb211c80319c"
     with tracing.resumed({}):
         assert tracing.trace_id() == ""
+
+
+def test_a_handler_may_adopt_another_runs_context_until_its_message_is_done() -> None:
+    other = "00-11111111111111111111111111111111-2222222222222222-01"
+    with tracing.processing("s", {"traceparent": PARENT}, group="g", message_id="e"):
+        tracing.adopt({"traceparent": other})
+        outgoing: dict[str, str] = {}
+        with tracing.publishing("s", outgoing, "e"):
+            pass
+        assert outgoing == {"traceparent": other}
+    assert tracing.current_headers() == {}

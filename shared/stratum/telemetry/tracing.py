@@ -225,6 +225,20 @@ def _attached(headers: Mapping[str, str]) -> Iterator[None]:
         otel_context.detach(token)
 
 
+def adopt(headers: Mapping[str, str]) -> None:
+    """From here to the end of the message being handled, work joins the run whose
+    recorded trace context `headers` is. For a handler acting for another run than its
+    message's (the planner admitting a queued run when an earlier run ends): the events
+    the runner publishes after the handler returns then belong to that run's trace too.
+    The message's own span, ending, restores its context."""
+    if "traceparent" not in headers:
+        return
+    if _recording:
+        otel_context.attach(propagate.extract(headers))
+    else:
+        _carried.set(carried(headers))
+
+
 def current_headers() -> dict[str, str]:
     """The current trace context as W3C headers (`traceparent`, `tracestate`): what a
     record keeps so work done for a run later (a re-drive) joins the run's trace, and what
