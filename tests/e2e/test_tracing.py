@@ -28,7 +28,7 @@ from stratum.clock import iso, utc_now
 from stratum.config import Settings
 from stratum.ids import run_id
 from stratum.logs import JsonFormatter
-from tests.conftest import eventually, make_settings
+from tests.conftest import eventually, listening, make_settings
 from tests.e2e.conftest import Harness, running
 
 WORKFLOW = """
@@ -102,15 +102,8 @@ def json_logs() -> Iterator[io.StringIO]:
     lines = io.StringIO()
     handler = logging.StreamHandler(lines)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with listening("", handler):  # the root logger: every line
         yield lines
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 async def emit_traced(harness: Harness, data: dict[str, Any]) -> tuple[str, str, str]:

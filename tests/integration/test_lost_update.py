@@ -9,67 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
-import pytest_asyncio
 
 from functions.projector.app import Projector
-from stratum.events import Envelope, NodeSucceeded, Payload, RunAccepted, emit
-from stratum.store import Database, RunStore
+from stratum.events import Envelope, NodeSucceeded, Payload
+from stratum.store import RunStore
+from tests.events import accepted, run_events
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NODES = 24
 WRITERS = 4
 SEED = 20261122
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunStore]:
-    database = await Database.open(
-        f"surrealkv://{tmp_path_factory.mktemp('lost-update')}/db",
-        namespace="t",
-        database="t",
-        durable_writes=False,
-    )
-    runs = RunStore(database)
-    await runs.ensure_schema()
-    yield runs
-    await database.close()
-
-
-def run_events(run_id: str) -> list[Envelope]:
-    payloads: list[Payload] = [
-        RunAccepted(
-            topic="t.x",
-            trigger_subject="s",
-            event_id=run_id,
-            event_type="t.x",
-            event_source="src",
-            actor="a",
-            event_data={},
-            inputs_hash="h",
-        )
-    ]
+def run_of_many_nodes(run_id: str) -> list[Envelope]:
+    payloads: list[Payload] = [accepted(event_id=run_id)]
     payloads += [
         NodeSucceeded(
             stage=0, node=f"n{i:02}", attempts=1, duration_ms=1, outputs_hash="x", bundle="/b"
         )
         for i in range(NODES)
     ]
-    return [
-        emit(
-            payload,
-            cause=f"cause-{i}",
-            run_id=run_id,
-            tenant="acme",
-            source="test",
-            now=T0 + timedelta(milliseconds=i),
-            discriminator=str(i),
-        )
-        for i, payload in enumerate(payloads)
-    ]
+    return run_events(payloads, run_id=run_id)
 
 
 async def race(store: RunStore, run_id: str, *, versioned: bool) -> set[str]:
@@ -77,7 +38,7 @@ async def race(store: RunStore, run_id: str, *, versioned: bool) -> set[str]:
     of them have cached the same first view; returns the nodes the stored view holds."""
     print(f"lost-update race seed {SEED} versioned={versioned}")
     rng = random.Random(SEED)
-    first, *rest = run_events(run_id)
+    first, *rest = run_of_many_nodes(run_id)
     writers = [Projector(store, coalesce=0.0, versioned=versioned) for _ in range(WRITERS)]
     for writer in writers:  # every instance starts from the same cached view
         await writer.project(first)

@@ -7,72 +7,35 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
-import pytest_asyncio
 
 from functions.projector.app import Projector
 from stratum.events import (
     Envelope,
     NodeStarted,
     Payload,
-    RunAccepted,
     RunPlanned,
     RunSucceeded,
     StageCompleted,
-    emit,
 )
-from stratum.store import Database, RunStore, ViewWrite
+from stratum.store import RunStore, ViewWrite
 from stratum.telemetry import metrics
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunStore]:
-    database = await Database.open(
-        f"surrealkv://{tmp_path_factory.mktemp('projector-metrics')}/db",
-        namespace="t",
-        database="t",
-        durable_writes=False,
-    )
-    runs = RunStore(database)
-    await runs.ensure_schema()
-    yield runs
-    await database.close()
+from tests.events import accepted, run_events
 
 
 def lifecycle(run_id: str, tenant: str) -> list[Envelope]:
     payloads: list[Payload] = [
-        RunAccepted(
-            topic="t.x",
-            trigger_subject="s",
-            event_id=run_id,
-            event_type="t.x",
-            event_source="src",
-            actor="a",
-            event_data={},
-            inputs_hash="h",
-        ),
+        accepted(event_id=run_id),
         RunPlanned(graph_version="v", stages=[["a", "b"]]),
         NodeStarted(stage=0, node="a"),
         NodeStarted(stage=0, node="b"),
         StageCompleted(stage=0, nodes=["a", "b"]),
         RunSucceeded(outputs_hash="o"),
     ]
-    return [
-        emit(
-            payload,
-            cause=f"cause-{i}",
-            run_id=run_id,
-            tenant=tenant,
-            source="test",
-            now=T0 + timedelta(milliseconds=10 * i),
-        )
-        for i, payload in enumerate(payloads)
-    ]
+    return run_events(
+        payloads, run_id=run_id, tenant=tenant, at_ms=[10 * i for i in range(len(payloads))]
+    )
 
 
 def counted(tenant: str) -> dict[str, float]:

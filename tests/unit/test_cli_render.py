@@ -7,7 +7,7 @@ import contextlib
 import io
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,29 +26,18 @@ from stratum.events import (
     NodeStarted,
     NodeSucceeded,
     Payload,
-    RunAccepted,
     RunCompensated,
     RunFailed,
     RunPlanned,
     RunSucceeded,
     StageCompleted,
     StageFailed,
-    emit,
 )
 from stratum.telemetry import metrics
+from tests.events import T0, accepted, run_events
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
-ACCEPTED = RunAccepted(
-    topic="crate.push",
-    trigger_subject="s",
-    event_id="e",
-    event_type="crate.push",
-    event_source="src",
-    actor="a",
-    event_data={},
-    inputs_hash="h",
-)
+ACCEPTED = accepted("crate.push")
 
 
 def ok(stage: int, node: str, attempts: int, duration_ms: float) -> NodeSucceeded:
@@ -60,16 +49,9 @@ def ok(stage: int, node: str, attempts: int, duration_ms: float) -> NodeSucceede
 def fold(timed: list[tuple[int, Payload]]) -> RunView:
     """The projector's view of a run whose events happened `ms` after T0."""
     view = None
-    for i, (at, payload) in enumerate(timed):
-        event = emit(
-            payload,
-            cause=f"cause-{i}",
-            run_id="run-acme-1",
-            tenant="acme",
-            source="test",
-            now=T0 + timedelta(milliseconds=at),
-            discriminator=str(i),
-        )
+    for event in run_events(
+        [payload for _, payload in timed], run_id="run-acme-1", at_ms=[at for at, _ in timed]
+    ):
         view = apply(view, event)
     assert view is not None
     return view

@@ -12,7 +12,7 @@ from stratum.errors import ConfigError
 from stratum.executor import RESERVED_ENV, ExecutionContext, curated_path, node_env
 
 
-def _env(**extra: str) -> dict[str, str]:
+def _env(trace: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
     return node_env(
         path="/tools",
         workspace=Path("/ws"),
@@ -24,6 +24,7 @@ def _env(**extra: str) -> dict[str, str]:
         attempt=3,
         idempotency_key="r/n/3",
         extra_env=extra,
+        trace=trace,
     )
 
 
@@ -49,19 +50,7 @@ def test_node_env_is_exactly_what_was_given(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_the_attempts_trace_context_reaches_the_script() -> None:
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    env = node_env(
-        path="/tools",
-        workspace=Path("/ws"),
-        bundle=Path("/b"),
-        run_id="r",
-        tenant="acme",
-        node_id="n",
-        stage=1,
-        attempt=1,
-        idempotency_key="r/n/1",
-        extra_env={},
-        trace={"traceparent": parent, "tracestate": "vendor=1"},
-    )
+    env = _env({"traceparent": parent, "tracestate": "vendor=1"})
     assert env["TRACEPARENT"] == parent
     assert env["TRACESTATE"] == "vendor=1"
 

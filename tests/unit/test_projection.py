@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +17,6 @@ from stratum.events import (
     NodeStarted,
     NodeSucceeded,
     Payload,
-    RunAccepted,
     RunCompensated,
     RunDenied,
     RunFailed,
@@ -26,37 +24,14 @@ from stratum.events import (
     RunSucceeded,
     StageCompleted,
     StageFailed,
-    emit,
 )
+from tests.events import accepted, run_events
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-ACCEPTED = RunAccepted(
-    topic="t.x",
-    trigger_subject="s",
-    event_id="e",
-    event_type="t.x",
-    event_source="src",
-    actor="a",
-    event_data={},
-    inputs_hash="h",
-)
+ACCEPTED = accepted()
 
 
 def enveloped(payloads: list[Payload]) -> list[Envelope]:
-    return [
-        emit(
-            p,
-            cause=f"cause-{i}",
-            run_id="run-1",
-            tenant="acme",
-            source="test",
-            now=T0 + timedelta(milliseconds=i),
-            discriminator=str(i),
-        )
-        for i, p in enumerate(payloads)
-    ]
+    return run_events(payloads)
 
 
 def events() -> list[Envelope]:

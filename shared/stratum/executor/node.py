@@ -204,6 +204,7 @@ class NodeRun:
         """One attempt in a span of its own (`execute NODE`, or `compensate NODE` for a
         compensation script, which has no `validators`): node, attempt, exit status."""
         kind = "execute" if validators is not None else "compensate"
+        base = _Try(script, directory, number, key, stdin, self._redactor, {}, None)
         with tracing.span(
             f"{kind} {self.node.id}",
             {
@@ -214,9 +215,7 @@ class NodeRun:
                 "stratum.tenant": self.ctx.tenant,
             },
         ) as span:
-            record, outputs = await self._attempt_with_credentials(
-                script, directory, number, key, stdin, validators
-            )
+            record, outputs = await self._with_credentials(base, validators)
             span.set_attribute("stratum.node.status", record.status)
             span.set_attribute("stratum.node.duration_ms", record.duration_ms)
             if record.exit_code is not None:
@@ -229,21 +228,14 @@ class NodeRun:
                 tracing.failed(span, record.error or record.status)
             return record, outputs
 
-    async def _attempt_with_credentials(
-        self,
-        script: Path,
-        directory: Path,
-        number: int,
-        key: str,
-        stdin: bytes,
-        validators: Mapping[str, Draft202012Validator] | None,
+    async def _with_credentials(
+        self, base: _Try, validators: Mapping[str, Draft202012Validator] | None
     ) -> tuple[AttemptRecord, dict[str, Any] | None]:
-        """One attempt, inside its credentials: they are released (revoked) on the way
+        """The attempt inside its credentials: they are released (revoked) on the way
         out, after the attempt is recorded, whether it ended or was cancelled."""
-        base = _Try(script, directory, number, key, stdin, self._redactor, {}, None)
         entered = False
         try:
-            async with credentials_for(self.credentials, self.node, key) as credentials:
+            async with credentials_for(self.credentials, self.node, base.key) as credentials:
                 entered = True
                 return await self._run(self._with(base, credentials), validators)
         except CredentialsError as exc:

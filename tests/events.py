@@ -1,0 +1,48 @@
+"""A run's events for tests: payloads in, envelopes out, as the functions would emit
+them (ids derived from a cause, times from T0), so the tests that fold or project runs
+build them one way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from stratum.events import Envelope, Payload, RunAccepted, emit
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def accepted(topic: str = "t.x", event_id: str = "e") -> RunAccepted:
+    return RunAccepted(
+        topic=topic,
+        trigger_subject="s",
+        event_id=event_id,
+        event_type=topic,
+        event_source="src",
+        actor="a",
+        event_data={},
+        inputs_hash="h",
+    )
+
+
+def run_events(
+    payloads: Sequence[Payload],
+    *,
+    run_id: str = "run-1",
+    tenant: str = "acme",
+    at_ms: Sequence[float] | None = None,
+) -> list[Envelope]:
+    """The envelopes of `payloads`, the i-th at T0 + `at_ms[i]` ms (default: i ms)."""
+    times = at_ms if at_ms is not None else range(len(payloads))
+    return [
+        emit(
+            payload,
+            cause=f"cause-{i}",
+            run_id=run_id,
+            tenant=tenant,
+            source="test",
+            now=T0 + timedelta(milliseconds=at),
+            discriminator=str(i),
+        )
+        for i, (payload, at) in enumerate(zip(payloads, times, strict=True))
+    ]
