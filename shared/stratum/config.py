@@ -33,6 +33,11 @@ class Settings(BaseModel):
     lib_dir: Path
     # the Cedar policy folder: schema, `*.cedar` policies, optional entities.json
     policies: Path
+    # `oci://HOST:PORT/REPO:TAG` (given as `definitions`): the definitions are that
+    # artifact, pulled and verified into `definitions` (then <data_dir>/oci, the cache by
+    # digest) and the reference polled every `oci_poll_interval` seconds (0: never)
+    definitions_ref: str = ""
+    oci_poll_interval: float = 30.0
     nats_url: str = ""
     subject_prefix: str = "stratum"
     surreal_url: str = ""
@@ -105,6 +110,9 @@ def load_settings(
     values.setdefault("definitions", "nickel/workflows")
     values.setdefault("lib_dir", "nickel/lib")
     values.setdefault("policies", "deploy/policies")
+    if str(values["definitions"]).startswith("oci://"):  # an artifact, cached under data_dir
+        values["definitions_ref"] = str(values["definitions"])
+        values["definitions"] = Path(values["data_dir"]) / "oci"
     for key in ("data_dir", "definitions", "lib_dir", "policies"):
         values[key] = (base / Path(values[key])).resolve()
     try:

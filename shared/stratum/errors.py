@@ -54,6 +54,12 @@ class CredentialsError(StratumError):
         self.retryable = retryable
 
 
+class ArtifactError(StratumError):
+    """An OCI artifact of definitions could not be published, fetched or verified: the
+    registry is unreachable or refuses, a layer's digest does not match its annotation, an
+    annotated layer is missing, or a path in it is unsafe. Nothing of it reaches Nickel."""
+
+
 class UnknownRunError(StratumError):
     """A run id that no record matches."""
 

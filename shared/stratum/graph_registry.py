@@ -29,17 +29,16 @@ class GraphRegistry:
         self._versions: dict[str, ActionGraph] = {}
         self._stored: set[str] = set()
 
-    def reload(self) -> bool:
-        """Load the definitions; True if a new graph is now current."""
+    def reload(self, definitions: Path | None = None) -> bool:
+        """Load the definitions (from `definitions` instead, which become the folder in
+        force if they load); True if a new graph is now current."""
         try:
-            graph = load_graph(self.definitions, self.lib_dir)
+            graph = load_graph(definitions or self.definitions, self.lib_dir)
         except DefinitionError as error:
-            self.error = str(error)
-            metrics.GRAPH_RELOADS.labels("failed").inc()
-            log.error(
-                "graph reload failed; keeping the previous graph", extra={"error": self.error}
-            )
+            self.refuse(str(error))
             return False
+        if definitions is not None:
+            self.definitions = definitions
         was_broken, self.error = self.error is not None, None
         changed = self.current is None or graph.version != self.current.version
         self.current = graph
@@ -51,6 +50,13 @@ class GraphRegistry:
         elif was_broken:  # the broken change was undone: the same content, the same version
             log.info("graph valid again, unchanged", extra={"version": graph.version})
         return changed
+
+    def refuse(self, error: str) -> None:
+        """A change that cannot be loaded (broken definitions, a refused artifact): the
+        previous graph stays live and `error` says why."""
+        self.error = error
+        metrics.GRAPH_RELOADS.labels("failed").inc()
+        log.error("graph reload failed; keeping the previous graph", extra={"error": error})
 
     async def remember(self, graph: ActionGraph) -> None:
         """Store the graph snapshot so any instance can run a run planned with it."""

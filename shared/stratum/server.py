@@ -19,21 +19,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.types import ASGIApp
 
-from functions.compensator import app as compensator
-from functions.ingest import app as ingest
-from functions.planner import app as planner
 from functions.projector import app as projector
-from functions.stage_executor import app as stage_executor
 from stratum.api.auth import SignedRequests
 from stratum.authz import PolicyRegistry
 from stratum.config import Settings
 from stratum.dev_publishers import ensure_dev_publishers
 from stratum.errors import DependencyUnavailableError, PolicyError
 from stratum.executor import ExecutorConfig, curated_path, sweep_orphans
+from stratum.function_host import build_functions
 from stratum.graph_registry import GraphRegistry
 from stratum.nats_auth import CORE_IDENTITY, identity_seeds
 from stratum.nats_server import free_port
-from stratum.publisher_auth import SignatureRules
 from stratum.runtime import FunctionContext, JetStreamRunner, Publisher, ensure_streams
 from stratum.runtime.jetstream import durable_name, record_queue_depths
 from stratum.signing import public_key
@@ -109,6 +105,8 @@ class StratumServer:
 
         self.projections = projector.Projector(self.store)
         self.graphs = GraphRegistry(s.definitions, s.lib_dir, self.store)
+        if s.definitions_ref:  # an OCI artifact, verified before Nickel sees it, or no start
+            self.graphs.definitions = await self._follow_definitions()
         self.graphs.reload()
         self.policies = PolicyRegistry(s.policies)
         if not self.policies.reload():  # no previous set to keep: nothing could be allowed
@@ -153,19 +151,14 @@ class StratumServer:
         a second call adds an instance of every function beside the first (with its own
         projector cache), as another process would: they share the work (queue semantics)
         and must not lose each other's updates."""
-        ctx, config = self._context, self._executor
-        functions = [
-            ingest.build(
-                ctx,
-                self.policies,
-                self.settings.tenant_limits,
-                SignatureRules(self.settings.require_signatures, self.settings.signature_window),
-            ),
-            planner.build(ctx, self.graphs, self.settings.tenant_limits),
-            stage_executor.build(ctx, self.graphs, config),
-            compensator.build(ctx, self.graphs, config),
-            projector.build(ctx, projections or projector.Projector(self.store)),
-        ]
+        functions = build_functions(
+            self._context,
+            self.settings,
+            graphs=self.graphs,
+            policies=self.policies,
+            executor=self._executor,
+            projections=projections,
+        )
         prefix = self.settings.subject_prefix.replace(".", "-")
         await self.transport.admit((f, durable_name(prefix, f)) for f in functions)
         for function in functions:
@@ -181,17 +174,24 @@ class StratumServer:
         import uvicorn
 
         from stratum.api.http import create_app
+        from stratum.api.ingress import ingress_routes
+        from stratum.publisher_auth import SignatureRules
 
         s = self.settings
         port = s.http_port or free_port(s.http_host)
+        jetstream = self.transport.core.jetstream()
+        rules = SignatureRules(s.require_signatures, s.signature_window)
         app: ASGIApp = create_app(
             self.store,
             self.graphs,
             self.projections,
-            jetstream=self.transport.core.jetstream(),
+            jetstream=jetstream,
             on_publishers_changed=self.transport.reload,
             policies=self.policies,
             before_metrics=lambda: record_queue_depths(self.runners),
+            extra_routes=ingress_routes(
+                self.subjects, jetstream, rules, self.store.publisher_by_key
+            ),
         )
         if s.require_signatures:  # callers sign requests too: the operator, or a publisher
             operator_seed = identity_seeds(s.data_dir / "nkeys", [CORE_IDENTITY])[CORE_IDENTITY]
@@ -221,12 +221,27 @@ class StratumServer:
         from watchfiles import awatch
 
         s = self.settings
-        async for changes in awatch(s.definitions, s.lib_dir, s.policies, debounce=300):
+        # pulled artifacts change only through the registry (`_follow_definitions`)
+        folders = [s.lib_dir, s.policies] + ([] if s.definitions_ref else [s.definitions])
+        async for changes in awatch(*folders, debounce=300):
             changed = [Path(path) for _, path in changes]
             if any(path.is_relative_to(s.policies) for path in changed):
                 await asyncio.to_thread(self.policies.reload)
             if any(not path.is_relative_to(s.policies) for path in changed):
                 await asyncio.to_thread(self.graphs.reload)  # Nickel runs off the event loop
+
+    async def _follow_definitions(self) -> Path:
+        """Pull and verify the artifact `definitions_ref` names (ArtifactError: refuse to
+        start) and poll the reference for newer ones; the folder to load."""
+        from stratum.oci import RegistryDefinitions, follow
+
+        s = self.settings
+        source = RegistryDefinitions(s.definitions_ref, s.definitions)
+        pulled = await asyncio.to_thread(source.pull)
+        if s.oci_poll_interval > 0:
+            poller = follow(source, self.graphs, s.oci_poll_interval)
+            self._tasks.append(asyncio.create_task(poller, name="definitions-poller"))
+        return pulled.folder
 
     def _write_endpoint(self) -> None:
         endpoint = {

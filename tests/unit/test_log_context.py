@@ -8,7 +8,7 @@ import orjson
 
 from stratum.logs import JsonFormatter, log_context
 from stratum.runtime.function import Inbound
-from stratum.runtime.jetstream import _context_of
+from stratum.runtime.handling import context_of as _context_of
 from stratum.subjects import Subjects
 
 SUBJECTS = Subjects("stratum")

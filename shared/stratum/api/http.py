@@ -1,6 +1,7 @@
 """The HTTP API `stratum up` serves, read by the CLI.
 
 GET /metrics (Prometheus text: the metrics of every function in this process)
+POST /events/{tenant} (a CloudEvent over HTTP onto the tenant's event subject: ingress.py)
 GET /healthz, /api/runs[?tenant=&limit=], /api/runs/{id}[?tenant=], /api/graph, /api/plan?topic=
 GET /api/audit[?tenant=&since=] (the audit trail, hash-chained NDJSON: stratum.api.audit)
 POST /api/replay (rebuild the read models from the stored events)
@@ -13,14 +14,14 @@ Errors are JSON `{"error": "..."}` with a fitting status code.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from stratum.api.audit import audit_routes
 from stratum.api.publishers import publisher_routes
@@ -55,10 +56,12 @@ def create_app(
     on_publishers_changed: Callable[[], Awaitable[None]] | None = None,
     policies: PolicyRegistry | None = None,
     before_metrics: Callable[[], Awaitable[None]] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The API over `store`; re-driving dead letters also needs `jetstream` to publish;
     `on_publishers_changed` applies publisher changes to NATS; `before_metrics` updates
-    the gauges read at scrape time (queue depths)."""
+    the gauges read at scrape time (queue depths); `extra_routes` are served beside (the
+    HTTP event ingress, `stratum.api.ingress`)."""
 
     async def metrics_text(_: Request) -> Response:
         if before_metrics is not None:
@@ -200,5 +203,6 @@ def create_app(
             Route("/api/dead-letters/{letter_id}/redrive", redrive_letter, methods=["POST"]),
             *audit_routes(store),
             *publisher_routes(store, on_publishers_changed or _nothing),
+            *extra_routes,
         ]
     )

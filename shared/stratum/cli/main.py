@@ -1,5 +1,5 @@
-"""`stratum`: up, emit, runs, show, top, plan, check, replay, dead-letters, redrive,
-publisher, audit.
+"""`stratum`: up, emit, publish, runs, show, top, plan, check, replay, dead-letters,
+redrive, publisher, audit.
 
 Errors print one line on stderr and exit non-zero. Commands that read runs talk to the
 running `stratum up` over its HTTP API (the embedded database belongs to that process);
@@ -48,10 +48,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def settings_from(config: Path | None) -> Settings:
+def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    """The settings of `config` (default nickel/config.ncl), env, then the non-None
+    `overrides` (command-line options)."""
     if config is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG
-    return load_settings(config)
+    chosen = {key: value for key, value in overrides.items() if value is not None}
+    return load_settings(config, overrides=chosen)
 
 
 def api_base(settings: Settings) -> str:
@@ -96,12 +99,20 @@ def api_text(settings: Settings, path: str) -> str:
 
 
 @app.command()
-def up(config: Path | None = ConfigOption) -> None:
+def up(
+    config: Path | None = ConfigOption,
+    definitions: str | None = typer.Option(
+        None,
+        "--definitions",
+        help="Definitions folder, or an artifact oci://HOST:PORT/REPO:TAG (pulled, verified, "
+        "followed); default: the configured definitions",
+    ),
+) -> None:
     """Start Stratum (NATS, SurrealDB, the five functions, HTTP API) until Ctrl-C."""
     from stratum.logs import setup_logging
 
     setup_logging()
-    settings = settings_from(config)
+    settings = settings_from(config, definitions=definitions)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings))
 
@@ -153,6 +164,9 @@ async def _serve(settings: Settings) -> None:
 from stratum.cli.emit import emit  # noqa: E402  (needs the options above; listed after `up`)
 
 app.command()(emit)
+from stratum.cli.oci import publish  # noqa: E402  (as emit: needs the options above)
+
+app.command()(publish)
 
 
 @app.command()
@@ -293,6 +307,9 @@ app.add_typer(publisher_app, name="publisher")
 from stratum.cli.audit import audit_app  # noqa: E402  (beside the others' sub-commands)
 
 app.add_typer(audit_app, name="audit")
+from stratum.cli.functions import function_app  # noqa: E402
+
+app.add_typer(function_app, name="function")
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from stratum.events import Envelope
-from stratum.runtime.publisher import Publisher
+from stratum.runtime.publisher import Announcer
 from stratum.store import RunStore
 from stratum.subjects import Subjects
 
@@ -25,7 +25,8 @@ class FunctionContext:
 
     store: RunStore
     subjects: Subjects
-    publisher: Publisher
+    # the bus (`Publisher`), or the Knative sink: events a handler announces mid-way
+    publisher: Announcer
     log: logging.Logger
 
 

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,15 +25,14 @@ from nats.js.errors import NotFoundError
 
 from stratum.clock import iso, utc_now
 from stratum.errors import DeferredError, InvalidEventError, RefusedError, StratumError
-from stratum.events import Envelope
 from stratum.faults import crash_point
-from stratum.keyed_lock import KeyedLocks
 from stratum.logs import log_context
 from stratum.runtime.function import Function, Inbound
-from stratum.runtime.publisher import ORIGINAL_MSG_ID, TENANT_HEADER, Publisher
-from stratum.store import DeadLetter, RunStore, StaleWriteError
+from stratum.runtime.handling import Handling, original_msg_id
+from stratum.runtime.publisher import ORIGINAL_MSG_ID, Publisher
+from stratum.store import DeadLetter, RunStore
 from stratum.subjects import Subjects
-from stratum.telemetry import metrics, tracing
+from stratum.telemetry import metrics
 
 log = logging.getLogger("stratum.runtime")
 # how long an idle worker's pull request waits before it is renewed
@@ -89,7 +87,7 @@ class JetStreamRunner:
         self._publisher = publisher
         self._store = store
         self.durable = durable_name(durable_prefix, function)
-        self._locks = KeyedLocks()
+        self._handling = Handling(function, store, publisher, self.durable)
         self._stopping = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
@@ -171,7 +169,6 @@ class JetStreamRunner:
                 self._busy.discard(current)
 
     async def _process(self, message: Any) -> None:
-        fn = self.function
         delivery = 1
         with contextlib.suppress(Exception):
             delivery = message.metadata.num_delivered
@@ -181,33 +178,15 @@ class JetStreamRunner:
             body=message.data,
             delivery=delivery,
         )
-        context = _context_of(fn.name, inbound, self._publisher.subjects)
-        log_context.set(context)
-        began = time.perf_counter()
-        with tracing.processing(
-            inbound.subject,
-            inbound.headers,
-            group=self.durable,
-            message_id=_message_id(inbound),
-            attributes=_span_attributes(context, delivery),
-        ) as span:
-            outcome = await self._settle(message, inbound, delivery)
-            if outcome != "acked":
-                tracing.failed(span, outcome)
-        metrics.MESSAGES.labels(fn.name, outcome).inc()
-        metrics.HANDLER_DURATION.labels(fn.name).observe(time.perf_counter() - began)
+        with self._handling.processing(inbound) as handled:
+            handled.outcome = await self._settle(message, inbound, delivery)
 
     async def _settle(self, message: Any, inbound: Inbound, delivery: int) -> str:
         """Handle, publish, settle; how it was settled: acked, retried or dead_lettered."""
         fn = self.function
         heartbeat = self._heartbeat(message)
-        key = fn.key(inbound) if fn.key is not None else None
         try:
-            if key is None:
-                events = await self._handle(inbound)
-            else:
-                async with self._locks.hold(key):
-                    events = await self._handle(inbound)
+            events = await self._handling.handle(inbound)
             crash_point(f"{fn.name}.after-commit")  # recorded, announced to nobody yet
             await self._publisher.publish_all(events)
             crash_point(f"{fn.name}.after-publish")  # announced, not acked
@@ -275,20 +254,6 @@ class JetStreamRunner:
             )
         await message.term()
 
-    async def _handle(self, inbound: Inbound) -> Sequence[Envelope]:
-        if inbound.delivery > 1 or ORIGINAL_MSG_ID in inbound.headers:
-            # an earlier handling may have committed events and died before publishing
-            # them; a new handling may cause different ones (a node run again), so the
-            # first ones are announced now or never. Repeats are dropped by the bus.
-            await self._publisher.publish_all(
-                await self._store.events_caused_by(_message_id(inbound))
-            )
-        try:
-            return await self.function.handle(inbound)
-        except StaleWriteError:
-            # handled before (a redelivery): re-announce what it caused; the bus drops repeats
-            return await self._store.events_caused_by(_message_id(inbound))
-
     def _heartbeat(self, message: Any) -> _Heartbeat:
         return _Heartbeat(message, max(self.function.ack_wait / 3, 0.5))
 
@@ -328,34 +293,6 @@ class _Heartbeat:
 
     def cancel(self) -> None:
         self._timer.cancel()
-
-
-def _context_of(function: str, inbound: Inbound, subjects: Subjects) -> dict[str, str]:
-    """What every log line about this message names: its function, tenant and run."""
-    context = {"function": function}
-    tenant = inbound.headers.get(TENANT_HEADER)
-    if tenant is None:
-        with contextlib.suppress(ValueError):  # a publisher's event: the tenant is in the subject
-            tenant = subjects.split_event_subject(inbound.subject)[0]
-    if tenant:
-        context["tenant"] = tenant
-    if run := inbound.headers.get("Stratum-Run-Id"):
-        context["run_id"] = run
-    return context
-
-
-def _span_attributes(context: dict[str, str], delivery: int) -> dict[str, str | int]:
-    """What a message's span names besides the messaging conventions."""
-    attributes: dict[str, str | int] = {
-        f"stratum.{name}": value for name, value in context.items()
-    }
-    attributes["stratum.delivery"] = delivery
-    return attributes
-
-
-def _message_id(inbound: Inbound) -> str:
-    """The id of the event in `inbound`: what its own emitted events name as their cause."""
-    return _original_msg_id(inbound.headers)
 
 
 # -- dead letters ---------------------------------------------------------------------------
@@ -400,7 +337,7 @@ async def redrive(jetstream: Any, store: RunStore, letter: DeadLetter) -> DeadLe
     request retried after a failed count re-publishes under the same id, which is dropped.
     """
     headers = dict(letter.headers)
-    original = _original_msg_id(letter.headers)
+    original = original_msg_id(letter.headers)
     if original:
         headers[ORIGINAL_MSG_ID] = original
     headers["Nats-Msg-Id"] = f"{letter.id}.redrive.{letter.redriven + 1}"
@@ -409,15 +346,11 @@ async def redrive(jetstream: Any, store: RunStore, letter: DeadLetter) -> DeadLe
     return await store.mark_redriven(letter.id, iso(utc_now())) or letter
 
 
-def _original_msg_id(headers: dict[str, str]) -> str:
-    return headers.get(ORIGINAL_MSG_ID) or headers.get("Nats-Msg-Id", "")
-
-
 def _announcement(letter: DeadLetter) -> dict[str, str]:
     """Headers of the copy on the dead-letter subject: the original ones (secrets left out)
     and what happened; its `Nats-Msg-Id` is the letter id, so a repeat is dropped."""
     headers = dict(letter.headers)
-    original = _original_msg_id(letter.headers)
+    original = original_msg_id(letter.headers)
     if original:
         headers[ORIGINAL_MSG_ID] = original
     return headers | {

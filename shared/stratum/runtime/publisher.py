@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from stratum.events import Envelope
 from stratum.subjects import Subjects
@@ -15,6 +15,17 @@ from stratum.telemetry import tracing
 ORIGINAL_MSG_ID = "Stratum-Original-Msg-Id"
 REDRIVE_HEADER = "Stratum-Redrive"
 TENANT_HEADER = "Stratum-Tenant"
+
+
+class Announcer(Protocol):
+    """Where a function's events go: the bus (`Publisher`), or an HTTP sink under
+    Knative (`stratum.runtime.http_adapter.SinkPublisher`)."""
+
+    subjects: Subjects
+
+    async def publish(self, event: Envelope) -> None: ...
+
+    async def publish_all(self, events: Sequence[Envelope]) -> None: ...
 
 
 class Publisher:

@@ -1,0 +1,131 @@
+"""`stratum function serve NAME`: one function as a CloudEvents HTTP endpoint (Knative).
+
+What Knative sets is read from the environment: `PORT` (where to listen) and `K_SINK`
+(where events other than the reply go: the broker). The rest is the usual startup config
+(`STRATUM_*`): the database must be one every instance reaches (`STRATUM_SURREAL_URL`
+= `ws://...`), and the stage executor and compensator need `STRATUM_VAULT_ADDR`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from stratum.config import Settings
+
+function_app = typer.Typer(
+    no_args_is_help=True, help="Run one function by itself (Knative, one container each)."
+)
+ConfigOption = typer.Option(None, "--config", "-c", help="Nickel startup config")
+
+
+@function_app.command()
+def serve(
+    name: str = typer.Argument(
+        ..., help="ingest, planner, stage-executor, compensator or projector"
+    ),
+    port: int = typer.Option(
+        0, "--port", "-p", help="Port to listen on [env PORT, else 8080]", show_default=False
+    ),
+    host: str = typer.Option(
+        "", "--host", help="Address to listen on [STRATUM_HTTP_HOST]", show_default=False
+    ),
+    sink: str = typer.Option(
+        "", "--sink", help="Where further events go [env K_SINK]", show_default=False
+    ),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Serve NAME's CloudEvents endpoint (`POST /`, `GET /healthz`, `GET /readyz`)."""
+    from stratum.cli.main import settings_from
+    from stratum.logs import setup_logging
+
+    setup_logging()
+    settings = settings_from(config)
+    listen_port = port or int(os.environ.get("PORT") or 8080)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(settings, name, host or settings.http_host, listen_port, sink or None))
+
+
+async def _serve(settings: Settings, name: str, host: str, port: int, sink: str | None) -> None:
+    import uvicorn
+
+    from stratum.function_host import FunctionHost
+
+    target = sink if sink is not None else os.environ.get("K_SINK", "")
+    function_host = await FunctionHost.open(settings, [name])
+    try:
+        endpoint = function_host.endpoint(name, target)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                endpoint.app,
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+            )
+        )
+        await server.serve()  # until SIGINT/SIGTERM (uvicorn's own handlers)
+    finally:
+        await function_host.stop()
+
+
+@function_app.command()
+def run(
+    name: str = typer.Argument(
+        ..., help="ingest, planner, stage-executor, compensator or projector"
+    ),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Run NAME alone on its JetStream durable consumer (`STRATUM_NATS_URL`), until
+    SIGINT/SIGTERM: the plain-Deployment shape, scaled by KEDA on the consumer's lag."""
+    from stratum.cli.main import fail, settings_from
+    from stratum.logs import setup_logging
+
+    setup_logging()
+    settings = settings_from(config)
+    if not settings.nats_url:
+        fail("function run needs STRATUM_NATS_URL (a NATS server with JetStream)")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(settings, name))
+
+
+async def _run(settings: Settings, name: str) -> None:
+    import signal
+
+    import nats
+
+    from stratum.function_host import FunctionHost
+    from stratum.runtime import JetStreamRunner, Publisher, ensure_streams
+
+    function_host = await FunctionHost.open(settings, [name])
+    connection = None
+    runner = None
+    try:
+        connection = await nats.connect(settings.nats_url, connect_timeout=5)
+        js = connection.jetstream()
+        await ensure_streams(js, function_host.subjects, settings.duplicate_window)
+        publisher = Publisher(js, function_host.subjects)
+        [function] = function_host.functions(publisher)
+        prefix = settings.subject_prefix.replace(".", "-")
+        runner = JetStreamRunner(
+            function, js, publisher, function_host.store, durable_prefix=prefix
+        )
+        await runner.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        if runner is not None:
+            await runner.stop()
+        if connection is not None:
+            await connection.close()
+        await function_host.stop()

@@ -1,0 +1,202 @@
+"""The five functions built from settings: for `stratum up` (on JetStream) and for a
+function served by itself as a CloudEvents HTTP endpoint (`stratum function serve`,
+Knative), where no NATS is involved at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from functions.compensator import app as compensator
+from functions.ingest import app as ingest
+from functions.planner import app as planner
+from functions.projector import app as projector
+from functions.stage_executor import app as stage_executor
+from stratum.authz import PolicyRegistry
+from stratum.config import Settings
+from stratum.errors import ConfigError, PolicyError
+from stratum.executor import ExecutorConfig, curated_path, sweep_orphans
+from stratum.graph_registry import GraphRegistry
+from stratum.publisher_auth import SignatureRules
+from stratum.runtime import Function, FunctionContext
+from stratum.runtime.http_adapter import FunctionEndpoint, SinkPublisher
+from stratum.runtime.jetstream import durable_name
+from stratum.runtime.publisher import Announcer
+from stratum.store import Database, RunStore
+from stratum.subjects import Subjects
+
+if TYPE_CHECKING:
+    from stratum.secrets import SecretStore
+
+log = logging.getLogger("stratum")
+FUNCTION_NAMES = ("ingest", "planner", "stage-executor", "compensator", "projector")
+# what runs scripts needs the secret store and an executor; who decides triggers, policies
+RUNS_SCRIPTS = frozenset({"stage-executor", "compensator"})
+
+
+def build_functions(
+    ctx: FunctionContext,
+    settings: Settings,
+    *,
+    graphs: GraphRegistry,
+    policies: PolicyRegistry | None,
+    executor: ExecutorConfig | None,
+    projections: projector.Projector | None = None,
+    names: Collection[str] = FUNCTION_NAMES,
+) -> list[Function]:
+    """The functions named (all five by default, in pipeline order) on `ctx`."""
+    unknown = sorted(set(names) - set(FUNCTION_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown function(s) {', '.join(unknown)}; one of {FUNCTION_NAMES}")
+    built: list[Function] = []
+    for name in (name for name in FUNCTION_NAMES if name in names):
+        if name == "ingest":
+            assert policies is not None, "ingest decides triggers with the policies"
+            rules = SignatureRules(settings.require_signatures, settings.signature_window)
+            built.append(ingest.build(ctx, policies, settings.tenant_limits, rules))
+        elif name == "planner":
+            built.append(planner.build(ctx, graphs, settings.tenant_limits))
+        elif name == "projector":
+            built.append(projector.build(ctx, projections or projector.Projector(ctx.store)))
+        else:
+            assert executor is not None, f"{name} runs scripts with an executor"
+            build = stage_executor.build if name == "stage-executor" else compensator.build
+            built.append(build(ctx, graphs, executor))
+    return built
+
+
+def executor_config(settings: Settings, secrets: SecretStore) -> ExecutorConfig:
+    """How scripts run: nu, the curated PATH, the data dir, node credentials."""
+    nu_path = settings.nu_path or curated_path(
+        settings.data_dir / "toolbin", settings.nu_tools, os.environ.get("PATH", "")
+    )
+    return ExecutorConfig(
+        data_dir=settings.data_dir,
+        workdir=settings.root,
+        nu_bin=settings.resolve_nu(),
+        nu_path=nu_path,
+        kill_grace=settings.kill_grace,
+        concurrency=settings.stage_concurrency,
+        credentials=secrets.broker.credentials,
+    )
+
+
+@dataclass
+class FunctionHost:
+    """What the named functions need, without NATS: the database, the graph, and — as
+    each needs them — the policies, the secret store and the executor. Several functions
+    may share one host (one embedded database per process); `stop` ends what `open`
+    started."""
+
+    settings: Settings
+    names: tuple[str, ...]
+    database: Database
+    store: RunStore
+    subjects: Subjects
+    graphs: GraphRegistry
+    policies: PolicyRegistry | None = None
+    secrets: SecretStore | None = None
+    executor: ExecutorConfig | None = None
+    sinks: list[SinkPublisher] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, settings: Settings, names: Collection[str]) -> FunctionHost:
+        s = settings
+        wanted = tuple(name for name in FUNCTION_NAMES if name in names)
+        if len(wanted) != len(set(names)):
+            unknown = sorted(set(names) - set(FUNCTION_NAMES))
+            raise ConfigError(f"unknown function(s) {', '.join(unknown)}; one of {FUNCTION_NAMES}")
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        database = await Database.open(
+            s.database_url,
+            namespace=s.surreal_namespace,
+            database=s.surreal_database,
+            user=s.surreal_user,
+            password=s.surreal_password,
+            durable_writes=s.durable_writes,
+        )
+        store = RunStore(database)
+        host = cls(
+            s,
+            wanted,
+            database,
+            store,
+            Subjects(s.subject_prefix),
+            GraphRegistry(s.definitions, s.lib_dir, store),
+        )
+        try:
+            await store.ensure_schema()
+            host.graphs.reload()
+            if "ingest" in wanted:
+                host.policies = PolicyRegistry(s.policies)
+                if not host.policies.reload():
+                    raise PolicyError(host.policies.error or f"no policies in {s.policies}")
+            if RUNS_SCRIPTS & set(wanted):
+                from stratum.secrets import SecretStore
+
+                for orphan in sweep_orphans(s.data_dir):
+                    log.warning(
+                        "killed a script left running by a dead instance",
+                        extra={"run_id": orphan.run_id, "node": orphan.node, "pid": orphan.pid},
+                    )
+                host.secrets = await SecretStore.open(
+                    s.vault_addr,
+                    s.vault_token,
+                    s.data_dir / "openbao",
+                    s.root / "deploy/dev-secrets.json",
+                )
+                host.executor = executor_config(s, host.secrets)
+        except BaseException:
+            await host.stop()
+            raise
+        return host
+
+    def functions(
+        self, announcer: Announcer, names: Collection[str] | None = None
+    ) -> list[Function]:
+        """The named functions (the host's by default), announcing on `announcer`."""
+        ctx = FunctionContext(
+            self.store, self.subjects, announcer, logging.getLogger("stratum.functions")
+        )
+        return build_functions(
+            ctx,
+            self.settings,
+            graphs=self.graphs,
+            policies=self.policies,
+            executor=self.executor,
+            names=self.names if names is None else names,
+        )
+
+    def endpoint(self, name: str, sink: str) -> FunctionEndpoint:
+        """Function `name` as a CloudEvents HTTP endpoint whose further events go to
+        `sink` (Knative's `K_SINK`)."""
+        publisher = SinkPublisher(self.subjects, sink)
+        self.sinks.append(publisher)
+        [function] = self.functions(publisher, [name])
+        group = durable_name(self.settings.subject_prefix.replace(".", "-"), function)
+        return FunctionEndpoint(
+            function, self.store, publisher, group=group, ready=lambda: self.missing(name)
+        )
+
+    async def missing(self, name: str) -> str | None:
+        """What keeps function `name` from working now (None: ready)."""
+        try:
+            await self.database.query("RETURN 1;")
+        except Exception as error:
+            return f"database unreachable: {error}"
+        if name in ("planner", "stage-executor", "compensator") and self.graphs.current is None:
+            return f"no valid graph: {self.graphs.error}"
+        if name == "ingest" and (self.policies is None or self.policies.error):
+            return f"no valid policies: {self.policies.error if self.policies else 'none'}"
+        return None
+
+    async def stop(self) -> None:
+        for sink in self.sinks:
+            await sink.close()
+        if self.secrets is not None:
+            await self.secrets.stop()
+        await self.database.close()

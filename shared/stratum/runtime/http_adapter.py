@@ -1,0 +1,341 @@
+"""The Knative adapter: one function as a CloudEvents HTTP endpoint.
+
+A Trigger POSTs an event (binary or structured mode) to `/`. It becomes the `Inbound` the
+JetStream runner would have made of the same event on its subject, and is handled by the
+same `Handling` (log context and span from `traceparent`, per-run lock, re-announce when
+the message was handled before). The reply is the first event the handler emitted, as a
+binary-mode CloudEvent (the broker routes it on); every further event is POSTed to the
+sink (`K_SINK`) before the reply leaves, so a broker retry after a lost reply only
+repeats them. Status codes steer the broker's delivery:
+
+| outcome | status |
+|---|---|
+| events emitted / none | 200 with the first / 202 |
+| invalid event (`InvalidEventError`) | 400, `{"error": ...}`, a dead letter recorded |
+| refused (`RefusedError`: tenant over its rate, no room to wait) | 409, a dead letter recorded |
+| deferred (`DeferredError`: tenant over its rate) | 429 with `Retry-After` |
+| anything else | 500: the broker retries with its backoff |
+
+`GET /healthz` answers while the process serves; `GET /readyz` only when what the
+function needs (the database, a graph, the policies) is there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+import orjson
+from cloudevents.core.bindings.http import HTTPMessage, from_http, to_binary
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from stratum.errors import (
+    DeferredError,
+    InvalidEventError,
+    RefusedError,
+    RetryableError,
+    StratumError,
+)
+from stratum.events import Envelope
+from stratum.graph.triggers import matches
+from stratum.logs import log_context
+from stratum.runtime.function import Function, Inbound
+from stratum.runtime.handling import Handling
+from stratum.runtime.jetstream import dead_letter_of
+from stratum.runtime.publisher import TENANT_HEADER
+from stratum.store import RunStore
+from stratum.subjects import Subjects
+from stratum.telemetry import metrics, tracing
+
+log = logging.getLogger("stratum.runtime.http")
+FORMAT = JSONFormat()
+INTERNAL_TYPE_PREFIX = "stratum."
+# attributes the SDK would make up when absent (an id defeats de-duplication)
+REQUIRED = ("specversion", "id", "source", "type")
+TRACE_HEADERS = ("traceparent", "tracestate")
+SINK_SECONDS = 30.0
+# Probes: None when ready, else what is missing
+Readiness = Callable[[], Awaitable[str | None]]
+
+
+class SinkPublisher:
+    """Announces events as binary-mode CloudEvents POSTed to the sink (Knative's
+    `K_SINK`: the broker), each in a PRODUCER span whose `traceparent` goes along."""
+
+    def __init__(self, subjects: Subjects, sink: str, *, timeout: float = SINK_SECONDS) -> None:
+        self.subjects = subjects
+        self.sink = sink
+        self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+
+    async def publish(self, event: Envelope) -> None:
+        if not self.sink:
+            # retried by the broker: the sink may be bound (SinkBinding) by then
+            raise RetryableError(f"no sink (K_SINK) to send {event.type} {event.id} to")
+        headers, body = binary_message(event)
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout)
+        with tracing.publishing(self.subjects.internal(event.type), headers, event.id):
+            response = await self._client.post(self.sink, content=body, headers=headers)
+        if response.status_code >= 300:
+            raise RetryableError(
+                f"sink {self.sink} answered {response.status_code} to {event.type} {event.id}"
+            )
+
+    async def publish_all(self, events: Sequence[Envelope]) -> None:
+        """One after the other, in the order the handler emitted them."""
+        for event in events:
+            await self.publish(event)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def binary_message(event: Envelope) -> tuple[dict[str, str], bytes]:
+    """`event` as an HTTP binary-mode CloudEvent: `ce-*` headers (the `tenant` and
+    `runid` extensions included), `content-type`, the data as the body."""
+    attributes: dict[str, Any] = {
+        "specversion": event.specversion,
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "time": event.time,
+        "subject": event.subject,
+        "datacontenttype": event.datacontenttype,
+        "tenant": event.tenant,
+        "runid": event.runid,
+    }
+    message = to_binary(CloudEvent(attributes, event.data), FORMAT)
+    return dict(message.headers), message.body
+
+
+def consumes_publisher_events(function: Function, subjects: Subjects) -> bool:
+    """Whether `function` reads publishers' events (ingest) rather than internal ones."""
+    return subjects.events_wildcard in function.subjects
+
+
+def accepts(function: Function, subjects: Subjects, event_type: str) -> bool:
+    """Whether `function` takes events of `event_type`: what its Trigger filters on.
+    Ingest takes every type but Stratum's own (`stratum.*`); the others, the internal
+    types whose subject one of theirs matches, exactly as on the bus."""
+    internal = event_type.startswith(INTERNAL_TYPE_PREFIX)
+    if consumes_publisher_events(function, subjects):
+        return not internal
+    subject = subjects.internal(event_type)
+    return internal and any(matches(pattern, subject) for pattern in function.subjects)
+
+
+def inbound_of(
+    function: Function, subjects: Subjects, headers: Mapping[str, str], body: bytes
+) -> Inbound:
+    """The message the JetStream adapter would have handed `function` for this request
+    (`headers` with lower-case names, as HTTP has them); InvalidEventError says what is
+    wrong with it."""
+    carried = {name: headers[name] for name in TRACE_HEADERS if name in headers}
+    # Stratum's own headers (signatures, re-drive ids) under the names the handlers read
+    stratum = {
+        _canonical(name): value
+        for name, value in headers.items()
+        if name.startswith(("stratum-", "nats-"))
+    }
+    binary = any(name.startswith("ce-") for name in headers)
+    if consumes_publisher_events(function, subjects):
+        return _publisher_event(subjects, headers, body, binary, stratum | carried)
+    return _internal_event(function, subjects, headers, body, stratum | carried)
+
+
+def _publisher_event(
+    subjects: Subjects,
+    headers: Mapping[str, str],
+    body: bytes,
+    binary: bool,
+    extra: dict[str, str],
+) -> Inbound:
+    """A publisher's event, as ingest parses it (`parse_incoming` does the checking) on
+    the subject `<prefix>.events.<tenant>.<type>` it would have been published on."""
+    if binary:
+        kind, tenant = headers.get("ce-type"), headers.get("ce-tenant")
+        passed = {name: value for name, value in headers.items() if name.startswith("ce-")}
+        if "content-type" in headers:
+            passed["content-type"] = headers["content-type"]
+    else:
+        document = _json_object(body)
+        kind, tenant, passed = document.get("type"), document.get("tenant"), {}
+    if not isinstance(kind, str) or not kind:
+        raise InvalidEventError("not a valid CloudEvent: missing required attribute(s) type")
+    tenant = tenant or headers.get(TENANT_HEADER.lower())
+    if not isinstance(tenant, str) or not tenant:
+        raise InvalidEventError(
+            "no tenant: set the CloudEvent's tenant extension attribute "
+            f"(ce-tenant) or a {TENANT_HEADER} header"
+        )
+    return Inbound(subjects.event(tenant, kind), passed | extra, body)
+
+
+def _internal_event(
+    function: Function,
+    subjects: Subjects,
+    headers: Mapping[str, str],
+    body: bytes,
+    extra: dict[str, str],
+) -> Inbound:
+    """One of Stratum's own events, as the bus carries it: the structured JSON body,
+    with the id, run and tenant headers the publisher sets."""
+    if any(name.startswith("ce-") for name in headers):
+        present = {name.removeprefix("ce-") for name in headers if name.startswith("ce-")}
+    else:
+        present = set(_json_object(body))
+    missing = [name for name in (*REQUIRED, "time") if name not in present]
+    if missing:
+        raise InvalidEventError(
+            f"not a valid CloudEvent: missing required attribute(s) {', '.join(missing)}"
+        )
+    try:
+        event = from_http(HTTPMessage(headers=dict(headers), body=body), FORMAT)
+        attributes = dict(event.get_attributes())
+        if str(attributes.get("datacontenttype", "")).split(";")[0].strip() == "application/json":
+            del attributes["datacontenttype"]  # the envelope's own (a charset may follow)
+        data = event.get_data()
+        if isinstance(data, bytes | str):
+            data = orjson.loads(data) if data else {}
+        envelope = Envelope.model_validate({**attributes, "data": data})
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "event"
+        raise InvalidEventError(f"not a Stratum event: {where}: {first['msg']}") from None
+    except (BaseCloudEventException, ValueError, TypeError, orjson.JSONDecodeError) as error:
+        raise InvalidEventError(f"not a valid CloudEvent: {error}") from None
+    if not accepts(function, subjects, envelope.type):
+        raise InvalidEventError(f"{function.name} does not consume events of type {envelope.type}")
+    subject = subjects.internal(envelope.type)
+    ids = {"Nats-Msg-Id": envelope.id, "Stratum-Run-Id": envelope.runid}
+    return Inbound(subject, ids | {TENANT_HEADER: envelope.tenant} | extra, envelope.body)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidEventError(f"body is not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise InvalidEventError("body must be a CloudEvents JSON object")
+    return document
+
+
+def _canonical(name: str) -> str:
+    """`stratum-run-id` -> `Stratum-Run-Id`: the spelling NATS headers keep."""
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+class FunctionEndpoint:
+    """Serves one Function over CloudEvents HTTP; `app` is the ASGI application."""
+
+    def __init__(
+        self,
+        function: Function,
+        store: RunStore,
+        sink: SinkPublisher,
+        *,
+        group: str = "",
+        ready: Readiness | None = None,
+    ) -> None:
+        self.function = function
+        self._store = store
+        self._sink = sink
+        self._ready = ready
+        self._handling = Handling(function, store, sink, group or function.name)
+        self.app = Starlette(
+            routes=[
+                Route("/", self._receive, methods=["POST"]),
+                Route("/healthz", self._live, methods=["GET"]),
+                Route("/readyz", self._readiness, methods=["GET"]),
+            ]
+        )
+
+    async def _live(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "function": self.function.name})
+
+    async def _readiness(self, request: Request) -> Response:
+        missing = await self._ready() if self._ready is not None else None
+        if missing:
+            return JSONResponse({"ready": False, "reason": missing}, status_code=503)
+        return JSONResponse({"ready": True, "function": self.function.name})
+
+    async def _receive(self, request: Request) -> Response:
+        body = await request.body()
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        try:
+            inbound = inbound_of(self.function, self._sink.subjects, headers, body)
+        except InvalidEventError as error:
+            # nothing names a run or tenant yet: answered, logged, not stored
+            log_context.set({"function": self.function.name})
+            log.warning("invalid request rejected", extra={"error": str(error)})
+            metrics.MESSAGES.labels(self.function.name, "rejected").inc()
+            return _error(400, error)
+        with self._handling.processing(inbound) as handled:
+            handled.outcome, response = await self._settle(inbound)
+        return response
+
+    async def _settle(self, inbound: Inbound) -> tuple[str, Response]:
+        fn = self.function
+        try:
+            events = await self._handling.handle(inbound)
+            # the rest before the reply: a retry after a lost reply repeats, never loses
+            await self._sink.publish_all(events[1:])
+        except (InvalidEventError, RefusedError) as error:  # retrying cannot help
+            invalid = isinstance(error, InvalidEventError)
+            log.error(
+                "invalid message rejected" if invalid else "refused message rejected",
+                extra={"function": fn.name, "subject": inbound.subject, "error": str(error)},
+            )
+            await self._dead_letter(inbound, error)
+            return "dead_lettered", _error(400 if invalid else 409, error)
+        except DeferredError as error:
+            log.warning(f"message deferred: {error}", extra={"function": fn.name})
+            retry_after = str(max(1, math.ceil(error.delay)))
+            return "retried", _error(429, error, {"Retry-After": retry_after})
+        except Exception as error:
+            if isinstance(error, StratumError):
+                log.warning(f"message will be retried: {error}", extra={"function": fn.name})
+            else:
+                log.error("handler crashed; the broker will retry", exc_info=error)
+            return "retried", _error(500, error)
+        if not events:
+            return "acked", Response(status_code=202)
+        return "acked", self._reply(events[0])
+
+    def _reply(self, event: Envelope) -> Response:
+        headers, body = binary_message(event)
+        with tracing.publishing(self._sink.subjects.internal(event.type), headers, event.id):
+            return Response(body, status_code=200, headers=headers)
+
+    async def _dead_letter(self, inbound: Inbound, error: Exception) -> None:
+        """Recorded as the JetStream runner records one (no stream position: its id
+        derives from the subject and body); the broker's dead-letter sink gets the event."""
+        letter = dead_letter_of(self.function.name, None, inbound, error)
+        try:
+            await self._store.record_dead_letter(letter)
+        except Exception as failure:  # the answer still says what was wrong
+            log.warning(f"could not record dead letter {letter.id}: {failure}")
+            return
+        tenant = log_context.get().get("tenant", "")
+        metrics.DEAD_LETTERS.labels(letter.function, tenant).inc()
+
+
+def _error(status: int, error: Exception, headers: dict[str, str] | None = None) -> Response:
+    text = str(error) if isinstance(error, StratumError) else f"{type(error).__name__}"
+    return JSONResponse(
+        {"error": text, "kind": type(error).__name__}, status_code=status, headers=headers
+    )

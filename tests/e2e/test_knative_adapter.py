@@ -1,0 +1,291 @@
+"""The Knative shape, end to end over CloudEvents HTTP: the five functions each served
+as its own endpoint (`FunctionHost`, what `stratum function serve` runs), no NATS at all,
+and a small broker in the test standing in for Knative's: it takes events at its ingress
+(publishers and every function's K_SINK), delivers each to every function whose Trigger
+takes its type (`accepts`, the same rule the manifests are checked against), and routes
+a function's reply on as a new event; 429/5xx are retried, as a broker would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest_asyncio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from stratum.clock import iso, utc_now
+from stratum.function_host import FUNCTION_NAMES, FunctionHost
+from stratum.ids import run_id
+from stratum.runtime.http_adapter import accepts
+from tests.conftest import Vault, eventually, make_settings
+from tests.e2e.test_pipelines import SAMPLE, tree
+
+RETRIES = 5
+TIMEOUT = httpx.Timeout(90.0)
+
+
+async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
+    """`app` on a loopback port the OS picks; the server, its task and its URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: _started(server, task), timeout=10)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, f"http://127.0.0.1:{port}/"
+
+
+async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool:
+    assert not task.done(), "an endpoint could not start"
+    return bool(server.started)
+
+
+@dataclass
+class Broker:
+    """Knative's broker, as far as Stratum can tell: ingress, Triggers, replies."""
+
+    host: FunctionHost
+    client: httpx.AsyncClient
+    endpoints: dict[str, str] = field(default_factory=dict)  # function -> URL
+    delivered: list[tuple[str, str, int]] = field(default_factory=list)  # function, type, status
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def ingress(self, request: Request) -> Response:
+        headers = {k: v for k, v in request.headers.items() if k not in ("host", "content-length")}
+        self.route(headers, await request.body())
+        return Response(status_code=202)
+
+    def route(self, headers: dict[str, str], body: bytes) -> None:
+        kind = headers.get("ce-type")
+        if kind is None:  # structured mode
+            kind = orjson.loads(body)["type"]
+        subjects = self.host.subjects
+        for function in self.host.functions(_NoAnnouncer(subjects)):
+            if accepts(function, subjects, kind):
+                task = asyncio.create_task(self._deliver(function.name, kind, headers, body))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, name: str, kind: str, headers: dict[str, str], body: bytes) -> None:
+        for attempt in range(RETRIES):
+            response = await self.client.post(self.endpoints[name], content=body, headers=headers)
+            self.delivered.append((name, kind, response.status_code))
+            if response.status_code == 200:  # the reply is the next event
+                reply = {
+                    k: v
+                    for k, v in response.headers.items()
+                    if k.startswith("ce-") or k in ("content-type", "traceparent", "tracestate")
+                }
+                self.route(reply, response.content)
+            if response.status_code not in (429,) and response.status_code < 500:
+                return
+            await asyncio.sleep(0.2 * 2**attempt)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class _NoAnnouncer:
+    """The broker builds functions only to read their subjects."""
+
+    def __init__(self, subjects: Any) -> None:
+        self.subjects = subjects
+
+    async def publish(self, event: Any) -> None:
+        raise AssertionError("not for handling")
+
+    async def publish_all(self, events: Any) -> None:
+        raise AssertionError("not for handling")
+
+
+@dataclass
+class Knative:
+    host: FunctionHost
+    broker: Broker
+    ingress: str
+    client: httpx.AsyncClient
+
+    async def finished(self, run: str, timeout: float = 60.0) -> dict[str, Any]:
+        store = self.host.store
+
+        async def probe() -> dict[str, Any] | None:
+            view = await store.get_view(run)
+            if not view or not view.get("finished"):
+                return None
+            complete = await store.count_history(run) >= await store.count_run_events(run)
+            return view if complete else None
+
+        result: dict[str, Any] = await eventually(probe, timeout=timeout)
+        return result
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def knative(tmp_path: Path, openbao: Vault) -> AsyncIterator[Knative]:
+    # no NATS in this shape: the URL is never dialled
+    settings = make_settings(
+        tmp_path, "nats://127.0.0.1:9", vault_addr=openbao.addr, vault_token=openbao.token
+    )
+    host = await FunctionHost.open(settings, FUNCTION_NAMES)
+    client = httpx.AsyncClient(timeout=TIMEOUT)
+    broker = Broker(host, client)
+    served: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    try:
+        routes = [Route("/", broker.ingress, methods=["POST"])]
+        server, task, ingress = await _serve(Starlette(routes=routes))
+        served.append((server, task))
+        for name in FUNCTION_NAMES:
+            endpoint = host.endpoint(name, sink=ingress)  # K_SINK: the broker
+            server, task, url = await _serve(endpoint.app)
+            served.append((server, task))
+            broker.endpoints[name] = url
+        yield Knative(host, broker, ingress, client)
+    finally:
+        await broker.close()
+        for server, _ in served:
+            server.should_exit = True
+        for _, task in served:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+        await client.aclose()
+        await host.stop()
+
+
+def _structured(topic: str, data: dict[str, Any], ident: str) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": ident,
+        "source": "tests",
+        "type": topic,
+        "time": iso(utc_now()),
+        "datacontenttype": "application/json",
+        "tenant": "acme",
+        "data": data,
+    }
+
+
+async def test_binary_and_structured_events_drive_full_pipelines_over_http(
+    knative: Knative, tmp_path: Path
+) -> None:
+    # binary mode: attributes in ce-* headers, the data as the body, a publisher's trace
+    trace_id = uuid.uuid4().hex
+    crate_id = str(uuid.uuid4())
+    response = await knative.client.post(
+        knative.ingress,
+        content=orjson.dumps({"source": SAMPLE}),
+        headers={
+            "ce-specversion": "1.0",
+            "ce-id": crate_id,
+            "ce-source": "tests",
+            "ce-type": "crate.push",
+            "ce-tenant": "acme",
+            "content-type": "application/json",
+            "traceparent": f"00-{trace_id}-{'1' * 16}-01",
+        },
+    )
+    assert response.status_code == 202
+    # structured mode: the whole event as the body
+    target = tmp_path / "release-target"
+    before = tree(target)
+    release_id = str(uuid.uuid4())
+    data = {"version": "9.9.9", "target": str(target), "fail_at": "publish"}
+    response = await knative.client.post(
+        knative.ingress,
+        content=orjson.dumps(_structured("release.request", data, release_id)),
+        headers={"content-type": "application/cloudevents+json"},
+    )
+    assert response.status_code == 202
+
+    crate = await knative.finished(run_id("acme", crate_id))
+    assert crate["status"] == "Succeeded", crate.get("error")
+    assert [stage["nodes"] for stage in crate["stages"]] == [
+        ["fmt-crate", "lint-crate"],
+        ["build-crate"],
+    ]
+    assert all(node["status"] == "succeeded" for node in crate["nodes"].values())
+    assert crate["trace_id"] == trace_id  # the publisher's trace, carried in HTTP headers
+    artifact = (await knative.host.store.capabilities(crate["run_id"]))["built-artifact"]
+    assert Path(artifact["path"]).is_file()
+
+    release = await knative.finished(run_id("acme", release_id))
+    assert release["status"] == "Compensated"
+    assert release["nodes"]["publish-release"]["status"] == "failed"
+    steps = [(step["stage"], step["node"]) for step in release["compensation"]]
+    assert steps == sorted(steps, reverse=True), "compensation must run latest stage first"
+    assert {node for _, node in steps} == {"prepare-release", "tag-release", "upload-assets"}
+    assert all(step["status"] == "succeeded" for step in release["compensation"])
+    assert tree(target) == before, "every effect of the run must be undone"
+
+    # every function was reached over HTTP, and nothing needed the broker's retries
+    reached = {name for name, _, _ in knative.broker.delivered}
+    assert reached == set(FUNCTION_NAMES)
+    assert all(status in (200, 202) for _, _, status in knative.broker.delivered)
+
+
+async def test_a_malformed_event_is_answered_400_naming_what_is_wrong(knative: Knative) -> None:
+    ingest = knative.broker.endpoints["ingest"]
+    no_id = {
+        "ce-specversion": "1.0",
+        "ce-source": "tests",
+        "ce-type": "crate.push",
+        "ce-tenant": "acme",
+        "content-type": "application/json",
+    }
+    response = await knative.client.post(ingest, content=b"{}", headers=no_id)
+    assert response.status_code == 400
+    assert "missing required attribute(s) id" in response.json()["error"]
+    assert (await knative.host.store.rejections())[0]["reason"].endswith("id")
+
+    no_tenant = {k: v for k, v in no_id.items() if k != "ce-tenant"} | {"ce-id": "x"}
+    response = await knative.client.post(ingest, content=b"{}", headers=no_tenant)
+    assert response.status_code == 400
+    assert "no tenant" in response.json()["error"]
+
+    response = await knative.client.post(ingest, content=b"not json")
+    assert response.status_code == 400
+    assert "body is not JSON" in response.json()["error"]
+
+    # an internal event whose payload does not match its type
+    planner = knative.broker.endpoints["planner"]
+    bad = {
+        "ce-specversion": "1.0",
+        "ce-id": "evt-1",
+        "ce-source": "tests",
+        "ce-type": "stratum.stage.completed",
+        "ce-time": iso(utc_now()),
+        "ce-subject": "run-x",
+        "ce-tenant": "acme",
+        "ce-runid": "run-x",
+        "content-type": "application/json",
+    }
+    response = await knative.client.post(planner, content=b'{"nodes": []}', headers=bad)
+    assert response.status_code == 400
+    assert "stage" in response.json()["error"]
+    # a type the function does not take (a Trigger pointing at the wrong function)
+    wrong = bad | {"ce-type": "stratum.node.started"}
+    response = await knative.client.post(planner, content=b"{}", headers=wrong)
+    assert response.status_code == 400
+    assert "planner does not consume events of type stratum.node.started" in response.text
+
+
+async def test_health_endpoints_answer_as_knative_probes_expect(knative: Knative) -> None:
+    for name, url in knative.broker.endpoints.items():
+        live = await knative.client.get(url + "healthz")
+        ready = await knative.client.get(url + "readyz")
+        assert live.status_code == 200 and live.json()["function"] == name
+        assert ready.status_code == 200 and ready.json()["ready"] is True
