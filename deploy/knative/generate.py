@@ -4,17 +4,14 @@ checks the files still match the code."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
 
 from stratum.config import load_settings
 from stratum.events import PAYLOADS
-from stratum.function_host import FUNCTION_NAMES, build_functions
-from stratum.runtime import FunctionContext
+from stratum.function_host import FUNCTION_NAMES, declared_functions
 from stratum.runtime.http_adapter import INTERNAL_TYPE_PREFIX, accepts
 from stratum.runtime.jetstream import durable_name
 from stratum.subjects import Subjects
@@ -52,27 +49,12 @@ VAULT = [
 ]
 
 
-class _Quiet:
-    subjects = Subjects(PREFIX)
-
-    async def publish(self, event: Any) -> None: ...
-
-    async def publish_all(self, events: Any) -> None: ...
-
-
 def functions() -> list[Any]:
     """The five Functions as the server builds them (only their declarations are read:
     nothing is opened, no handler runs)."""
     root = HERE.parent.parent
     settings = load_settings(None, root=root, environ={}, overrides={"data_dir": "/tmp/unused"})
-    ctx = FunctionContext(None, Subjects(PREFIX), _Quiet(), logging.getLogger("gen"))  # type: ignore[arg-type]
-    return build_functions(
-        ctx,
-        settings,
-        graphs=None,  # type: ignore[arg-type]
-        policies=object(),  # type: ignore[arg-type]
-        executor=SimpleNamespace(concurrency=settings.stage_concurrency),  # type: ignore[arg-type]
-    )
+    return declared_functions(settings, Subjects(PREFIX))
 
 
 def consumed_types(function: Any) -> list[str]:

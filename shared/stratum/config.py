@@ -60,6 +60,10 @@ class Settings(BaseModel):
     watch: bool = True
     stuck_after: float = 120.0
     nats_auth: bool = True
+    # with a configured nats_url: a folder of NKey seeds `<identity>.seed` to connect as —
+    # `stratum` for the core connection, each function under its own name (written with
+    # the server's config by `stratum nats config`); empty: no credentials
+    nats_seeds: str = ""
     dev_publishers: tuple[str, ...] = ()
     require_signatures: bool = True
     signature_window: float = 300.0

@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from functions.compensator import app as compensator
@@ -67,6 +68,46 @@ def build_functions(
             build = stage_executor.build if name == "stage-executor" else compensator.build
             built.append(build(ctx, graphs, executor))
     return built
+
+
+class _Silent:
+    """A publisher for functions that are only read, never run."""
+
+    def __init__(self, subjects: Subjects) -> None:
+        self.subjects = subjects
+
+    async def publish(self, event: object) -> None:
+        raise RuntimeError("a declared function does not run")
+
+    async def publish_all(self, events: object) -> None:
+        raise RuntimeError("a declared function does not run")
+
+
+def declared_functions(settings: Settings, subjects: Subjects) -> list[Function]:
+    """The five Functions as the server builds them, for their declarations only (name,
+    stream, subjects, what they emit): nothing is opened and no handler may run. What
+    deployment files are written from (`stratum nats config`, deploy/knative)."""
+    ctx = FunctionContext(
+        None,  # type: ignore[arg-type]
+        subjects,
+        _Silent(subjects),
+        logging.getLogger("stratum.declared"),
+    )
+    executor = ExecutorConfig(
+        data_dir=settings.data_dir,
+        workdir=settings.root,
+        nu_bin=Path("nu"),
+        nu_path="",
+        kill_grace=settings.kill_grace,
+        concurrency=settings.stage_concurrency,
+    )
+    return build_functions(
+        ctx,
+        settings,
+        graphs=None,  # type: ignore[arg-type]
+        policies=PolicyRegistry(settings.policies),
+        executor=executor,
+    )
 
 
 def executor_config(settings: Settings, secrets: SecretStore) -> ExecutorConfig:

@@ -53,6 +53,16 @@ def identity_seeds(folder: Path, names: Iterable[str]) -> dict[str, str]:
     return seeds
 
 
+def existing_seeds(folder: Path, names: Iterable[str]) -> dict[str, str]:
+    """The seeds of `names` found in `folder` (a deployment's, made by `stratum nats
+    config`); none is created."""
+    return {
+        name: (folder / f"{name}.seed").read_text().strip()
+        for name in names
+        if (folder / f"{name}.seed").is_file()
+    }
+
+
 def function_permissions(grant: FunctionGrant, subjects: Subjects) -> dict[str, object]:
     consumer = f"{grant.stream}.{grant.durable}"
     return {

@@ -5,7 +5,8 @@ connects as its own NKey user, allowed only what it needs, and publishers are us
 may publish only on their tenant's event subjects (`stratum.nats_auth`). The permission
 file is rewritten and nats-server reloaded (SIGHUP) when a function joins or a publisher
 is added or revoked. With a configured `nats_url`, the deployment owns users and
-permissions: every function shares one connection.
+permissions (`stratum nats config` writes them): each function connects with its own seed
+from `nats_seeds` when there is one there, else all share the core connection.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -24,6 +26,7 @@ from stratum.errors import DependencyUnavailableError
 from stratum.nats_auth import (
     CORE_IDENTITY,
     FunctionGrant,
+    existing_seeds,
     identity_seeds,
     inbox_prefix,
     server_config,
@@ -59,13 +62,16 @@ class Transport:
 
     @property
     def authenticated(self) -> bool:
-        """Whether this process runs the nats-server and its NKey users."""
+        """Whether this process runs the nats-server and its NKey users (and so keeps
+        its permissions)."""
         return self._server is not None and bool(self._seeds)
 
     async def start(self) -> None:
         s = self.settings
         if s.nats_url:
             self.url = s.nats_url
+            if s.nats_seeds:
+                self._seeds = existing_seeds(Path(s.nats_seeds), (CORE_IDENTITY, *FUNCTIONS))
         else:
             config = None
             if s.nats_auth:
@@ -92,9 +98,10 @@ class Transport:
             await self.reload()
 
     async def connection_for(self, function: Function) -> Any:
-        """The connection an admitted `function` consumes and publishes on: its own NKey
-        user when this process runs the server, else the shared one."""
-        if not self.authenticated:
+        """The connection an admitted `function` consumes and publishes on: as its own
+        NKey user when it has a seed (always, when this process runs the server), else
+        the shared one."""
+        if function.name not in self._seeds:
             return self.core
         for attempt in range(RELOAD_WAITS):
             try:
@@ -135,7 +142,7 @@ class Transport:
 
     async def _connect(self, identity: str) -> Any:
         credentials: dict[str, Any] = {}
-        if self._seeds:
+        if identity in self._seeds:
             credentials = {
                 "nkeys_seed_str": self._seeds[identity],
                 "inbox_prefix": inbox_prefix(identity) if identity != CORE_IDENTITY else None,
