@@ -14,7 +14,7 @@ from cloudevents.core.formats.json import JSONFormat
 
 from stratum.clock import iso
 from stratum.errors import InvalidEventError
-from stratum.events import Envelope, Payload, RunAccepted, RunDenied, emit
+from stratum.events import Envelope, Payload, RunAccepted, RunDenied, emit, json_object
 from stratum.ids import run_id
 from stratum.subjects import Subjects
 
@@ -50,12 +50,7 @@ def parse_incoming(
     lowered = {key.lower(): value for key, value in headers.items()}
     binary = "ce-specversion" in lowered
     if not binary:
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            raise InvalidEventError(f"body is not JSON: {error}") from None
-        if not isinstance(document, dict):
-            raise InvalidEventError("body must be a CloudEvents JSON object")
+        document = json_object(body)
         present = set(document)
         version = document.get("specversion")
     else:

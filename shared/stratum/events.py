@@ -202,6 +202,18 @@ PAYLOADS: dict[str, type[Payload]] = {
 P = TypeVar("P", bound=Payload)
 
 
+def json_object(body: bytes) -> dict[str, Any]:
+    """The JSON object a structured-mode CloudEvent body holds; InvalidEventError saying
+    what is wrong with it otherwise."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidEventError(f"body is not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise InvalidEventError("body must be a CloudEvents JSON object")
+    return document
+
+
 class Envelope(BaseModel):
     """A CloudEvents 1.0 event as Stratum's functions exchange it.
 

@@ -110,6 +110,28 @@ def declared_functions(settings: Settings, subjects: Subjects) -> list[Function]
     )
 
 
+async def open_database(settings: Settings) -> Database:
+    """The configured SurrealDB: a server URL, else the embedded one under data_dir."""
+    return await Database.open(
+        settings.database_url,
+        namespace=settings.surreal_namespace,
+        database=settings.surreal_database,
+        user=settings.surreal_user,
+        password=settings.surreal_password,
+        durable_writes=settings.durable_writes,
+    )
+
+
+def kill_orphans(settings: Settings) -> None:
+    """Scripts a killed instance on this host left running would race the runs resumed
+    here: they are killed first, each named in the log."""
+    for orphan in sweep_orphans(settings.data_dir):
+        log.warning(
+            "killed a script left running by a dead instance",
+            extra={"run_id": orphan.run_id, "node": orphan.node, "pid": orphan.pid},
+        )
+
+
 def executor_config(settings: Settings, secrets: SecretStore) -> ExecutorConfig:
     """How scripts run: nu, the curated PATH, the data dir, node credentials."""
     nu_path = settings.nu_path or curated_path(
@@ -152,14 +174,7 @@ class FunctionHost:
             unknown = sorted(set(names) - set(FUNCTION_NAMES))
             raise ConfigError(f"unknown function(s) {', '.join(unknown)}; one of {FUNCTION_NAMES}")
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        database = await Database.open(
-            s.database_url,
-            namespace=s.surreal_namespace,
-            database=s.surreal_database,
-            user=s.surreal_user,
-            password=s.surreal_password,
-            durable_writes=s.durable_writes,
-        )
+        database = await open_database(s)
         store = RunStore(database)
         host = cls(
             s,
@@ -179,11 +194,7 @@ class FunctionHost:
             if RUNS_SCRIPTS & set(wanted):
                 from stratum.secrets import SecretStore
 
-                for orphan in sweep_orphans(s.data_dir):
-                    log.warning(
-                        "killed a script left running by a dead instance",
-                        extra={"run_id": orphan.run_id, "node": orphan.node, "pid": orphan.pid},
-                    )
+                kill_orphans(s)
                 host.secrets = await SecretStore.open(
                     s.vault_addr,
                     s.vault_token,

@@ -25,8 +25,13 @@ from stratum.authz import PolicyRegistry
 from stratum.config import Settings
 from stratum.dev_publishers import ensure_dev_publishers
 from stratum.errors import DependencyUnavailableError, PolicyError
-from stratum.executor import ExecutorConfig, curated_path, sweep_orphans
-from stratum.function_host import build_functions
+from stratum.executor import ExecutorConfig
+from stratum.function_host import (
+    build_functions,
+    executor_config,
+    kill_orphans,
+    open_database,
+)
 from stratum.graph_registry import GraphRegistry
 from stratum.nats_auth import CORE_IDENTITY, identity_seeds
 from stratum.nats_server import free_port
@@ -71,22 +76,9 @@ class StratumServer:
         tracing.setup_from_env()  # OTEL_* decide; off (no-op) when none is set
         self.subjects = Subjects(s.subject_prefix)
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        nu_bin = s.resolve_nu()
-        # scripts a killed instance left running would race the runs resumed here
-        for orphan in sweep_orphans(s.data_dir):
-            log.warning(
-                "killed a script left running by a dead instance",
-                extra={"run_id": orphan.run_id, "node": orphan.node, "pid": orphan.pid},
-            )
-
-        self._database = await Database.open(
-            s.database_url,
-            namespace=s.surreal_namespace,
-            database=s.surreal_database,
-            user=s.surreal_user,
-            password=s.surreal_password,
-            durable_writes=s.durable_writes,
-        )
+        s.resolve_nu()  # no nu, no start: said before anything is opened
+        kill_orphans(s)
+        self._database = await open_database(s)
         self.store = RunStore(self._database)
         await self.store.ensure_schema()
         # node secrets: the configured Vault, else a dev OpenBao seeded with the examples
@@ -121,18 +113,7 @@ class StratumServer:
         self._context = FunctionContext(
             self.store, self.subjects, publisher, logging.getLogger("stratum.functions")
         )
-        nu_path = s.nu_path or curated_path(
-            s.data_dir / "toolbin", s.nu_tools, os.environ.get("PATH", "")
-        )
-        self._executor = ExecutorConfig(
-            data_dir=s.data_dir,
-            workdir=s.root,
-            nu_bin=nu_bin,
-            nu_path=nu_path,
-            kill_grace=s.kill_grace,
-            concurrency=s.stage_concurrency,
-            credentials=self.secrets.broker.credentials,
-        )
+        self._executor = executor_config(s, self.secrets)
         await self.add_instance(self.projections)
         if s.watchdog_interval > 0:
             self.watchdog = Watchdog(

@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from stratum.errors import UnverifiedEventError
+from stratum.errors import InvalidEventError, UnverifiedEventError
+from stratum.events import json_object
 from stratum.ids import run_id
 from stratum.publisher_auth import SignatureRules, claimed_key, verify_publisher
 from stratum.signing import PUBLISHER_HEADER, SIGNATURE_HEADER, SIGNED_AT_HEADER
@@ -70,11 +70,9 @@ def route(subjects: Subjects, tenant: str, headers: dict[str, str], body: bytes)
         event_type, event_id = headers.get("ce-type", ""), headers.get("ce-id", "")
     else:
         try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            raise RoutingError(f"structured-mode body is not JSON: {error}") from None
-        if not isinstance(document, dict):
-            raise RoutingError("structured-mode body must be a CloudEvents JSON object")
+            document = json_object(body)
+        except InvalidEventError as error:
+            raise RoutingError(str(error)) from None
         event_type, event_id = str(document.get("type") or ""), str(document.get("id") or "")
     missing = [name for name, value in (("type", event_type), ("id", event_id)) if not value]
     if missing:

@@ -1,5 +1,8 @@
 """`stratum function serve NAME`: one function as a CloudEvents HTTP endpoint (Knative).
 
+Several names (or `all`) serve those functions from one process, on one port, each under
+`/<name>/`: one embedded database for all of them, as in a single container.
+
 What Knative sets is read from the environment: `PORT` (where to listen) and `K_SINK`
 (where events other than the reply go: the broker). The rest is the usual startup config
 (`STRATUM_*`): the database must be one every instance reaches (`STRATUM_SURREAL_URL`
@@ -23,13 +26,18 @@ function_app = typer.Typer(
     no_args_is_help=True, help="Run one function by itself (Knative, one container each)."
 )
 ConfigOption = typer.Option(None, "--config", "-c", help="Nickel startup config")
+NamesArgument = typer.Argument(
+    ...,
+    help="ingest, planner, stage-executor, compensator, projector (several: each under "
+    "/<name>/), or all",
+    metavar="NAME...",
+    show_default=False,
+)
 
 
 @function_app.command()
 def serve(
-    name: str = typer.Argument(
-        ..., help="ingest, planner, stage-executor, compensator or projector"
-    ),
+    names: list[str] = NamesArgument,
     port: int = typer.Option(
         0, "--port", "-p", help="Port to listen on [env PORT, else 8080]", show_default=False
     ),
@@ -41,29 +49,46 @@ def serve(
     ),
     config: Path | None = ConfigOption,
 ) -> None:
-    """Serve NAME's CloudEvents endpoint (`POST /`, `GET /healthz`, `GET /readyz`)."""
-    from stratum.cli.main import settings_from
+    """Serve each NAME's CloudEvents endpoint (`POST /`, `GET /healthz`, `GET /readyz`;
+    with several names, under `/<name>/`)."""
+    from stratum.cli.main import fail, settings_from
+    from stratum.function_host import FUNCTION_NAMES
     from stratum.logs import setup_logging
 
+    chosen = list(FUNCTION_NAMES) if "all" in names else list(dict.fromkeys(names))
+    unknown = sorted(set(chosen) - set(FUNCTION_NAMES))
+    if unknown:
+        fail(f"unknown function(s) {', '.join(unknown)}; one of {', '.join(FUNCTION_NAMES)}, all")
     setup_logging()
     settings = settings_from(config)
     listen_port = port or int(os.environ.get("PORT") or 8080)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings, name, host or settings.http_host, listen_port, sink or None))
+        asyncio.run(_serve(settings, chosen, host or settings.http_host, listen_port, sink or None))
 
 
-async def _serve(settings: Settings, name: str, host: str, port: int, sink: str | None) -> None:
+async def _serve(
+    settings: Settings, names: list[str], host: str, port: int, sink: str | None
+) -> None:
     import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.types import ASGIApp
 
     from stratum.function_host import FunctionHost
 
     target = sink if sink is not None else os.environ.get("K_SINK", "")
-    function_host = await FunctionHost.open(settings, [name])
+    function_host = await FunctionHost.open(settings, names)
     try:
-        endpoint = function_host.endpoint(name, target)
+        endpoints = {name: function_host.endpoint(name, target) for name in names}
+        app: ASGIApp
+        if len(endpoints) == 1:
+            [endpoint] = endpoints.values()
+            app = endpoint.app
+        else:
+            app = Starlette(routes=[Mount(f"/{n}", app=e.app) for n, e in endpoints.items()])
         server = uvicorn.Server(
             uvicorn.Config(
-                endpoint.app,
+                app,
                 host=host,
                 port=port,
                 log_level="warning",
@@ -71,6 +96,7 @@ async def _serve(settings: Settings, name: str, host: str, port: int, sink: str 
                 access_log=False,
             )
         )
+        print(f"serving {', '.join(names)} on http://{host}:{port}", flush=True)
         await server.serve()  # until SIGINT/SIGTERM (uvicorn's own handlers)
     finally:
         await function_host.stop()

@@ -310,6 +310,9 @@ app.add_typer(audit_app, name="audit")
 from stratum.cli.functions import function_app  # noqa: E402
 
 app.add_typer(function_app, name="function")
+from stratum.cli.nats import nats_app  # noqa: E402
+
+app.add_typer(nats_app, name="nats")
 
 
 def main() -> None:

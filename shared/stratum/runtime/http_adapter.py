@@ -46,7 +46,7 @@ from stratum.errors import (
     RetryableError,
     StratumError,
 )
-from stratum.events import Envelope
+from stratum.events import Envelope, json_object
 from stratum.graph.triggers import matches
 from stratum.logs import log_context
 from stratum.runtime.function import Function, Inbound
@@ -171,7 +171,7 @@ def _publisher_event(
         if "content-type" in headers:
             passed["content-type"] = headers["content-type"]
     else:
-        document = _json_object(body)
+        document = json_object(body)
         kind, tenant, passed = document.get("type"), document.get("tenant"), {}
     if not isinstance(kind, str) or not kind:
         raise InvalidEventError("not a valid CloudEvent: missing required attribute(s) type")
@@ -196,7 +196,7 @@ def _internal_event(
     if any(name.startswith("ce-") for name in headers):
         present = {name.removeprefix("ce-") for name in headers if name.startswith("ce-")}
     else:
-        present = set(_json_object(body))
+        present = set(json_object(body))
     missing = [name for name in (*REQUIRED, "time") if name not in present]
     if missing:
         raise InvalidEventError(
@@ -222,16 +222,6 @@ def _internal_event(
     subject = subjects.internal(envelope.type)
     ids = {"Nats-Msg-Id": envelope.id, "Stratum-Run-Id": envelope.runid}
     return Inbound(subject, ids | {TENANT_HEADER: envelope.tenant} | extra, envelope.body)
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise InvalidEventError(f"body is not JSON: {error}") from None
-    if not isinstance(document, dict):
-        raise InvalidEventError("body must be a CloudEvents JSON object")
-    return document
 
 
 def _canonical(name: str) -> str:
