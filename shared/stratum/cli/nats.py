@@ -16,11 +16,12 @@ import typer
 
 nats_app = typer.Typer(no_args_is_help=True, help="A deployment's own nats-server.")
 ConfigOption = typer.Option(None, "--config", "-c", help="Nickel startup config")
+OutOption = typer.Option(..., "--out", "-o", help="Folder to write seeds/ and the config")
 
 
 @nats_app.command("config")
 def config_command(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write seeds/ and the config"),
+    out: Path = OutOption,
     listen: str = typer.Option(
         "127.0.0.1:4222", "--listen", help="HOST:PORT the nats-server listens on"
     ),
@@ -40,13 +41,12 @@ def config_command(
     settings = settings_from(config)
     subjects = Subjects(settings.subject_prefix)
     functions = declared_functions(settings, subjects)
-    path = write_deployment(
-        out, functions, subjects, listen=listen, store_dir=store_dir
-    )
+    path = write_deployment(out, functions, subjects, listen=listen, store_dir=store_dir)
     seeds = out / SEEDS
     names = sorted(seed.stem for seed in seeds.glob("*.seed"))
     console.print(f"nats-server config: {path} (listen {listen}, JetStream in {store_dir})")
     console.print(f"seeds ({', '.join(names)}): {seeds}/ (mode 0600; keep them secret)")
     console.print(
-        f"connect Stratum with STRATUM_NATS_URL=nats://{listen} STRATUM_NATS_SEEDS={seeds}"
+        "Stratum connects with STRATUM_NATS_URL=nats://<that address> and "
+        "STRATUM_NATS_SEEDS=<where that seeds folder is mounted>"
     )
