@@ -10,7 +10,7 @@ NU_VERSION := 0.108.0
 PROMETHEUS := .tools/prometheus/usr/bin/prometheus
 REGISTRY := .tools/docker-registry/usr/bin/docker-registry
 
-.PHONY: install up test test-unit chaos lint typecheck check bench clean
+.PHONY: install up test test-unit chaos lint typecheck check bench clean images
 
 install: $(BIN)/.deps $(BIN)/nu $(BIN)/prometheus $(BIN)/docker-registry
 
@@ -52,6 +52,11 @@ $(BIN)/docker-registry: $(REGISTRY) | $(BIN)/.deps
 # on 127.0.0.1:7464 (what otel/prometheus.yml scrapes); STRATUM_HTTP_PORT picks another.
 up: install
 	STRATUM_HTTP_PORT=$${STRATUM_HTTP_PORT:-7464} $(BIN)/stratum up
+
+# Stratum's images (functions, nats-server, OpenBao) with the local Docker engine and no
+# registry: deploy/images/build.sh (what tests/containers runs in container mode).
+images: install
+	deploy/images/build.sh
 
 # The whole suite: unit tests plus the real-server integration and end-to-end tests.
 test: install

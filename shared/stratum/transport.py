@@ -101,11 +101,15 @@ class Transport:
         """The connection an admitted `function` consumes and publishes on: as its own
         NKey user when it has a seed (always, when this process runs the server), else
         the shared one."""
-        if function.name not in self._seeds:
+        return await self.connection_as(function.name)
+
+    async def connection_as(self, name: str) -> Any:
+        """A connection as the function called `name` (see `connection_for`)."""
+        if name not in self._seeds:
             return self.core
         for attempt in range(RELOAD_WAITS):
             try:
-                connection = await self._connect(function.name)
+                connection = await self._connect(name)
                 break
             except DependencyUnavailableError as error:
                 # a busy nats-server may apply the reload that admits this user a little

@@ -6,6 +6,8 @@ an unknown key cannot connect at all."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -14,17 +16,20 @@ from pathlib import Path
 
 import nats
 import nkeys
+import orjson
 import pytest
 
 from stratum.function_host import declared_functions
+from stratum.ids import run_id
 from stratum.nats_auth import CORE_IDENTITY
 from stratum.nats_deploy import SEEDS, write_deployment
 from stratum.nats_server import free_port
 from stratum.subjects import Subjects
-from tests.conftest import Vault, eventually, make_settings
+from tests.conftest import ROOT, Vault, eventually, make_settings
 from tests.e2e.conftest import running
 
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
+STRATUM = Path(sys.executable).parent / "stratum"
 
 
 @pytest.fixture()
@@ -124,3 +129,66 @@ def nkeys_seed() -> bytes:
     from stratum.nats_auth import new_user_seed
 
     return new_user_seed().encode()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_one_function_runs_by_itself_as_its_own_user(
+    tmp_path: Path, deployment: tuple[str, Path, str]
+) -> None:
+    """`stratum function run ingest` (a compose service, a KEDA Deployment) takes a
+    publisher's event from the deployment's NATS and announces the run it accepted."""
+    url, seeds, prefix = deployment
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUM_", "OTEL_"))}
+    env |= {
+        "STRATUM_NATS_URL": url,
+        "STRATUM_NATS_SEEDS": str(seeds),
+        "STRATUM_SUBJECT_PREFIX": prefix,
+        "STRATUM_DATA_DIR": str(tmp_path / "ingest-data"),
+        "STRATUM_REQUIRE_SIGNATURES": "false",
+        "STRATUM_POLICIES": str(ROOT / "tests" / "fixtures" / "policies"),
+    }
+    process = subprocess.Popen(
+        [str(STRATUM), "function", "run", "ingest"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    core = (seeds / f"{CORE_IDENTITY}.seed").read_text().strip()
+    ident = str(uuid.uuid4())
+    try:
+        nc = await nats.connect(url, nkeys_seed_str=core, connect_timeout=5)
+        try:
+            js = nc.jetstream()
+
+            async def streams_made() -> bool:
+                try:
+                    await js.stream_info(Subjects(prefix).runs_stream)
+                except Exception:
+                    return False
+                return True
+
+            await eventually(streams_made, timeout=30)
+            body = {
+                "specversion": "1.0",
+                "id": ident,
+                "source": "tests",
+                "type": "crate.push",
+                "data": {"source": "nickel/examples/sample-crate"},
+            }
+            await js.publish(f"{prefix}.events.acme.crate.push", orjson.dumps(body))
+            accepted = await js.pull_subscribe(f"{prefix}.run.accepted", durable=None)
+            (message,) = await accepted.fetch(1, timeout=30)
+            announced = orjson.loads(message.data)
+        finally:
+            await nc.close()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert announced["runid"] == run_id("acme", ident)
+    assert announced["data"]["actor"] == "source:tests"

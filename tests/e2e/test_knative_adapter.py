@@ -1,9 +1,6 @@
 """The Knative shape, end to end over CloudEvents HTTP: the five functions each served
 as its own endpoint (`FunctionHost`, what `stratum function serve` runs), no NATS at all,
-and a small broker in the test standing in for Knative's: it takes events at its ingress
-(publishers and every function's K_SINK), delivers each to every function whose Trigger
-takes its type (`accepts`, the same rule the manifests are checked against), and routes
-a function's reply on as a new event; 429/5xx are retried, as a broker would."""
+and a small broker in the test standing in for Knative's (tests/knative_broker.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,98 +17,16 @@ import orjson
 import pytest_asyncio
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from stratum.clock import iso, utc_now
 from stratum.function_host import FUNCTION_NAMES, FunctionHost
 from stratum.ids import run_id
-from stratum.runtime.http_adapter import accepts
 from tests.conftest import Vault, eventually, make_settings
 from tests.e2e.test_pipelines import SAMPLE, tree
+from tests.knative_broker import Broker, NoAnnouncer, serve_app
 
-RETRIES = 5
 TIMEOUT = httpx.Timeout(90.0)
-
-
-async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
-    """`app` on a loopback port the OS picks; the server, its task and its URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: _started(server, task), timeout=10)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return server, task, f"http://127.0.0.1:{port}/"
-
-
-async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool:
-    assert not task.done(), "an endpoint could not start"
-    return bool(server.started)
-
-
-@dataclass
-class Broker:
-    """Knative's broker, as far as Stratum can tell: ingress, Triggers, replies."""
-
-    host: FunctionHost
-    client: httpx.AsyncClient
-    endpoints: dict[str, str] = field(default_factory=dict)  # function -> URL
-    delivered: list[tuple[str, str, int]] = field(default_factory=list)  # function, type, status
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-    async def ingress(self, request: Request) -> Response:
-        headers = {k: v for k, v in request.headers.items() if k not in ("host", "content-length")}
-        self.route(headers, await request.body())
-        return Response(status_code=202)
-
-    def route(self, headers: dict[str, str], body: bytes) -> None:
-        kind = headers.get("ce-type")
-        if kind is None:  # structured mode
-            kind = orjson.loads(body)["type"]
-        subjects = self.host.subjects
-        for function in self.host.functions(_NoAnnouncer(subjects)):
-            if accepts(function, subjects, kind):
-                task = asyncio.create_task(self._deliver(function.name, kind, headers, body))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(self, name: str, kind: str, headers: dict[str, str], body: bytes) -> None:
-        for attempt in range(RETRIES):
-            response = await self.client.post(self.endpoints[name], content=body, headers=headers)
-            self.delivered.append((name, kind, response.status_code))
-            if response.status_code == 200:  # the reply is the next event
-                reply = {
-                    k: v
-                    for k, v in response.headers.items()
-                    if k.startswith("ce-") or k in ("content-type", "traceparent", "tracestate")
-                }
-                self.route(reply, response.content)
-            if response.status_code not in (429,) and response.status_code < 500:
-                return
-            await asyncio.sleep(0.2 * 2**attempt)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-
-class _NoAnnouncer:
-    """The broker builds functions only to read their subjects."""
-
-    def __init__(self, subjects: Any) -> None:
-        self.subjects = subjects
-
-    async def publish(self, event: Any) -> None:
-        raise AssertionError("not for handling")
-
-    async def publish_all(self, events: Any) -> None:
-        raise AssertionError("not for handling")
 
 
 @dataclass
@@ -143,15 +58,15 @@ async def knative(tmp_path: Path, openbao: Vault) -> AsyncIterator[Knative]:
     )
     host = await FunctionHost.open(settings, FUNCTION_NAMES)
     client = httpx.AsyncClient(timeout=TIMEOUT)
-    broker = Broker(host, client)
+    broker = Broker(host.subjects, host.functions(NoAnnouncer(host.subjects)), client)
     served: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
     try:
         routes = [Route("/", broker.ingress, methods=["POST"])]
-        server, task, ingress = await _serve(Starlette(routes=routes))
+        server, task, ingress = await serve_app(Starlette(routes=routes))
         served.append((server, task))
         for name in FUNCTION_NAMES:
             endpoint = host.endpoint(name, sink=ingress)  # K_SINK: the broker
-            server, task, url = await _serve(endpoint.app)
+            server, task, url = await serve_app(endpoint.app)
             served.append((server, task))
             broker.endpoints[name] = url
         yield Knative(host, broker, ingress, client)

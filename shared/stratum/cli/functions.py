@@ -30,7 +30,7 @@ NamesArgument = typer.Argument(
     ...,
     help="ingest, planner, stage-executor, compensator, projector (several: each under "
     "/<name>/), or all",
-    metavar="NAME...",
+    metavar="NAME",
     show_default=False,
 )
 
@@ -123,20 +123,27 @@ def run(
 
 
 async def _run(settings: Settings, name: str) -> None:
+    """One function on its durable consumer of the deployment's NATS (`nats_url`): the
+    core identity makes sure the streams exist, the function consumes and publishes as
+    its own NKey user when `nats_seeds` has its seed."""
     import signal
 
-    import nats
-
+    from stratum.errors import ConfigError
     from stratum.function_host import FunctionHost
     from stratum.runtime import JetStreamRunner, Publisher, ensure_streams
+    from stratum.transport import Transport
 
+    if not settings.nats_url:
+        raise ConfigError("`stratum function run` needs the deployment's NATS: set nats_url")
     function_host = await FunctionHost.open(settings, [name])
-    connection = None
+    transport = Transport(settings, function_host.subjects, function_host.store)
     runner = None
     try:
-        connection = await nats.connect(settings.nats_url, connect_timeout=5)
-        js = connection.jetstream()
-        await ensure_streams(js, function_host.subjects, settings.duplicate_window)
+        await transport.start()
+        await ensure_streams(
+            transport.core.jetstream(), function_host.subjects, settings.duplicate_window
+        )
+        js = (await transport.connection_as(name)).jetstream()
         publisher = Publisher(js, function_host.subjects)
         [function] = function_host.functions(publisher)
         prefix = settings.subject_prefix.replace(".", "-")
@@ -152,6 +159,5 @@ async def _run(settings: Settings, name: str) -> None:
     finally:
         if runner is not None:
             await runner.stop()
-        if connection is not None:
-            await connection.close()
+        await transport.stop()
         await function_host.stop()

@@ -67,7 +67,8 @@ DEAD_LETTERS = Counter(
 )
 MESSAGES = Counter(
     "stratum_messages",
-    "Messages a function settled: acked, retried (nak) or dead_lettered",
+    "Messages a function settled: acked, retried (a nak; over HTTP a 429 or 500), "
+    "dead_lettered, or rejected (over HTTP: not an event this function can take)",
     ["function", "outcome"],
     registry=REGISTRY,
 )
