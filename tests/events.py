@@ -4,9 +4,12 @@ build them one way."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from stratum.clock import iso, utc_now
 from stratum.events import Envelope, Payload, RunAccepted, emit
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -46,3 +49,20 @@ def run_events(
         )
         for i, (payload, at) in enumerate(zip(payloads, times, strict=True))
     ]
+
+
+def publisher_event(
+    topic: str, data: dict[str, Any], *, ident: str = "", source: str = "tests", **extra: Any
+) -> dict[str, Any]:
+    """A publisher's CloudEvent in structured mode (a fresh id unless given); `extra`
+    attributes (e.g. the `tenant` extension) are added."""
+    return {
+        "specversion": "1.0",
+        "id": ident or str(uuid.uuid4()),
+        "source": source,
+        "type": topic,
+        "time": iso(utc_now()),
+        "datacontenttype": "application/json",
+        "data": data,
+        **extra,
+    }

@@ -19,7 +19,6 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from stratum.clock import iso, utc_now
 from stratum.function_host import FUNCTION_NAMES, declared_functions
 from stratum.ids import run_id
 from stratum.nats_auth import CORE_IDENTITY
@@ -29,6 +28,7 @@ from tests.conftest import eventually, make_settings
 from tests.containers.conftest import Nats, StartStratum, Stratum
 from tests.e2e.test_pipelines import SAMPLE
 from tests.e2e.test_tenancy import NAP, NAP_SCRIPT
+from tests.events import publisher_event
 from tests.knative_broker import Broker, serve_app
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -37,16 +37,8 @@ ARTIFACT = "workspace/artifacts/tally-0.3.1.tar.gz"
 
 def cloud_event(topic: str, data: dict[str, Any]) -> tuple[str, bytes]:
     """A publisher's CloudEvent (structured, unsigned): its id and JSON body."""
-    ident = str(uuid.uuid4())
-    body = {
-        "specversion": "1.0",
-        "id": ident,
-        "source": "tests/containers",
-        "type": topic,
-        "time": iso(utc_now()),
-        "datacontenttype": "application/json",
-        "data": data,
-    }
+    body = publisher_event(topic, data, source="tests/containers")
+    ident = body["id"]
     return ident, orjson.dumps(body)
 
 

@@ -17,13 +17,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from stratum.clock import iso, utc_now
 from stratum.config import Settings
 from stratum.ids import run_id
 from stratum.nats_auth import CORE_IDENTITY
 from stratum.server import StratumServer
 from stratum.telemetry import tracing
 from tests.conftest import Vault, eventually, make_settings
+from tests.events import publisher_event
 
 
 class Harness:
@@ -40,15 +40,7 @@ class Harness:
     ) -> str:
         """Publish a CloudEvent as any NATS client would; the run id it starts."""
         ident = event_id or str(uuid.uuid4())
-        body = {
-            "specversion": "1.0",
-            "id": ident,
-            "source": "tests",
-            "type": topic,
-            "time": iso(utc_now()),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
+        body = publisher_event(topic, data, ident=ident)
         await self.nc.jetstream().publish(self.subjects.event(tenant, topic), orjson.dumps(body))
         return run_id(tenant, ident)
 

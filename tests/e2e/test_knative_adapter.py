@@ -24,6 +24,7 @@ from stratum.function_host import FUNCTION_NAMES, FunctionHost
 from stratum.ids import run_id
 from tests.conftest import Vault, eventually, make_settings
 from tests.e2e.test_pipelines import SAMPLE, tree
+from tests.events import publisher_event
 from tests.knative_broker import Broker, NoAnnouncer, serve_app
 
 TIMEOUT = httpx.Timeout(90.0)
@@ -82,16 +83,7 @@ async def knative(tmp_path: Path, openbao: Vault) -> AsyncIterator[Knative]:
 
 
 def _structured(topic: str, data: dict[str, Any], ident: str) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": ident,
-        "source": "tests",
-        "type": topic,
-        "time": iso(utc_now()),
-        "datacontenttype": "application/json",
-        "tenant": "acme",
-        "data": data,
-    }
+    return publisher_event(topic, data, ident=ident, tenant="acme")
 
 
 async def test_binary_and_structured_events_drive_full_pipelines_over_http(

@@ -23,12 +23,12 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from stratum.clock import iso, utc_now
 from stratum.dev_publishers import seed_path
 from stratum.ids import run_id
 from stratum.signing import sign_event
 from tests.conftest import ROOT, Vault, make_settings
 from tests.e2e.conftest import Harness, running
+from tests.events import publisher_event
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -57,15 +57,7 @@ def seed_of(harness: Harness) -> str:
 
 
 def event_body(ident: str) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": ident,
-        "source": "tests/publishers",
-        "type": TOPIC,
-        "time": iso(utc_now()),
-        "datacontenttype": "application/json",
-        "data": DATA,
-    }
+    return publisher_event(TOPIC, DATA, ident=ident, source="tests/publishers")
 
 
 def binary_headers(ident: str) -> dict[str, str]:
