@@ -25,7 +25,7 @@ from stratum.nats_auth import CORE_IDENTITY
 from stratum.nats_deploy import SEEDS, write_deployment
 from stratum.nats_server import free_port
 from stratum.subjects import Subjects
-from tests.conftest import ROOT, Vault, eventually, make_settings
+from tests.conftest import ROOT, Vault, eventually, make_settings, stop_process
 from tests.e2e.conftest import running
 
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
@@ -54,12 +54,7 @@ def deployment(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     try:
         yield f"nats://127.0.0.1:{port}", tmp_path / "nats" / SEEDS, prefix
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 async def refused(url: str, seed: str, subject: str) -> str:

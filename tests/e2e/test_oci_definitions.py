@@ -32,7 +32,7 @@ from stratum.graph import load_graph
 from stratum.oci import RegistryDefinitions, parse_ref, publish, pull
 from stratum.oci.layers import GRAPH_VERSION, SHA256, TITLE, sha256_hex
 from stratum.server import StratumServer
-from tests.conftest import ROOT, Vault, eventually, make_settings
+from tests.conftest import ROOT, Vault, eventually, make_settings, stop_process
 from tests.e2e.conftest import running
 
 REGISTRY_BIN = Path(sys.executable).parent / "docker-registry"
@@ -119,12 +119,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
             time.sleep(0.05)
         yield LocalRegistry(f"127.0.0.1:{port}", storage)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def definitions_copy(folder: Path, marker: str = "") -> Path:

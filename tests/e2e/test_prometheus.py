@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 
 from stratum.nats_server import free_port
-from tests.conftest import eventually
+from tests.conftest import eventually, stop_process
 from tests.e2e.conftest import Harness
 
 PROMETHEUS = Path(sys.executable).parent / "prometheus"
@@ -96,12 +96,7 @@ async def prometheus(tmp_path: Path, stratum: Harness) -> AsyncIterator[Promethe
             await eventually(ready, timeout=30.0, interval=0.1)
             yield Prometheus(url, client)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
         log.close()
 
 
