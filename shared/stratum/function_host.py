@@ -5,6 +5,7 @@ Knative), where no NATS is involved at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Collection
@@ -29,6 +30,7 @@ from stratum.runtime.jetstream import durable_name
 from stratum.runtime.publisher import Announcer
 from stratum.store import Database, RunStore
 from stratum.subjects import Subjects
+from stratum.telemetry import tracing
 
 if TYPE_CHECKING:
     from stratum.secrets import SecretStore
@@ -173,6 +175,7 @@ class FunctionHost:
         if len(wanted) != len(set(names)):
             unknown = sorted(set(names) - set(FUNCTION_NAMES))
             raise ConfigError(f"unknown function(s) {', '.join(unknown)}; one of {FUNCTION_NAMES}")
+        tracing.setup_from_env()  # OTEL_* decide, as for `stratum up`
         s.data_dir.mkdir(parents=True, exist_ok=True)
         database = await open_database(s)
         store = RunStore(database)
@@ -252,3 +255,4 @@ class FunctionHost:
         if self.secrets is not None:
             await self.secrets.stop()
         await self.database.close()
+        await asyncio.to_thread(tracing.flush)  # the last spans, before the process goes
