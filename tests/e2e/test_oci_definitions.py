@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from stratum.errors import ArtifactError, DefinitionError
@@ -376,3 +377,32 @@ def test_a_refused_digest_is_not_pulled_again_until_the_ref_moves(
         ]
         == published.version
     )
+
+
+def test_check_and_plan_read_the_verified_artifact(registry: LocalRegistry, tmp_path: Path) -> None:
+    """`stratum check` and `stratum plan` with oci:// definitions read that artifact alone
+    (pulled and verified), not the whole cache; a tampered one is refused."""
+    good = registry.ref("stratum/check", "v1")
+    publish(parse_ref(good), EXAMPLES, LIB)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUM_")}
+    env |= {"STRATUM_DATA_DIR": str(tmp_path / "data"), "STRATUM_DEFINITIONS": good}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [STRATUM, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    checked = cli("check")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"ok: {good},")
+    planned = cli("plan", "crate.push", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert orjson.loads(planned.stdout)["stages"] == [["fmt-crate", "lint-crate"], ["build-crate"]]
+
+    folder = definitions_copy(tmp_path / "defs")
+    env["STRATUM_DEFINITIONS"] = bad = registry.ref("stratum/check-tampered")
+    publish(parse_ref(bad), folder, LIB)
+    tamper(registry, (folder / "crate" / "crate.ncl").read_bytes())
+    refused = cli("check")
+    assert refused.returncode == 1
+    assert "layer crate/crate.ncl was changed after it was published" in refused.stderr

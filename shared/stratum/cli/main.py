@@ -232,6 +232,16 @@ def top(
                 time.sleep(interval)
 
 
+def definitions_of(settings: Settings) -> Path:
+    """The definitions folder to read: the configured one, or — for `oci://` — the
+    artifact pulled and verified into the cache (its own folder, not the whole cache)."""
+    if not settings.definitions_ref:
+        return settings.definitions
+    from stratum.oci import RegistryDefinitions
+
+    return RegistryDefinitions(settings.definitions_ref, settings.definitions).pull().folder
+
+
 @app.command()
 def plan(topic: str, as_json: bool = JsonOption, config: Path | None = ConfigOption) -> None:
     """The stages an event on TOPIC would run, from the definitions on disk."""
@@ -239,7 +249,7 @@ def plan(topic: str, as_json: bool = JsonOption, config: Path | None = ConfigOpt
     from stratum.graph import plan as make_plan
 
     settings = settings_from(config)
-    chosen = make_plan(load_graph(settings.definitions, settings.lib_dir), topic)
+    chosen = make_plan(load_graph(definitions_of(settings), settings.lib_dir), topic)
     stages = [list(stage) for stage in chosen.stages]
     if as_json:
         render.print_json(out, {"stages": stages})
@@ -289,15 +299,17 @@ def check(config: Path | None = ConfigOption) -> None:
     from stratum.graph import check_definitions
 
     settings = settings_from(config)
-    problems = check_definitions(settings.definitions, settings.lib_dir)
+    definitions = definitions_of(settings)
+    problems = check_definitions(definitions, settings.lib_dir)
     policy_problems = check_policies(settings.policies)
     for problem in [*problems, *policy_problems]:
         sys.stderr.write(f"{problem}\n")
-    counts = ((problems, settings.definitions), (policy_problems, settings.policies))
+    counts = ((problems, definitions), (policy_problems, settings.policies))
     where = [f"{len(found)} problem(s) in {folder}" for found, folder in counts if found]
     if where:
         fail(", ".join(where))
-    out.print(f"ok: {settings.definitions}, {settings.lib_dir} and {settings.policies} check clean")
+    shown = settings.definitions_ref or definitions
+    out.print(f"ok: {shown}, {settings.lib_dir} and {settings.policies} check clean")
 
 
 from stratum.cli.publishers import publisher_app  # noqa: E402  (needs `app` above)
