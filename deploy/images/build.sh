@@ -16,6 +16,16 @@ trap 'rm -rf "$context"' EXIT
 
 has_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
+need_debootstrap() {
+  # Debian's own tool, installed here like docker.io in .ci/run (as root, from apt)
+  command -v debootstrap >/dev/null 2>&1 && return 0
+  echo "installing Debian's debootstrap (once, to make the base image)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap \
+    >/dev/null 2>&1 \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends debootstrap >/dev/null; }
+}
+
 apt_mirror() {
   # the Debian mirror apt already uses on this machine (deb822 or one-line format)
   awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null \
@@ -32,6 +42,7 @@ if [ -z "$base" ]; then
     if ! has_image "$base"; then
       mirror=$(apt_mirror | head -n 1)
       [ -n "$mirror" ] || { echo "no Debian mirror in apt's sources: cannot debootstrap" >&2; exit 1; }
+      need_debootstrap
       echo "building $base with debootstrap (once)"
       debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
         bookworm "$context/rootfs" "$mirror" >"$context/debootstrap.log" 2>&1 \
