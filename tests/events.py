@@ -66,3 +66,18 @@ def publisher_event(
         "data": data,
         **extra,
     }
+
+
+def binary_event_headers(
+    topic: str, ident: str, *, source: str = "tests", **extra: str
+) -> dict[str, str]:
+    """A publisher's CloudEvent in binary mode: its attributes as `ce-*` headers (`extra`
+    ones too, e.g. the `tenant` extension); the data goes in the body as JSON."""
+    return {
+        "ce-specversion": "1.0",
+        "ce-id": ident,
+        "ce-source": source,
+        "ce-type": topic,
+        **{f"ce-{name}": value for name, value in extra.items()},
+        "content-type": "application/json",
+    }

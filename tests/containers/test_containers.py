@@ -28,7 +28,7 @@ from tests.conftest import eventually, make_settings
 from tests.containers.conftest import Nats, StartStratum, Stratum
 from tests.e2e.test_pipelines import SAMPLE
 from tests.e2e.test_tenancy import NAP, NAP_SCRIPT
-from tests.events import publisher_event
+from tests.events import binary_event_headers, publisher_event
 from tests.knative_broker import Broker, serve_app
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -154,14 +154,9 @@ async def test_the_knative_adapters_in_the_container_chain_a_pipeline_over_http(
             response = await client.post(
                 ingress,
                 content=orjson.dumps({"source": SAMPLE}),
-                headers={
-                    "ce-specversion": "1.0",
-                    "ce-id": ident,
-                    "ce-source": "tests/containers",
-                    "ce-type": "crate.push",
-                    "ce-tenant": "acme",
-                    "content-type": "application/json",
-                },
+                headers=binary_event_headers(
+                    "crate.push", ident, source="tests/containers", tenant="acme"
+                ),
             )
             assert response.status_code == 202
             run = run_id("acme", ident)

@@ -25,7 +25,6 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from stratum.clock import iso, utc_now
 from stratum.config import Settings
 from stratum.errors import PolicyError
 from stratum.events import Envelope, RunDenied
@@ -33,6 +32,7 @@ from stratum.ids import run_id
 from stratum.server import StratumServer
 from tests.conftest import ROOT, eventually, listening, make_settings
 from tests.e2e.conftest import Harness, running
+from tests.events import publisher_event
 
 WORKFLOW = """{
   nodes = [
@@ -105,15 +105,7 @@ async def publish(
     """An unsigned CloudEvent from `source`; the run id it makes. Without `msg_id`, a copy
     is not dropped by the bus (as after its duplicate window)."""
     ident = ident or str(uuid.uuid4())
-    body = {
-        "specversion": "1.0",
-        "id": ident,
-        "source": source,
-        "type": topic,
-        "time": iso(utc_now()),
-        "datacontenttype": "application/json",
-        "data": {"version": "1.0.0"},
-    }
+    body = publisher_event(topic, {"version": "1.0.0"}, ident=ident, source=source)
     await harness.nc.jetstream().publish(
         harness.subjects.event(tenant, topic),
         orjson.dumps(body),

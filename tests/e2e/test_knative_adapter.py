@@ -24,7 +24,7 @@ from stratum.function_host import FUNCTION_NAMES, FunctionHost
 from stratum.ids import run_id
 from tests.conftest import Vault, eventually, make_settings
 from tests.e2e.test_pipelines import SAMPLE, tree
-from tests.events import publisher_event
+from tests.events import binary_event_headers, publisher_event
 from tests.knative_broker import Broker, NoAnnouncer, serve_app
 
 TIMEOUT = httpx.Timeout(90.0)
@@ -95,15 +95,8 @@ async def test_binary_and_structured_events_drive_full_pipelines_over_http(
     response = await knative.client.post(
         knative.ingress,
         content=orjson.dumps({"source": SAMPLE}),
-        headers={
-            "ce-specversion": "1.0",
-            "ce-id": crate_id,
-            "ce-source": "tests",
-            "ce-type": "crate.push",
-            "ce-tenant": "acme",
-            "content-type": "application/json",
-            "traceparent": f"00-{trace_id}-{'1' * 16}-01",
-        },
+        headers=binary_event_headers("crate.push", crate_id, tenant="acme")
+        | {"traceparent": f"00-{trace_id}-{'1' * 16}-01"},
     )
     assert response.status_code == 202
     # structured mode: the whole event as the body

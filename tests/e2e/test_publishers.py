@@ -28,7 +28,7 @@ from stratum.ids import run_id
 from stratum.signing import sign_event
 from tests.conftest import ROOT, Vault, make_settings
 from tests.e2e.conftest import Harness, running
-from tests.events import publisher_event
+from tests.events import binary_event_headers, publisher_event
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -61,13 +61,7 @@ def event_body(ident: str) -> dict[str, Any]:
 
 
 def binary_headers(ident: str) -> dict[str, str]:
-    return {
-        "ce-specversion": "1.0",
-        "ce-id": ident,
-        "ce-source": "tests/publishers",
-        "ce-type": TOPIC,
-        "content-type": "application/json",
-    }
+    return binary_event_headers(TOPIC, ident, source="tests/publishers")
 
 
 async def by_stratum_emit(harness: Harness) -> str:
