@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +139,9 @@ def test_user_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_plan_and_check_and_their_errors(env: dict[str, str], tmp_path: Path) -> None:
-    assert json_out(cli(env, "plan", "crate.push", "--json")) == {
-        "stages": [["fmt-crate", "lint-crate"], ["build-crate"]]
-    }
+    planned = json_out(cli(env, "plan", "crate.push", "--json"))
+    assert planned["stages"] == [["fmt-crate", "lint-crate"], ["build-crate"]]
+    assert (planned["complete"], planned["problems"]) == (True, [])
     unknown = cli(env, "plan", "no.such.topic")
     assert unknown.returncode != 0
     assert unknown.stderr.strip() == "error: no node is triggered by topic 'no.such.topic'"
@@ -157,10 +157,93 @@ def test_plan_and_check_and_their_errors(env: dict[str, str], tmp_path: Path) ->
     assert "crate.ncl:" in result.stderr and "timeout" in result.stderr
     assert "Traceback" not in result.stderr
 
+    # crate.push is only in the broken file: it cannot be planned from the files that load
     planned = cli({**env, "STRATUM_DEFINITIONS": str(broken)}, "plan", "crate.push")
     assert planned.returncode == 1
-    assert len(planned.stderr.strip().splitlines()) == 1
-    assert planned.stderr.startswith("error: ") and "crate.ncl:" in planned.stderr
+    *problems, last = planned.stderr.strip().splitlines()
+    assert problems == [line for line in result.stderr.splitlines() if "crate.ncl:" in line]
+    assert last.startswith(
+        "error: no node is triggered by topic 'crate.push' "
+        "(from the files that load; 1 file(s) broken; left out, so without their nodes: "
+    )
+    assert last.endswith("crate.ncl)")
+
+
+def until(probe: Callable[[], Any], timeout: float = 30) -> Any:
+    """`probe()` once it is truthy (polled), or fail with its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = probe()
+        if last or time.monotonic() > deadline:
+            assert last, f"not within {timeout}s: {last!r}"
+            return last
+        time.sleep(0.1)
+
+
+def test_plan_beside_a_broken_file_on_disk_and_live(env: dict[str, str], tmp_path: Path) -> None:
+    """One broken workflow file: `plan` still plans the topics of the files that load,
+    marked so and naming the broken file (exit 3), and `plan --live` shows the plan of the
+    graph the running Stratum keeps, whatever the disk says."""
+    definitions = tmp_path / "workflows"
+    shutil.copytree(ROOT / "nickel" / "workflows", definitions)
+    env = {**env, "STRATUM_DEFINITIONS": str(definitions), "STRATUM_WATCH": "true"}
+    clean = json_out(cli(env, "plan", "release.request", "--json"))
+    release = definitions / "release" / "release.ncl"
+    process = start_up(env, tmp_path / "data")
+    try:
+        live = json_out(cli(env, "plan", "release.request", "--live", "--json"))
+        assert live == {
+            "topic": "release.request",
+            "source": "live",
+            "graph_version": clean["graph_version"],
+            "stages": clean["stages"],
+            "graph_error": None,
+        }
+        text = release.read_text()
+        release.write_text(text.replace('consumes = ["release-staging"],', "consumes = [", 1))
+        [problem] = cli(env, "check").stderr.splitlines()[:-1]
+        assert problem.startswith(f"{release}:") and problem.endswith(": unexpected token")
+
+        on_disk = cli(env, "plan", "crate.push")
+        assert on_disk.returncode == 3, on_disk.stderr
+        assert "plan for crate.push  (from the files that load; 1 file(s) broken)" in on_disk.stdout
+        assert "stage 0: fmt-crate, lint-crate" in on_disk.stdout
+        problems, warning = on_disk.stderr.strip().splitlines()
+        assert problems == problem
+        assert warning.startswith("warning: this plan is not authoritative: it is from the ")
+        assert f"left out, so without their nodes: {release}." in warning
+        body = json.loads(cli(env, "plan", "crate.push", "--json").stdout)
+        assert (body["complete"], body["graph_version"]) == (False, None)
+        assert body["stages"] == [["fmt-crate", "lint-crate"], ["build-crate"]]
+        assert body["left_out"] == body["broken_files"] == [str(release)]
+        [listed] = body["problems"]
+        assert f"{listed['file']}:{listed['line']}:{listed['column']}: unexpected token" == problem
+
+        cannot = cli(env, "plan", "release.request")
+        assert cannot.returncode == 1
+        assert cannot.stderr.splitlines()[0] == problem
+        assert cannot.stderr.splitlines()[-1].startswith(
+            "error: no node is triggered by topic 'release.request' (from the files that load"
+        )
+
+        def refused() -> Any:  # the watcher has seen the broken file and kept its graph
+            answer = json_out(cli(env, "plan", "release.request", "--live", "--json"))
+            return answer if answer["graph_error"] else None
+
+        assert {**until(refused), "graph_error": None} == live
+        shown = cli(env, "plan", "release.request", "--live")
+        assert shown.returncode == 0
+        assert f"plan for release.request  (live graph {clean['graph_version']})" in shown.stdout
+        assert "stage 0: prepare-release" in shown.stdout
+        assert shown.stderr.startswith(
+            f"note: the running Stratum refused its latest definitions and keeps graph "
+            f"{clean['graph_version']}: {problem}"
+        )
+        unknown = cli(env, "plan", "no.such.topic", "--live")
+        assert unknown.returncode == 1
+        assert unknown.stderr.strip() == "error: no node is triggered by topic 'no.such.topic'"
+    finally:
+        assert stop(process) == 0
 
 
 def test_up_fails_fast_naming_an_unreachable_dependency(env: dict[str, str]) -> None:

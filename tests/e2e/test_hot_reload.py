@@ -85,6 +85,76 @@ ORPHAN = """{
 }
 """
 
+# Capability names are global: two producers of `spare`, which nobody consumes (the
+# planner refuses every hot.go run for them) ...
+SPARE = """let { schema, .. } = import "stratum.ncl" in
+{
+  nodes = [
+    { id = "spare-a", trigger = "hot.go", produces = ["spare"], handler = "after.nu" },
+    { id = "spare-b", trigger = "hot.go", produces = ["spare"], handler = "after.nu" },
+  ],
+  capabilities = { spare = schema.any },
+}
+"""
+
+# ... and a second producer of `held`, which `after` consumes, in another file than `hold`.
+AGAIN = """{
+  nodes = [ { id = "again", produces = ["held"], handler = "after.nu" } ],
+}
+"""
+
+
+def at(file: Path, needle: str, nth: int = 0) -> str:
+    """`file:line:column` of the `nth` (0-based) `needle` in `file`."""
+    text = file.read_text()
+    start = -1
+    for _ in range(nth + 1):
+        start = text.index(needle, start + 1)
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    return f"{file}:{line}:{column}"
+
+
+def clash(capability: str, first: tuple[str, str], second: tuple[str, str]) -> list[str]:
+    """The two located problems of `capability` produced by two nodes: `(node, place)`
+    each, in id order; each problem names the other node's place."""
+    (one, one_at), (two, two_at) = first, second
+    problem = f"capability '{capability}' has 2 producers: "
+    return [
+        f"{one_at}: {problem}'{one}' here, '{two}' at {two_at}",
+        f"{two_at}: {problem}'{one}' at {one_at}, '{two}' here",
+    ]
+
+
+def second_producers(folder: Path) -> list[tuple[str, str, list[str]]]:
+    """(file, text, expected problems) of SPARE and AGAIN, as they are added to `folder`."""
+    spare, again = folder / "spare.ncl", folder / "again.ncl"
+    spare.write_text(SPARE)
+    again.write_text(AGAIN)
+    expected = [
+        (
+            spare.name,
+            SPARE,
+            clash(
+                "spare",
+                ("spare-a", at(spare, '"spare"]')),
+                ("spare-b", at(spare, '"spare"]', 1)),
+            ),
+        ),
+        (
+            again.name,
+            AGAIN,
+            clash(
+                "held",
+                ("again", at(again, '"held"]')),
+                ("hold", at(folder / "hot.ncl", '"held"]')),
+            ),
+        ),
+    ]
+    spare.unlink()
+    again.unlink()
+    return expected
+
 
 @dataclass(frozen=True)
 class Change:
@@ -97,11 +167,7 @@ class Change:
 
     def expected(self, file: Path) -> str:
         """`file:line:column: message`, the line and column those of `needle`."""
-        text = file.read_text()
-        start = text.index(self.needle)
-        line = text.count("\n", 0, start) + 1
-        column = start - (text.rfind("\n", 0, start) + 1) + 1
-        return f"{file}:{line}:{column}: {self.message}"
+        return f"{at(file, self.needle)}: {self.message}"
 
 
 def _edit(old: str, new: str) -> Callable[[Path], Path]:
@@ -165,7 +231,7 @@ CHANGES = [
 def write_workflow(folder: Path) -> Path:
     """The valid folder: `hot.ncl`, `hold.nu`, `after.nu` and nothing else."""
     folder.mkdir(parents=True, exist_ok=True)
-    for extra in ("loop.ncl", "orphan.ncl", "extra.ncl"):
+    for extra in ("loop.ncl", "orphan.ncl", "extra.ncl", "spare.ncl", "again.ncl"):
         (folder / extra).unlink(missing_ok=True)
     for name, text in {"hot.ncl": WORKFLOW, "hold.nu": HOLD, "after.nu": AFTER}.items():
         if not (folder / name).is_file() or (folder / name).read_text() != text:
@@ -303,12 +369,48 @@ async def broken_change_is_reported(
     assert "graph valid again, unchanged" in [line["msg"] for line in graph_log.lines[since:]]
 
 
-@pytest.mark.parametrize("change", CHANGES, ids=[c.name for c in CHANGES])
-def test_check_prints_the_located_error(change: Change, tmp_path: Path) -> None:
-    folder = write_workflow(tmp_path / "defs")
-    expected = change.expected(change.apply(folder))
+async def test_a_second_producer_is_refused_at_both_places_and_the_graph_keeps_serving(
+    watched: Harness, settings: Settings
+) -> None:
+    """Before, a capability nobody consumes could have two producers: the reload was taken
+    and every hot.go run failed at planning. Now that reload is refused, as is a second
+    producer of a consumed capability, each problem naming the other producer's place."""
+    version = (await health(watched))["graph_version"]
+    for name, text, expected in second_producers(settings.definitions):
+        (settings.definitions / name).write_text(text)
+
+        async def refused(expected: list[str] = expected) -> str | None:
+            error = (await health(watched))["graph_error"] or ""
+            return error if all(problem in error for problem in expected) else None
+
+        await eventually(refused, timeout=15)
+        graph = await get(watched, "/api/graph")
+        assert graph["version"] == version, name
+        assert set(graph["nodes"]) == {"hold", "after"}, "the previous graph stays live"
+
+        run = await watched.emit("hot.go", {})  # still planned, with the previous graph
+        try:
+            await holding(settings, run)
+        finally:
+            release(settings, run)
+        done = await watched.finished(run, timeout=30)
+        assert done["status"] == "Succeeded", done.get("error")
+        assert done["graph_version"] == version
+        assert [s["nodes"] for s in done["stages"]] == [["hold"], ["after"]]
+
+        write_workflow(settings.definitions)
+
+        async def recovered() -> bool:
+            body = await health(watched)
+            return body["graph_error"] is None and body["graph_version"] == version
+
+        await eventually(recovered, timeout=15)
+
+
+def check(folder: Path) -> subprocess.CompletedProcess[str]:
+    """`stratum check` on `folder`, as a user runs it."""
     env = {**os.environ, "STRATUM_DEFINITIONS": str(folder), "STRATUM_WATCH": "false"}
-    result = subprocess.run(
+    return subprocess.run(
         [str(Path(sys.executable).parent / "stratum"), "check"],
         cwd=ROOT,
         env=env,
@@ -316,6 +418,26 @@ def test_check_prints_the_located_error(change: Change, tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=[c.name for c in CHANGES])
+def test_check_prints_the_located_error(change: Change, tmp_path: Path) -> None:
+    folder = write_workflow(tmp_path / "defs")
+    expected = change.expected(change.apply(folder))
+    result = check(folder)
     assert result.returncode == 1
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_refuses_a_second_producer_at_both_places(tmp_path: Path) -> None:
+    folder = write_workflow(tmp_path / "defs")
+    assert check(folder).returncode == 0
+    for name, text, expected in second_producers(folder):
+        (folder / name).write_text(text)
+        result = check(folder)
+        assert result.returncode == 1, name
+        for problem in expected:
+            assert problem in result.stderr, name
+        assert result.stderr.strip().splitlines()[-1].startswith("error: 2 problem(s) in ")
+        write_workflow(folder)

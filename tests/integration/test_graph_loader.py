@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 import stratum.graph
-from stratum.errors import DefinitionError
+from stratum.errors import DefinitionError, PlanError
 from stratum.graph import (
     DefinitionProblem,
     RetryPolicy,
     check_definitions,
     load_graph,
+    load_partial,
     plan,
 )
 
@@ -130,6 +131,51 @@ def test_cycle_and_missing_producer_over_the_whole_graph() -> None:
     assert "cycle: alpha -> beta -> gamma -> alpha" in load_error("cycle")
 
 
+def place(file: Path, needle: str) -> str:
+    """`file:line:column` of `needle` (relative, as the messages show it: cwd is the repo)."""
+    line, column = position(file, needle)
+    return f"{file.relative_to(ROOT)}:{line}:{column}"
+
+
+def test_two_producers_of_an_unconsumed_capability_are_refused_at_each_producer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The planner would refuse crate.push (both producers are triggered by it): so must
+    the check, once per producer, each at its `produces` entry and naming the other's."""
+    monkeypatch.chdir(ROOT)
+    folder = FIXTURES / "two-producers"
+    report, digest = folder / "report.ncl", folder / "digest.ncl"
+    problems = check_definitions(folder, LIB)
+    at_digest = place(digest, '"summary"]')  # the node's id is written after its produces
+    at_report = place(report, '"summary"]')
+    assert [str(p) for p in problems] == [
+        f"{at_digest}: capability 'summary' has 2 producers: 'digest' here, "
+        f"'report' at {at_report} (capability names are global: one producer per "
+        "capability in all workflows)",
+        f"{at_report}: capability 'summary' has 2 producers: 'digest' at {at_digest}, "
+        "'report' here (capability names are global: one producer per capability in all "
+        "workflows)",
+    ]
+    message = load_error("two-producers")
+    assert all(str(p) in message for p in problems)
+
+
+def test_a_consumed_capability_with_two_producers_names_both_places(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(ROOT)
+    folder = FIXTURES / "consumed-twice"
+    at_crate = place(folder / "crate.ncl", '"formatted-code"]')
+    at_extra = place(folder / "extra.ncl", '"formatted-code"]')
+    located = [(p.location, p.message) for p in check_definitions(folder, LIB)]
+    assert [where for where, _ in located] == [at_extra, at_crate]
+    assert f"'fmt-crate' at {at_crate}" in located[0][1]
+    assert f"'fmt-again' at {at_extra}" in located[1][1]
+    message = load_error("consumed-twice")
+    assert message.startswith(f"{at_extra}: capability 'formatted-code' has 2 producers")
+    assert f"also {at_crate}: capability 'formatted-code' has 2 producers" in message
+
+
 @pytest.mark.parametrize(
     ("folder", "file", "needle", "message"),
     [
@@ -177,6 +223,28 @@ def test_check_reports_every_broken_file() -> None:
     assert not any("ok.ncl" in str(p) for p in problems)
     message = load_error("several-broken")
     assert all(str(p) in message for p in problems)
+
+
+def test_partial_load_keeps_the_files_that_evaluate(copy: tuple[Path, Path]) -> None:
+    definitions, lib = copy
+    whole = load_partial(definitions, lib)
+    assert whole.complete and whole.graph == load_graph(definitions, lib)
+    assert (whole.problems, whole.left_out, whole.broken_files) == ((), (), ())
+
+    release = definitions / "release" / "release.ncl"
+    release.write_text(release.read_text().replace("],\n  capabilities", ",\n  capabilities"))
+    partial = load_partial(definitions, lib)
+    assert not partial.complete
+    assert partial.left_out == partial.broken_files == (release,)
+    assert partial.problems == tuple(check_definitions(definitions, lib))
+    assert [p.file for p in partial.problems] == [release]
+    assert sorted(partial.graph.nodes) == ["build-crate", "fmt-crate", "lint-crate"]
+    assert [list(s) for s in plan(partial.graph, "crate.push").stages] == [
+        ["fmt-crate", "lint-crate"],
+        ["build-crate"],
+    ]
+    with pytest.raises(PlanError, match=r"no node is triggered by topic 'release\.v1\.0'"):
+        plan(partial.graph, "release.v1.0")
 
 
 def test_problem_renders_location_and_snippet() -> None:
@@ -259,6 +327,7 @@ def test_public_names() -> None:
         "CapabilityEdge",
         "DefinitionProblem",
         "GraphProblem",
+        "PartialGraph",
         "Plan",
         "RetryPolicy",
         "SecretRef",
@@ -266,6 +335,7 @@ def test_public_names() -> None:
         "check_definitions",
         "graph_problems",
         "load_graph",
+        "load_partial",
         "matches",
         "plan",
     ]

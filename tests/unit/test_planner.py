@@ -256,6 +256,9 @@ def test_graph_problems_find_everything() -> None:
         node("p", consumes=("q-out",), produces=("p-out",)),
         node("q", consumes=("p-out",), produces=("q-out",)),
         node("s", consumes=("s-out",), produces=("s-out",)),
+        # nobody consumes `report`: two producers are refused all the same
+        node("report-b", "crate.push", produces=("report",)),
+        node("report-a", "other.topic", produces=("report",)),
     ]
     for order in orders(nodes)[:40]:
         found = graph_problems(graph(*order).nodes)
@@ -269,6 +272,11 @@ def test_graph_problems_find_everything() -> None:
                 "several-producers",
                 "capability 'formatted-code' has 2 producers: 'fmt-again', 'fmt-crate'",
                 ("fmt-again", "fmt-crate"),
+            ),
+            (
+                "several-producers",
+                "capability 'report' has 2 producers: 'report-a', 'report-b'",
+                ("report-a", "report-b"),
             ),
             ("cycle", "cycle: p -> q -> p", ("p", "q")),
             ("cycle", "cycle: s -> s", ("s",)),

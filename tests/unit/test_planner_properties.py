@@ -3,7 +3,9 @@
 Random DAGs of action nodes, where node i produces `c<i>` and consumes capabilities of
 lower-numbered nodes, so the graph is acyclic by construction; `cyclic` graphs add one
 back edge (or a self-loop) on a triggered node. Ids are random so that lexical order and
-dependency order are unrelated. Derandomized: CI runs the same examples every time.
+dependency order are unrelated. `tangled` graphs are anything at all (shared, missing,
+cyclic capabilities), to show the graph-wide check refuses whatever the planner refuses.
+Derandomized: CI runs the same examples every time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stratum.errors import PlanError
-from stratum.graph import ActionGraph, ActionNode, plan
+from stratum.graph import ActionGraph, ActionNode, graph_problems, plan
 
 TOPIC = "crate.push"
 PROPERTIES = settings(derandomize=True, max_examples=150, deadline=None)
@@ -147,3 +149,51 @@ def test_cycles_are_rejected_naming_a_real_cycle(case: Case, data: st.DataObject
     with pytest.raises(PlanError) as again:
         plan(case.graph(list(order)), TOPIC)
     assert str(again.value) == message
+
+
+@st.composite
+def tangled(draw: st.DrawFn) -> Case:
+    """Any graph over a few capabilities and topics: producers may be missing or doubled
+    (consumed or not), and consumers may loop back."""
+    capabilities = st.sets(st.sampled_from(["k0", "k1", "k2", "k3"]), max_size=2)
+    size = draw(st.integers(min_value=1, max_value=7))
+    ids = draw(st.lists(st.text(alphabet="abcdef", min_size=1, max_size=2), min_size=size,
+                        max_size=size, unique=True))  # fmt: skip
+    return Case(
+        [
+            ActionNode(
+                id=node_id,
+                trigger=draw(st.sampled_from([None, TOPIC, "other.topic"])),
+                consumes=tuple(sorted(draw(capabilities))),
+                produces=tuple(sorted(draw(capabilities))),
+                handler=Path(f"/defs/{node_id}.nu"),
+            )
+            for node_id in ids
+        ]
+    )
+
+
+@PROPERTIES
+@given(tangled())
+def test_whatever_the_planner_refuses_the_graph_wide_check_refuses(case: Case) -> None:
+    """A graph `stratum check` passes plans every topic it triggers; a refusal the check
+    missed would fail every run of that topic at planning."""
+    problems = graph_problems(case.by_id)
+    for topic in (TOPIC, "other.topic"):
+        try:
+            plan(case.graph(), topic)
+        except PlanError as error:
+            if str(error).startswith("no node is triggered"):
+                continue  # a topic nothing listens to: no fault of the graph
+            assert problems, f"plan({topic!r}) refuses ({error}), the graph-wide check passes"
+            assert refusal_kind(str(error)) in {p.kind for p in problems}, (error, problems)
+
+
+def refusal_kind(message: str) -> str:
+    """The kind of graph problem a planner refusal is (the planner's wording)."""
+    if message.startswith("cycle: "):
+        return "cycle"
+    if message.endswith("which no node produces"):
+        return "missing-producer"
+    assert " producers: " in message, message
+    return "several-producers"

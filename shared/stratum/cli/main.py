@@ -3,7 +3,7 @@ redrive, publisher, audit.
 
 Errors print one line on stderr and exit non-zero. Commands that read runs talk to the
 running `stratum up` over its HTTP API (the embedded database belongs to that process);
-`plan` and `check` work on the definitions directly.
+`plan` and `check` work on the definitions directly (`plan --live` asks the API).
 """
 
 from __future__ import annotations
@@ -242,19 +242,10 @@ def definitions_of(settings: Settings) -> Path:
     return RegistryDefinitions(settings.definitions_ref, settings.definitions).pull().folder
 
 
-@app.command()
-def plan(topic: str, as_json: bool = JsonOption, config: Path | None = ConfigOption) -> None:
-    """The stages an event on TOPIC would run, from the definitions on disk."""
-    from stratum.graph import load_graph
-    from stratum.graph import plan as make_plan
+from stratum.cli.plan import HELP as PLAN_HELP  # noqa: E402  (beside its neighbours)
+from stratum.cli.plan import plan  # noqa: E402
 
-    settings = settings_from(config)
-    chosen = make_plan(load_graph(definitions_of(settings), settings.lib_dir), topic)
-    stages = [list(stage) for stage in chosen.stages]
-    if as_json:
-        render.print_json(out, {"stages": stages})
-    else:
-        out.print(render.plan_text(topic, stages))
+app.command(help=PLAN_HELP)(plan)
 
 
 @app.command()

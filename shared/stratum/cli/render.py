@@ -99,8 +99,12 @@ def run_detail(view: dict[str, Any], now: datetime | None = None, width: int = 3
     return Group(*parts)
 
 
-def plan_text(topic: str, stages: list[list[str]]) -> Tree:
-    tree = Tree(Text(f"plan for {topic}", style="bold"))
+def plan_text(topic: str, stages: list[list[str]], note: str = "") -> Tree:
+    """The stages as a tree; `note` (which graph it is from) beside the heading."""
+    heading = Text(f"plan for {topic}", style="bold")
+    if note:
+        heading.append(f"  ({note})", style="dim")
+    tree = Tree(heading)
     for index, stage in enumerate(stages):
         tree.add(f"stage {index}: {', '.join(stage)}")
     return tree

@@ -1,8 +1,10 @@
-"""Graph-wide consistency: every consumed capability has exactly one producer and the
-producer -> consumer graph is acyclic.
+"""Graph-wide consistency: every consumed capability has a producer, no capability has two
+(capability names are global across workflows, consumed or not), and the producer ->
+consumer graph is acyclic.
 
-The planner checks the same rules on one topic's subgraph; this check runs over the whole
-graph so `stratum check` and the loader report problems before any event arrives.
+The planner refuses a topic for these same reasons on its subgraph; this check runs over
+the whole graph, so whatever the planner would refuse for some topic, `stratum check` and
+the loader refuse first, before any event arrives.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class GraphProblem(BaseModel):
     kind: Literal["missing-producer", "several-producers", "cycle"]
     message: str
     nodes: tuple[str, ...]
+    # the capability missing or produced twice (None for a cycle)
+    capability: str | None = None
 
 
 def missing_producer(consumer: str, capability: str) -> str:
@@ -36,30 +40,33 @@ def several_producers(capability: str, producers: list[str]) -> str:
 
 
 def graph_problems(nodes: Mapping[str, ActionNode]) -> list[GraphProblem]:
-    """Every missing or duplicated producer of a consumed capability, and one cycle per
-    strongly connected component, in a deterministic order."""
+    """Every consumed capability without a producer, every capability (consumed or not)
+    with several, and one cycle per strongly connected component, in a deterministic order.
+
+    Two producers of an unconsumed capability are refused too: the planner refuses them as
+    soon as one topic plans both, and a run keeps one value per capability.
+    """
     producers = producers_by_capability(nodes.values())
     problems: list[GraphProblem] = []
-    consumed: dict[str, list[str]] = {}
     for consumer in sorted(nodes):
         for capability in sorted(set(nodes[consumer].consumes)):
-            consumed.setdefault(capability, []).append(consumer)
             if capability not in producers:
                 problems.append(
                     GraphProblem(
                         kind="missing-producer",
                         message=missing_producer(consumer, capability),
                         nodes=(consumer,),
+                        capability=capability,
                     )
                 )
-    for capability in sorted(consumed):
-        found = producers.get(capability, [])
+    for capability, found in producers.items():  # sorted by capability
         if len(found) > 1:
             problems.append(
                 GraphProblem(
                     kind="several-producers",
                     message=several_producers(capability, found),
                     nodes=tuple(found),
+                    capability=capability,
                 )
             )
     for cycle in cycles(successors(nodes)):

@@ -3,7 +3,8 @@
 Every `*.ncl` file under the definitions folder (recursively, hidden paths skipped) is a
 workflow file: `{ nodes = [...], capabilities = { name = <JSON Schema> } }`. Nickel checks
 each file on its own against `Workflow`; then the files are merged and the graph-wide rules
-(one producer per consumed capability, no cycle) are checked.
+(a producer for every consumed capability, at most one producer per capability in the whole
+graph, no cycle: everything the planner would refuse for some topic) are checked.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from stratum.graph._declarations import (
     unschemaed_products,
 )
 from stratum.graph._diagnostics import parse_report
+from stratum.graph._graph_wide import graph_wide_problems
 from stratum.graph._locate import Locator
 from stratum.graph._nickel import LIBRARY, NickelFailure, evaluate_workflow
 from stratum.graph._version import Fingerprint
-from stratum.graph.consistency import graph_problems
 from stratum.graph.model import ActionGraph, ActionNode
 from stratum.graph.problems import DefinitionProblem, display_path
 
@@ -53,12 +54,43 @@ def check_definitions(definitions_dir: Path, lib_dir: Path) -> list[DefinitionPr
     return _scan(definitions_dir, lib_dir).problems
 
 
+class PartialGraph(BaseModel):
+    """The graph of the workflow files that evaluate, beside every problem of the whole
+    definitions. Only `complete` is the graph `load_graph` returns (and `stratum up` runs);
+    otherwise a topic may plan differently: a producer in a file `left_out` is missing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    graph: ActionGraph
+    problems: tuple[DefinitionProblem, ...]
+    left_out: tuple[Path, ...]  # workflow files that did not evaluate, so have no node here
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
+
+    @property
+    def broken_files(self) -> tuple[Path, ...]:
+        """Every file some problem is in, sorted."""
+        return tuple(sorted({problem.file for problem in self.problems}))
+
+
+def load_partial(definitions_dir: Path, lib_dir: Path) -> PartialGraph:
+    """What `load_graph` would load, but never refused: a broken file is left out (its
+    problems listed), the others' nodes kept (first declaration of an id wins), so what
+    does not depend on the broken files can still be planned and shown."""
+    scan = _scan(definitions_dir, lib_dir)
+    graph = ActionGraph(version=scan.version, nodes=scan.nodes, schemas=scan.schemas)
+    return PartialGraph(graph=graph, problems=tuple(scan.problems), left_out=tuple(scan.left_out))
+
+
 class _Scan(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     nodes: dict[str, ActionNode] = {}
     schemas: dict[str, dict[str, Any]] = {}
     problems: list[DefinitionProblem] = []
+    left_out: list[Path] = []
     version: str = ""
 
 
@@ -78,11 +110,13 @@ def _scan(definitions_dir: Path, lib_dir: Path) -> _Scan:
     locate = Locator()
     problems: list[DefinitionProblem] = []
     declarations: list[FileDeclarations] = []
+    left_out: list[Path] = []
     for file in workflows:
         try:
             data = evaluate_workflow(file, lib)
         except NickelFailure as failure:
             problems.append(_nickel_problem(failure, file, lib))
+            left_out.append(file)
             continue
         declared, file_problems = read_file_declarations(file, data, locate)
         declarations.append(declared)
@@ -90,10 +124,10 @@ def _scan(definitions_dir: Path, lib_dir: Path) -> _Scan:
 
     merged = merge(declarations, locate)
     problems += merged.problems
-    complete = len(declarations) == len(workflows)
+    complete = not left_out
     if complete:
         problems += unschemaed_products(merged, locate)
-    problems += _graph_level(merged.nodes, locate, complete)
+    problems += graph_wide_problems(merged.nodes, locate, complete)
     for node in merged.nodes.values():
         for script in (node.handler, node.compensate):
             if script is not None and not script.is_relative_to(definitions):
@@ -102,6 +136,7 @@ def _scan(definitions_dir: Path, lib_dir: Path) -> _Scan:
         nodes=merged.nodes,
         schemas=merged.schemas,
         problems=problems,
+        left_out=left_out,
         version=fingerprint.digest(),
     )
 
@@ -128,28 +163,6 @@ def _nickel_problem(failure: NickelFailure, file: Path, lib: Path) -> Definition
         message=diagnostic.message.replace(str(file), display_path(file)),
         snippet=diagnostic.snippet,
     )
-
-
-def _graph_level(
-    nodes: dict[str, ActionNode], locate: Locator, complete: bool
-) -> list[DefinitionProblem]:
-    problems = []
-    for problem in graph_problems(nodes):
-        if problem.kind == "missing-producer" and not complete:
-            continue
-        sources = [nodes[node_id].source or Path(".") for node_id in problem.nodes]
-        message = problem.message
-        if len(set(sources)) > 1:
-            places = ", ".join(
-                f"'{node_id}' in {display_path(source)}"
-                for node_id, source in zip(problem.nodes, sources, strict=True)
-            )
-            message += f" ({places})"
-        line, column = locate.value(sources[0], "id", problem.nodes[0])
-        problems.append(
-            DefinitionProblem(file=sources[0], line=line, column=column, message=message)
-        )
-    return problems
 
 
 def _folder_problem(folder: Path, message: str) -> DefinitionProblem:
