@@ -27,12 +27,12 @@ def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
     )
 
 
-def start_up(env: dict[str, str], data_dir: Path) -> subprocess.Popen[str]:
+def start_up(env: dict[str, str], data_dir: Path, cwd: Path = ROOT) -> subprocess.Popen[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     with (data_dir / "up.log").open("a") as log:  # the child keeps its own copy of the fd
         process = subprocess.Popen(
             [STRATUM, "up"],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=log,
