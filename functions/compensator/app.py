@@ -1,5 +1,8 @@
 """Compensator: undoes a failed run's succeeded nodes in reverse order.
 
+The planner asks it only when one of them has a compensate script (`stratum.saga`); a
+run with nothing to undo ends Failed without a saga.
+
 Each step's compensate script is retried per its node's retry policy; a step that still
 fails is recorded and the rest still run. The run ends Compensated, or CompensationFailed
 naming the failed steps.
@@ -28,6 +31,7 @@ from stratum.faults import crash_point
 from stratum.graph import ActionGraph
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
+from stratum.saga import undo_order
 from stratum.telemetry import metrics, tracing
 
 
@@ -41,7 +45,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             raise UnknownRunError(f"compensation command {command.id} names unknown run {run_id}")
         graph = await graphs.version(run["graph_version"])
         steps = core.ended(await ctx.store.compensations(run_id))
-        for order, (stage, node_id) in enumerate(core.undo_order(executions)):
+        for order, (stage, node_id) in enumerate(undo_order(executions)):
             if node_id in steps:
                 continue  # ended in an earlier delivery: never run again
             with tracing.span(

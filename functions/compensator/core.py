@@ -1,4 +1,5 @@
-"""The saga, pure: which succeeded nodes to undo (last done first) and what to announce."""
+"""The saga, pure: what a step and the saga's end announce, which steps are final, and how
+a rerun is numbered (which nodes are undone, and in what order: `stratum.saga`)."""
 
 from __future__ import annotations
 
@@ -43,17 +44,6 @@ class Undone(BaseModel):
 
 def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str = "") -> Envelope:
     return follow(payload, cause, source=SOURCE, now=now, discriminator=discriminator)
-
-
-def undo_order(executions: Mapping[str, Mapping[str, Any]]) -> list[tuple[int, str]]:
-    """(stage, node) of every node that succeeded: later stages first, and inside a stage
-    reverse lexical order (the mirror of the order the plan lists them in)."""
-    done = [
-        (int(record["stage"]), node)
-        for node, record in executions.items()
-        if record.get("status") == "succeeded"
-    ]
-    return sorted(done, reverse=True)
 
 
 def ended(steps: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:

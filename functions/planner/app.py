@@ -1,6 +1,7 @@
 """Planner: plans accepted runs (queued first when their tenant is at its concurrent-run
-limit), dispatches stage after stage, hands failures over to the compensator, and marks
-runs Succeeded."""
+limit), dispatches stage after stage, marks runs Succeeded, and on a failed stage hands
+the run over to the compensator — or, when nothing that succeeded can be undone, ends it
+Failed."""
 
 from __future__ import annotations
 
@@ -31,13 +32,14 @@ from stratum.events import (
 )
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
+from stratum.saga import undoable
 from stratum.store import StaleWriteError
 from stratum.telemetry import tracing
 from stratum.tenant_limits import TenantLimits
 
 PLANS_CACHED = 4096
-# a run of the tenant ended: one of its queued runs may start
-ENDED = (RunSucceeded.TYPE, RunCompensated.TYPE)
+# events that may end a run (`core.ends_run`): one of its tenant's queued runs may start
+ENDED = (RunSucceeded.TYPE, RunCompensated.TYPE, RunFailed.TYPE)
 
 
 def build(
@@ -61,6 +63,32 @@ def build(
             stages = run["plan"]
             remember(run_id, stages)
         return stages
+
+    async def on_stage_failed(event: Envelope, now: datetime) -> Sequence[Envelope]:
+        """Compensating when something that succeeded can be undone, else Failed: the
+        decision is stored with its events, so a redelivery finds it taken (stale)."""
+        failure = event.payload(StageFailed)
+        to_undo = await undoable_nodes(event)
+        events = core.failed(event, failure.stage, failure.error, to_undo, now)
+        await ctx.store.fail_run(
+            event.runid, failure.stage, failure.error, events, event.id, compensating=bool(to_undo)
+        )
+        ctx.log.warning(
+            f"run failed at stage {failure.stage}; "
+            + (f"compensating {', '.join(to_undo)}" if to_undo else "nothing to undo"),
+            extra={"error": failure.error},
+        )
+        return events
+
+    async def undoable_nodes(stage_failed: Envelope) -> list[str]:
+        """What a saga would undo, from the run's stored node outcomes (all of them are
+        recorded before `stage.failed` is) and its pinned graph version."""
+        run_id = stage_failed.runid
+        run = await ctx.store.get_run(run_id)
+        if run is None or not run.get("graph_version"):
+            raise UnknownRunError(f"event {stage_failed.id} names run {run_id}, never planned")
+        graph = await graphs.version(run["graph_version"])
+        return undoable(await ctx.store.node_executions(run_id), graph)
 
     async def on_accepted(event: Envelope, now: datetime) -> Sequence[Envelope]:
         accepted = event.payload(RunAccepted)
@@ -124,7 +152,7 @@ def build(
             return await on_accepted(event, now)
         if event.type == RunAdmitted.TYPE:
             return await on_admitted(event, now)
-        if event.type in ENDED:
+        if core.ends_run(event):
             return await queue.wake(event, now)
 
         if event.type == StageCompleted.TYPE:
@@ -139,15 +167,9 @@ def build(
             )
             ctx.log.info("run succeeded")
             return [done]
-        failure = event.payload(StageFailed)
-        events = core.failed(event, failure.stage, failure.error, now)
-        await ctx.store.start_compensating(
-            event.runid, failure.stage, failure.error, events, event.id
-        )
-        ctx.log.warning(
-            f"run failed at stage {failure.stage}; compensating", extra={"error": failure.error}
-        )
-        return events
+        if event.type == StageFailed.TYPE:
+            return await on_stage_failed(event, now)
+        return []  # a run.failed that a saga follows: the saga ends the run
 
     subjects = ctx.subjects
     return Function(

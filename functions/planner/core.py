@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from stratum.events import (
     ExecuteStage,
     Payload,
     RunAdmitted,
+    RunCompensated,
     RunFailed,
     RunPlanned,
     RunQueued,
@@ -99,12 +100,27 @@ def succeeded(completed: Envelope, capabilities: Mapping[str, Any], now: datetim
     return _emit(RunSucceeded(outputs_hash=outputs_hash(capabilities)), completed, now)
 
 
-def failed(stage_failed: Envelope, stage: int, error: str, now: datetime) -> list[Envelope]:
-    """A stage failed: announce it, and ask the compensator to undo what succeeded."""
-    return [
-        _emit(RunFailed(stage=stage, error=error), stage_failed, now),
-        _emit(CompensateRun(failed_stage=stage), stage_failed, now),
-    ]
+def failed(
+    stage_failed: Envelope, stage: int, error: str, undoable: Sequence[str], now: datetime
+) -> list[Envelope]:
+    """A stage failed: announce it, and ask the compensator to undo what succeeded when
+    some of it can be undone (`undoable`: `stratum.saga.undoable`); with nothing to undo,
+    the `run.failed` ends the run."""
+    compensating = bool(undoable)
+    announced = _emit(
+        RunFailed(stage=stage, error=error, compensating=compensating), stage_failed, now
+    )
+    if not compensating:
+        return [announced]
+    return [announced, _emit(CompensateRun(failed_stage=stage), stage_failed, now)]
+
+
+def ends_run(event: Envelope) -> bool:
+    """Whether `event` ends its run (so a queued run of its tenant may start): a
+    `run.succeeded`, a `run.compensated`, or a `run.failed` that no saga follows."""
+    if event.type == RunFailed.TYPE:
+        return not event.payload(RunFailed).compensating
+    return event.type in (RunSucceeded.TYPE, RunCompensated.TYPE)
 
 
 def queue_reason(in_progress: int, ahead: int, limit: int) -> str | None:

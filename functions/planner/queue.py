@@ -3,11 +3,11 @@
 A run that would exceed its tenant's limit, or that finds earlier runs of the tenant
 queued, is marked queued (`stratum.run.queued`, its view shows why) and its message is
 acked: waiting holds no message, no redelivery and no consumer slot. When a run of the
-tenant ends (`stratum.run.succeeded`, `stratum.run.compensated`), the oldest queued runs
-that fit are sent `stratum.run.admitted`, stored before it is published like every
-event, and the planner plans them. A wake-up lost with a crash is made good by the
-redelivery of the message that caused it, or by the watchdog, which drives a run quiet in
-Accepted again.
+tenant ends (`stratum.run.succeeded`, `stratum.run.compensated`, or a
+`stratum.run.failed` that no saga follows), the oldest queued runs that fit are sent
+`stratum.run.admitted`, stored before it is published like every event, and the planner
+plans them. A wake-up lost with a crash is made good by the redelivery of the message
+that caused it, or by the watchdog, which drives a run quiet in Accepted again.
 
 Deciding and recording a run's place is serialised per tenant within the process (one
 lock shared by every planner instance in it), so two runs never take the last slot

@@ -201,8 +201,11 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
             "finished_at": at,
         }
     elif kind == RunFailed.TYPE:
+        failure = event.payload(RunFailed)
         status = _forward(status, RunStatus.FAILED)
-        update["error"] = event.payload(RunFailed).error
+        update["error"] = failure.error
+        if not failure.compensating:  # nothing to undo: no saga follows, the run ends here
+            update |= {"finished": True, "finished_at": at}
     elif kind == CompensateRun.TYPE:
         status = _forward(status, RunStatus.COMPENSATING)
     elif kind == CompensationRecorded.TYPE:

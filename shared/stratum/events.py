@@ -142,9 +142,14 @@ class RunSucceeded(Payload):
 
 
 class RunFailed(Payload):
+    """A stage failed. `compensating`: a succeeded node has a compensate script, so
+    `stratum.run.compensate` follows and the saga ends the run; false: nothing to undo,
+    the run ends here, Failed (absent in older events = true)."""
+
     TYPE: ClassVar[str] = "stratum.run.failed"
     stage: int
     error: str
+    compensating: bool = True
 
 
 class CompensateRun(Payload):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -22,8 +26,10 @@ from stratum.ids import run_id
 from stratum.nats_auth import CORE_IDENTITY
 from stratum.server import StratumServer
 from stratum.telemetry import tracing
-from tests.conftest import Vault, eventually, make_settings
+from tests.conftest import ROOT, Vault, eventually, make_settings
 from tests.events import publisher_event
+
+STRATUM = str(Path(sys.executable).parent / "stratum")
 
 
 class Harness:
@@ -57,6 +63,25 @@ class Harness:
 
         result: dict[str, Any] = await eventually(probe, timeout=timeout)
         return result
+
+
+def cli_env(stratum: Harness) -> dict[str, str]:
+    """The CLI finds the test's Stratum through its data dir (endpoint.json, its seeds)."""
+    values = {k: v for k, v in os.environ.items() if not k.startswith("STRATUM_")}
+    return values | {"STRATUM_DATA_DIR": str(stratum.server.settings.data_dir)}
+
+
+async def cli(stratum: Harness, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `stratum ARGS` beside the running Stratum (in a thread: it keeps serving)."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [STRATUM, *args],
+        cwd=ROOT,
+        env=cli_env(stratum),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @asynccontextmanager

@@ -145,7 +145,9 @@ class Ledger:
     ) -> dict[str, Any]:
         """Compare the ledger with the runs' views (from `/api/runs/{id}` or the store).
         Runs in `failing` were asked to fail at node d: they must end Compensated with
-        the effects of a, b and c each done once and undone once."""
+        the effects of a, b and c each done once and undone once (all three have a
+        compensate script, so there is something to undo; a run failing with nothing to
+        undo would end Failed)."""
         expected = {r: "Compensated" if r in failing else "Succeeded" for r in runs}
         completed = [r for r in runs if views.get(r, {}).get("status") == expected[r]]
         effects, undone = self.effects(), self.undone()

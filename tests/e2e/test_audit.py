@@ -4,10 +4,6 @@ with fails verification naming the line."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -15,25 +11,10 @@ import orjson
 import pytest
 
 from stratum.audit_chain import verify_bytes
-from tests.e2e.conftest import Harness
+from tests.e2e.conftest import Harness, cli
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-ROOT = Path(__file__).resolve().parents[2]
-STRATUM = str(Path(sys.executable).parent / "stratum")
 SAMPLE = "nickel/examples/sample-crate"
-
-
-async def cli(stratum: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, STRATUM_DATA_DIR=str(stratum.server.settings.data_dir))
-    return await asyncio.to_thread(
-        subprocess.run,
-        [STRATUM, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def run_examples(stratum: Harness, tmp_path: Path) -> dict[str, str]:

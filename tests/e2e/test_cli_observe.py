@@ -12,7 +12,6 @@ import pty
 import re
 import struct
 import subprocess
-import sys
 import termios
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -28,11 +27,10 @@ from functions.projector.core import RunView
 from stratum.cli.fmt import ms
 from stratum.telemetry import tracing
 from tests.conftest import ROOT, Vault, make_settings
-from tests.e2e.conftest import Harness, running
+from tests.e2e.conftest import STRATUM, Harness, cli, cli_env, running
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-STRATUM = str(Path(sys.executable).parent / "stratum")
 SAMPLE = "nickel/examples/sample-crate"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -48,25 +46,6 @@ async def traced(tmp_path: Path, nats_url: str, openbao: Vault) -> AsyncIterator
             yield harness
     finally:
         tracing.use(trace.get_tracer_provider())
-
-
-def env_for(stratum: Harness) -> dict[str, str]:
-    """The CLI finds the test's Stratum through its data dir (endpoint.json, its seeds)."""
-    values = {k: v for k, v in os.environ.items() if not k.startswith("STRATUM_")}
-    return values | {"STRATUM_DATA_DIR": str(stratum.server.settings.data_dir)}
-
-
-async def cli(stratum: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `stratum ARGS` beside the running Stratum (in a thread: it keeps serving)."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [STRATUM, *args],
-        cwd=ROOT,
-        env=env_for(stratum),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -136,7 +115,7 @@ async def test_show_draws_a_finished_runs_timeline(traced: Harness, tmp_path: Pa
 
 async def test_emit_wait_on_a_terminal_redraws_the_run_until_it_ends(stratum: Harness) -> None:
     args = ["emit", "crate.push", "--tenant", "acme", "--data", json.dumps({"source": SAMPLE})]
-    code, screen = await asyncio.to_thread(on_terminal, env_for(stratum), [*args, "--wait"])
+    code, screen = await asyncio.to_thread(on_terminal, cli_env(stratum), [*args, "--wait"])
     assert code == 0, screen
     assert "\x1b[?25l" in screen  # a live display took the terminal (hid the cursor)
     text = ANSI.sub("", screen)
@@ -202,7 +181,7 @@ async def test_emit_with_otel_set_starts_the_runs_trace(stratum: Harness) -> Non
         subprocess.run,
         [STRATUM, *args],
         cwd=ROOT,
-        env=env_for(stratum) | {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "cli"},
+        env=cli_env(stratum) | {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "cli"},
         capture_output=True,
         text=True,
         timeout=120,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 import random
+import uuid
 
 import pytest
 
+from functions.projector.app import count_transition
 from functions.projector.core import RunView, apply
+from stratum.clock import iso
 from stratum.events import (
     CompensateRun,
     CompensationRecorded,
@@ -25,6 +28,7 @@ from stratum.events import (
     StageCompleted,
     StageFailed,
 )
+from stratum.telemetry import metrics
 from tests.events import accepted, run_events
 
 ACCEPTED = accepted()
@@ -146,3 +150,71 @@ def test_a_denied_run_is_finished_and_names_who_what_and_the_policies() -> None:
     assert view.error == "release.request may only be triggered by a releaser"
     assert view.policy_ids == ["releases-need-a-releaser"]
     assert view.stages == [] and view.nodes == {}
+
+
+def nothing_to_undo() -> list[Envelope]:
+    """The run's only node prints what is not JSON: nothing succeeded, so no saga."""
+    error = "node a: output is not JSON: expected value at line 1 column 1"
+    return enveloped(
+        [
+            ACCEPTED,
+            RunPlanned(graph_version="v", stages=[["a"]]),
+            ExecuteStage(stage=0, nodes=["a"]),
+            NodeStarted(stage=0, node="a"),
+            NodeFailed(stage=0, node="a", attempts=1, duration_ms=3, error=error, cancelled=False),
+            StageFailed(stage=0, failed=["a"], error=error),
+            RunFailed(stage=0, error=error, compensating=False),
+        ]
+    )
+
+
+def test_a_run_with_nothing_to_undo_ends_failed_with_its_error() -> None:
+    ordered = nothing_to_undo()
+    expected = fold(ordered)
+    assert (expected.status, expected.finished) == ("Failed", True)
+    assert expected.error is not None and "output is not JSON" in expected.error
+    assert expected.finished_at == iso(ordered[-1].time)
+    assert expected.duration_ms == 6.0  # acceptance to the run.failed
+    assert expected.compensation == []
+    rng = random.Random(20261124)
+    for _ in range(100):
+        shuffled = ordered[:]
+        rng.shuffle(shuffled)
+        assert fold(shuffled) == expected
+    assert fold(ordered + ordered[::-1]) == expected
+
+
+def test_a_run_failed_that_a_saga_follows_does_not_end_the_run() -> None:
+    before_the_saga = saga("succeeded")[:8]  # up to and including run.failed
+    assert before_the_saga[-1].type == RunFailed.TYPE
+    view = fold(before_the_saga)
+    assert (view.status, view.finished, view.finished_at) == ("Failed", False, None)
+
+
+def counted(tenant: str, status: str, metric: str = "stratum_runs_total") -> float:
+    return metrics.REGISTRY.get_sample_value(metric, {"tenant": tenant, "status": status}) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("sequence", "final"),
+    [(nothing_to_undo(), "failed"), (saga("succeeded"), "compensated")],
+    ids=["nothing to undo", "compensated"],
+)
+def test_every_failed_run_counts_failed_once_and_its_duration_at_its_end(
+    sequence: list[Envelope], final: str
+) -> None:
+    """succeeded / (succeeded + failed) stays the success ratio: a run ending Failed and
+    one compensated after it failed are each one `failed`; the duration is observed once,
+    under the status the run ended in."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    view = None
+    for event in (e.model_copy(update={"tenant": tenant}) for e in sequence + sequence):
+        before, view = view, apply(view, event)
+        count_transition(before, view)
+    assert counted(tenant, "failed") == 1
+    assert counted(tenant, final) == 1
+    durations = {
+        status: counted(tenant, status, "stratum_run_duration_seconds_count")
+        for status in ("failed", "compensated")
+    }
+    assert durations == {s: 1.0 if s == final else 0.0 for s in durations}

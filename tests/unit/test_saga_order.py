@@ -6,15 +6,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from functions.compensator.core import (
-    Undone,
-    compensated,
-    ended,
-    first_attempt,
-    step,
-    undo_order,
-)
+from functions.compensator.core import Undone, compensated, ended, first_attempt, step
 from stratum.events import CompensateRun, CompensationRecorded, Envelope, RunCompensated, emit
+from stratum.saga import undo_order
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -276,17 +276,28 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
             variables={"stage": last_stage, "hash": outputs_hash},
         )
 
-    async def start_compensating(
-        self, run_id: str, stage: int, error: str, events: Sequence[Envelope], cause: str
+    async def fail_run(
+        self,
+        run_id: str,
+        stage: int,
+        error: str,
+        events: Sequence[Envelope],
+        cause: str,
+        *,
+        compensating: bool,
     ) -> None:
+        """A stage failed: the run is Compensating (the saga ends it), or, with nothing
+        to undo, ends Failed here."""
+        status = RunStatus.COMPENSATING if compensating else RunStatus.FAILED
         await self._guarded(
             run_id,
             condition="status IN ['Planned', 'Running'] AND current_stage = $stage",
-            assignments="status = 'Compensating', error = $error",
+            assignments="status = $status, error = $error"
+            + ("" if compensating else ", finished_at = $now"),
             what=f"run {run_id} is already past stage {stage}",
             events=events,
             cause=cause,
-            variables={"stage": stage, "error": error},
+            variables={"stage": stage, "error": error, "status": status.value},
         )
 
     # -- stage executor -----------------------------------------------------------------

@@ -27,14 +27,16 @@ _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 3
 RUNS = Counter(
     "stratum_runs",
     "Runs that entered a status (accepted, planned, running, succeeded, failed, "
-    "compensating, compensated, compensation_failed, denied), by tenant; a run that is "
-    "compensated entered failed first",
+    "compensating, compensated, compensation_failed, denied), by tenant; every accepted "
+    "run that did not succeed enters failed once: it ends there when nothing it did can "
+    "be undone, else it goes on to compensating and compensated or compensation_failed",
     ["tenant", "status"],
     registry=REGISTRY,
 )
 RUN_DURATION = Histogram(
     "stratum_run_duration_seconds",
-    "From a run's acceptance to its final status",
+    "From a run's acceptance to its final status (succeeded, failed, compensated, "
+    "compensation_failed, denied)",
     ["tenant", "status"],
     buckets=_DURATION_BUCKETS,
     registry=REGISTRY,
