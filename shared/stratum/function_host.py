@@ -23,6 +23,7 @@ from stratum.config import Settings
 from stratum.errors import ConfigError, PolicyError
 from stratum.executor import ExecutorConfig, curated_path, sweep_orphans
 from stratum.graph_registry import GraphRegistry
+from stratum.health import LoadState, unready
 from stratum.publisher_auth import SignatureRules
 from stratum.runtime import Function, FunctionContext
 from stratum.runtime.http_adapter import FunctionEndpoint, SinkPublisher
@@ -39,6 +40,8 @@ log = logging.getLogger("stratum")
 FUNCTION_NAMES = ("ingest", "planner", "stage-executor", "compensator", "projector")
 # what runs scripts needs the secret store and an executor; who decides triggers, policies
 RUNS_SCRIPTS = frozenset({"stage-executor", "compensator"})
+# who plans or runs nodes reads the graph
+READS_GRAPH = frozenset({"planner", "stage-executor", "compensator"})
 
 
 def build_functions(
@@ -234,20 +237,31 @@ class FunctionHost:
         [function] = self.functions(publisher, [name])
         group = durable_name(self.settings.subject_prefix.replace(".", "-"), function)
         return FunctionEndpoint(
-            function, self.store, publisher, group=group, ready=lambda: self.missing(name)
+            function,
+            self.store,
+            publisher,
+            group=group,
+            ready=lambda: self.missing(name),
+            loaded=lambda: self.loaded(name),
         )
 
+    def loaded(self, name: str) -> dict[str, LoadState]:
+        """What function `name` reads that a failed load can leave degraded: the
+        definitions for those that plan or run nodes, the policies for ingest."""
+        parts = {"definitions": self.graphs.health()} if name in READS_GRAPH else {}
+        if name == "ingest":
+            no_policies = LoadState(degraded=True, error="no policies loaded")
+            parts["policies"] = self.policies.health() if self.policies else no_policies
+        return parts
+
     async def missing(self, name: str) -> str | None:
-        """What keeps function `name` from working now (None: ready)."""
+        """What keeps function `name` from working now (None: ready): the database, or
+        nothing in force of what it reads (a degraded one still serves)."""
         try:
             await self.database.query("RETURN 1;")
         except Exception as error:
             return f"database unreachable: {error}"
-        if name in ("planner", "stage-executor", "compensator") and self.graphs.current is None:
-            return f"no valid graph: {self.graphs.error}"
-        if name == "ingest" and (self.policies is None or self.policies.error):
-            return f"no valid policies: {self.policies.error if self.policies else 'none'}"
-        return None
+        return unready(self.loaded(name))
 
     async def stop(self) -> None:
         for sink in self.sinks:

@@ -2,7 +2,8 @@
 
 New runs are planned with `current`; a run in flight keeps the version it was planned
 with, which is stored in the DB and read back (and cached: a version never changes).
-A reload that fails keeps the previous graph live and remembers the error.
+A reload that fails keeps the previous graph live and remembers the error, and since
+when: the registry is degraded until a reload succeeds (`health`, `stratum.health`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from stratum.errors import DefinitionError
 from stratum.graph import ActionGraph, load_graph
+from stratum.health import LoadState, LoadTracker
 from stratum.store import RunStore
 from stratum.telemetry import metrics
 
@@ -25,7 +27,7 @@ class GraphRegistry:
         self.lib_dir = lib_dir
         self._store = store
         self.current: ActionGraph | None = None
-        self.error: str | None = None
+        self._load = LoadTracker(metrics.DEFINITIONS_DEGRADED, metrics.DEFINITIONS_LOADED)
         self._versions: dict[str, ActionGraph] = {}
         self._stored: set[str] = set()
 
@@ -39,7 +41,7 @@ class GraphRegistry:
             return False
         if definitions is not None:
             self.definitions = definitions
-        was_broken, self.error = self.error is not None, None
+        was_broken = self._load.succeeded()
         changed = self.current is None or graph.version != self.current.version
         self.current = graph
         self._versions[graph.version] = graph
@@ -54,9 +56,18 @@ class GraphRegistry:
     def refuse(self, error: str) -> None:
         """A change that cannot be loaded (broken definitions, a refused artifact): the
         previous graph stays live and `error` says why."""
-        self.error = error
+        self._load.failed(error)
         metrics.GRAPH_RELOADS.labels("failed").inc()
         log.error("graph reload failed; keeping the previous graph", extra={"error": error})
+
+    @property
+    def error(self) -> str | None:
+        """Why the last reload failed, while no reload has succeeded since."""
+        return self._load.error
+
+    def health(self) -> LoadState:
+        """The graph in force, and whether (since when, why) a reload left it degraded."""
+        return self._load.state(self.current.version if self.current else None)
 
     async def remember(self, graph: ActionGraph) -> None:
         """Store the graph snapshot so any instance can run a run planned with it."""

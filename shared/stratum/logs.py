@@ -5,7 +5,8 @@ Every line logged while a message is handled also carries that message's `tenant
 the tasks it starts; a node's task adds `node`), and the `trace_id`/`span_id` of the span
 it was logged in (tracing off: of the span that sent the message, if its publisher traced
 it), so a line can be joined to its trace. Fields whose names say they hold
-a credential are masked whatever their value.
+a credential are masked whatever their value (`masked` applies the same rule to anything
+else Stratum shows, such as a node's outputs).
 """
 
 from __future__ import annotations
@@ -28,6 +29,21 @@ _SECRET_NAME = re.compile(r"(secret|token|password|passwd|seed|authorization)", 
 REDACTED = "[redacted]"
 
 
+def secret_name(name: str) -> bool:
+    """Whether a field's name says it holds a credential: its value is never shown."""
+    return _SECRET_NAME.search(name) is not None
+
+
+def masked(value: Any) -> Any:
+    """`value` with every field, at any depth, whose name says it holds a credential
+    replaced by REDACTED."""
+    if isinstance(value, dict):
+        return {k: REDACTED if secret_name(str(k)) else masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(item) for item in value]
+    return value
+
+
 def log_fields(record: logging.LogRecord) -> dict[str, Any]:
     """What a record says: time (UTC), level, logger, message, the message's context, its
     trace and span, and the record's own `extra` fields (masked where they must be)."""
@@ -43,7 +59,7 @@ def log_fields(record: logging.LogRecord) -> dict[str, Any]:
         entry["span_id"] = tracing.span_id()
     for key, value in record.__dict__.items():
         if key not in _STANDARD:
-            entry[key] = REDACTED if _SECRET_NAME.search(key) else value
+            entry[key] = REDACTED if secret_name(key) else value
     return entry
 
 

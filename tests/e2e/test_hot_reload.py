@@ -2,7 +2,8 @@
 kind of invalid change keeps the previous graph live and reports the error with its place
 (on the HTTP API, in the JSON log, and from `stratum check`); a valid change becomes a new
 graph version that only runs started after it use. The in-flight run ends with the plan and
-version it started with.
+version it started with. While a broken change stands, Stratum stays live and ready but
+says it is degraded — on /healthz, as a gauge on /metrics, in `stratum top` — until fixed.
 
 The workflow (written per test): `hold` (stage 0) waits for a gate file in its run's
 workspace, so the test decides when a run may go on; `after` (stage 1) consumes its output.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,10 +26,12 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from stratum.clock import iso, utc_now
 from stratum.config import Settings
 from stratum.logs import JsonFormatter
 from tests.conftest import ROOT, eventually, listening, make_settings
 from tests.e2e.conftest import Harness, running
+from tests.e2e.test_cli_observe import cli, ok
 
 WORKFLOW = """let { schema, .. } = import "stratum.ncl" in
 {
@@ -441,3 +445,82 @@ def test_check_refuses_a_second_producer_at_both_places(tmp_path: Path) -> None:
             assert problem in result.stderr, name
         assert result.stderr.strip().splitlines()[-1].startswith("error: 2 problem(s) in ")
         write_workflow(folder)
+
+
+def gauge(text: str, name: str) -> float | None:
+    """The value of the unlabelled sample `name` in Prometheus text."""
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+async def observed(harness: Harness) -> dict[str, Any]:
+    """What a monitor sees: /healthz and /readyz (status code and body), the
+    definitions' gauges on /metrics, and `stratum top --once` (--json and text)."""
+    async with httpx.AsyncClient(base_url=harness.server.http_url, timeout=5) as client:
+        live, ready = await client.get("/healthz"), await client.get("/readyz")
+        scraped = (await client.get("/metrics")).text
+    return {
+        "live": (live.status_code, live.json()),
+        "ready": (ready.status_code, ready.json()),
+        "degraded": gauge(scraped, "stratum_definitions_degraded"),
+        "loaded": gauge(scraped, "stratum_definitions_loaded_timestamp_seconds"),
+        "top": orjson.loads(ok(await cli(harness, "top", "--once", "--json"))),
+        "screen": ok(await cli(harness, "top", "--once")),
+    }
+
+
+async def test_a_broken_definition_degrades_health_metrics_and_top_until_fixed(
+    watched: Harness, settings: Settings
+) -> None:
+    before = await observed(watched)
+    assert before["live"][0] == 200 and before["live"][1]["status"] == "ok"
+    fine = before["live"][1]["definitions"]
+    assert fine["degraded"] is False and fine["error"] is None and fine["since"] is None
+    version = fine["version"]
+    assert version and fine["loaded_at"]
+    assert (before["degraded"], before["ready"][0]) == (0.0, 200)
+    assert before["top"]["health"]["definitions"]["degraded"] is False
+    assert "degraded" not in before["screen"]
+
+    broken_at = iso(utc_now())
+    syntax = CHANGES[0]
+    expected = syntax.expected(syntax.apply(settings.definitions))
+
+    async def degraded() -> dict[str, Any] | None:
+        seen = await observed(watched)
+        error = seen["live"][1]["definitions"]["error"] or ""
+        return seen if expected in error else None
+
+    seen = await eventually(degraded, timeout=20)
+    status, body = seen["live"]
+    # still live and still ready: the previous graph serves
+    assert (status, seen["ready"][0]) == (200, 200)
+    assert body["status"] == "degraded"
+    definitions = body["definitions"]
+    assert definitions["degraded"] is True and definitions["version"] == version
+    assert definitions["error"].startswith(expected)  # file:line:col: message
+    assert broken_at <= definitions["since"] and definitions["loaded_at"] == fine["loaded_at"]
+    assert body["policies"]["degraded"] is False  # the policies are not what broke
+    assert seen["degraded"] == 1.0 and seen["loaded"] == before["loaded"]
+    topped = seen["top"]["health"]["definitions"]
+    assert topped["degraded"] is True and topped["version"] == version
+    assert expected in topped["error"] and topped["since"] == definitions["since"]
+    assert seen["top"]["graph_version"] == version
+    screen = " ".join(seen["screen"].split())  # a long error may wrap
+    assert f"definitions degraded since {definitions['since']} ({version} still serving)" in screen
+    assert " ".join(expected.split()) in screen
+
+    write_workflow(settings.definitions)
+
+    async def cleared() -> dict[str, Any] | None:
+        seen = await observed(watched)
+        return seen if seen["live"][1]["status"] == "ok" else None
+
+    after = await eventually(cleared, timeout=20)
+    definitions = after["live"][1]["definitions"]
+    assert definitions["degraded"] is False and definitions["error"] is None
+    assert definitions["since"] is None and definitions["version"] == version
+    assert definitions["loaded_at"] > fine["loaded_at"]
+    assert after["degraded"] == 0.0 and after["loaded"] > before["loaded"]
+    assert after["top"]["health"]["definitions"]["degraded"] is False
+    assert "degraded" not in after["screen"]

@@ -73,13 +73,18 @@ async def knative(tmp_path: Path, openbao: Vault) -> AsyncIterator[Knative]:
         yield Knative(host, broker, ingress, client)
     finally:
         await broker.close()
-        for server, _ in served:
-            server.should_exit = True
-        for _, task in served:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 10)
+        await stop_apps(served)
         await client.aclose()
         await host.stop()
+
+
+async def stop_apps(served: list[tuple[uvicorn.Server, asyncio.Task[None]]]) -> None:
+    """Stop the endpoints `serve_app` started, all at once, then wait for each."""
+    for server, _ in served:
+        server.should_exit = True
+    for _, task in served:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
 
 
 def _structured(topic: str, data: dict[str, Any], ident: str) -> dict[str, Any]:
@@ -189,3 +194,43 @@ async def test_health_endpoints_answer_as_knative_probes_expect(knative: Knative
         ready = await knative.client.get(url + "readyz")
         assert live.status_code == 200 and live.json()["function"] == name
         assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+async def test_an_endpoint_without_valid_definitions_is_live_degraded_and_not_ready(
+    tmp_path: Path,
+) -> None:
+    """Served from a definitions folder that does not load, the functions that read the
+    graph answer /healthz (liveness) as degraded with the located error, as `stratum up`
+    would, and are not ready; the projector, which reads no graph, is fine."""
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    (folder / "bad.ncl").write_text("{ nodes = [ }\n")
+    settings = make_settings(tmp_path, "nats://127.0.0.1:9", definitions=str(folder))
+    host = await FunctionHost.open(settings, ["planner", "projector"])
+    served: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    try:
+        urls = {}
+        for name in ("planner", "projector"):
+            server, task, url = await serve_app(host.endpoint(name, sink="").app)
+            served.append((server, task))
+            urls[name] = url
+        async with httpx.AsyncClient(timeout=10) as client:
+            live = await client.get(urls["planner"] + "healthz")
+            ready = await client.get(urls["planner"] + "readyz")
+            assert live.status_code == 200
+            body = live.json()
+            assert (body["status"], body["function"]) == ("degraded", "planner")
+            definitions = body["definitions"]
+            assert definitions["degraded"] is True and definitions["version"] is None
+            assert definitions["error"].startswith(f"{folder / 'bad.ncl'}:1:")
+            assert definitions["since"] and definitions["loaded_at"] is None
+            assert ready.status_code == 503
+            assert ready.json()["reason"].startswith("no valid definitions: ")
+
+            live = await client.get(urls["projector"] + "healthz")
+            ready = await client.get(urls["projector"] + "readyz")
+            assert live.json() == {"status": "ok", "function": "projector"}
+            assert ready.status_code == 200
+    finally:
+        await stop_apps(served)
+        await host.stop()

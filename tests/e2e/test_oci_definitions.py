@@ -34,7 +34,7 @@ from stratum.oci import RegistryDefinitions, parse_ref, publish, pull
 from stratum.oci.layers import GRAPH_VERSION, SHA256, TITLE, sha256_hex
 from stratum.server import StratumServer
 from tests.conftest import ROOT, Vault, eventually, make_settings, stop_process
-from tests.e2e.conftest import running
+from tests.e2e.conftest import Harness, running
 
 REGISTRY_BIN = Path(sys.executable).parent / "docker-registry"
 STRATUM = str(Path(sys.executable).parent / "stratum")
@@ -311,6 +311,7 @@ async def test_a_tampered_update_keeps_the_previous_graph_live(
     async with running(settings) as harness:
         graphs = harness.server.graphs
         assert graphs.current is not None and graphs.current.version == first.version
+        await asyncio.to_thread(registry.tag, repository, "live", "first")  # v1 kept
         view = await harness.finished(await harness.emit("crate.push", CRATE))
         assert view["status"] == "Succeeded" and view["graph_version"] == first.version
 
@@ -326,13 +327,27 @@ async def test_a_tampered_update_keeps_the_previous_graph_live(
 
         error = await eventually(refused, timeout=20)
         assert "was changed after it was published" in error and "expected sha256:" in error
-        async with httpx.AsyncClient(base_url=harness.server.http_url, timeout=5) as client:
-            health = (await client.get("/healthz")).json()
+        health = await healthz(harness)
         assert health["graph_version"] == first.version
         assert "layer crate/crate.ncl was changed after it was published" in health["graph_error"]
+        # degraded, as after a bad local edit: still live, v1 serving, the reason and since
+        assert health["status"] == "degraded"
+        definitions = health["definitions"]
+        assert definitions["degraded"] is True and definitions["version"] == first.version
+        assert definitions["error"] == health["graph_error"] and definitions["since"]
 
         view = await harness.finished(await harness.emit("crate.push", CRATE))
         assert view["status"] == "Succeeded" and view["graph_version"] == first.version
+
+        # `live` moved back to v1, the artifact in force: loaded again, no longer degraded
+        await asyncio.to_thread(registry.tag, repository, "first", "live")
+
+        async def recovered() -> dict[str, Any] | None:
+            health = await healthz(harness)
+            return health if health["status"] == "ok" else None
+
+        definitions = (await eventually(recovered, timeout=20))["definitions"]
+        assert definitions["version"] == first.version and definitions["error"] is None
 
         # a good v3 on `live`: loaded, the error cleared
         v3 = definitions_copy(tmp_path / "v3")
@@ -348,6 +363,12 @@ async def test_a_tampered_update_keeps_the_previous_graph_live(
         assert graphs.error is None
         view = await harness.finished(await harness.emit("crate.push", CRATE))
         assert view["status"] == "Succeeded" and view["graph_version"] == third.version
+
+
+async def healthz(harness: Harness) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=harness.server.http_url, timeout=5) as client:
+        body: dict[str, Any] = (await client.get("/healthz")).json()
+    return body
 
 
 def test_a_refused_digest_is_not_pulled_again_until_the_ref_moves(

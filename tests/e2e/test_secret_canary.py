@@ -8,7 +8,8 @@ fails the same way (no retry) while its sibling `linger` waits, with the secret,
 is cancelled; so the saga runs `leak`'s undo, which echoes the secret once more. Then every
 place is searched for the canary in raw, base64 and URL-encoded forms: the JetStream
 streams' stored messages, every DB table, the captured logs, every file under the test's
-folder (bundles, the embedded DB's files, OpenBao's log), the HTTP API and the CLI.
+folder (bundles, the embedded DB's files, OpenBao's log), the HTTP API and the CLI —
+whose run detail now shows what the nodes produced (leak's output is there, secret-free).
 """
 
 from __future__ import annotations
@@ -242,6 +243,14 @@ async def test_a_canary_secret_appears_nowhere(
     for place, data in places.items():
         leaks += hits(place, data, canary)
     assert leaks == []
+
+    # the outputs the run detail shows were searched too: leak's is there, in the API,
+    # `show --json` and `show`
+    outputs = orjson.loads(places[f"api /api/runs/{run}"])["outputs"]
+    digest = hashlib.sha256(canary.encode()).hexdigest()
+    assert outputs == {"leak": {"leaked": {"value": {"sha256": digest}}}}
+    assert orjson.loads(places["cli show"])["outputs"] == outputs
+    assert f'sha256: "{digest}"'.encode() in places["cli show (tree)"]
 
     # the search itself works, and what the scripts echoed was there to find: masked now
     assert hits("probe", b"x" + base64.b64encode(canary.encode()) + b"x", canary)

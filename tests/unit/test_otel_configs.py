@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,10 @@ OTEL = ROOT / "otel"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 DASHBOARD = OTEL / "grafana" / "dashboards" / "stratum.json"
 DATASOURCES = OTEL / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
+ALERTS = OTEL / "alerts.yml"
+# Debian's promtool, unpacked beside prometheus by `make install`
+PROMETHEUS = Path(sys.executable).parent / "prometheus"
+PROMTOOL = PROMETHEUS.resolve().parent / "promtool" if PROMETHEUS.exists() else None
 YAML_FILES = sorted([*OTEL.rglob("*.yaml"), *OTEL.rglob("*.yml"), COMPOSE])
 
 # The sample each metric family is shown by. Every family in metrics.py must be listed
@@ -41,6 +48,10 @@ SHOWN_BY = {
     "stratum_events_denied": "stratum_events_denied_total",
     "stratum_graph_reloads": "stratum_graph_reloads_total",
     "stratum_graph": "stratum_graph_info",
+    "stratum_definitions_degraded": "stratum_definitions_degraded",
+    "stratum_definitions_loaded_timestamp_seconds": "stratum_definitions_loaded_timestamp_seconds",
+    "stratum_policies_degraded": "stratum_policies_degraded",
+    "stratum_policies_loaded_timestamp_seconds": "stratum_policies_loaded_timestamp_seconds",
 }
 
 # samples of the families labelled by tenant (metrics.py)
@@ -115,6 +126,7 @@ def test_the_yaml_files_are_all_there() -> None:
     assert {
         "otel/collector.yaml",
         "otel/prometheus.yml",
+        "otel/alerts.yml",
         "otel/grafana/provisioning/datasources/datasources.yaml",
         "otel/grafana/provisioning/dashboards/dashboards.yaml",
         "deploy/compose.yaml",
@@ -272,3 +284,59 @@ def test_grafana_finds_the_dashboard_where_compose_mounts_it() -> None:
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == f"{inside}/{DASHBOARD.name}"
     assert mounts["../otel/grafana/provisioning"] == "/etc/grafana/provisioning"
+
+
+def alert_rules() -> dict[str, dict[str, Any]]:
+    return {rule["alert"]: rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]}
+
+
+def test_alerts_query_exported_metrics_and_prometheus_loads_them() -> None:
+    rules = alert_rules()
+    assert {"StratumDefinitionsDegraded", "StratumPoliciesDegraded"} <= set(rules)
+    assert {
+        name: unknown_metrics(r["expr"]) for name, r in rules.items() if unknown_metrics(r["expr"])
+    } == {}
+    assert load_yaml(OTEL / "prometheus.yml")["rule_files"] == [ALERTS.name]
+    prometheus = load_yaml(COMPOSE)["services"]["prometheus"]
+    mounts = dict(v.split(":")[:2] for v in prometheus["volumes"])
+    assert mounts["../otel/alerts.yml"] == "/etc/prometheus/alerts.yml"
+    assert mounts["../otel/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+
+
+def test_the_degraded_alert_fires_while_a_broken_load_stands(tmp_path: Path) -> None:
+    """`promtool test rules` over synthetic series: degraded for 10 minutes fires after
+    the rule's 5 (not before) and stops once fixed; a blip fixed within 5 never fires."""
+    if PROMTOOL is None or not shutil.which(str(PROMTOOL)):
+        pytest.skip(f"no promtool beside {PROMETHEUS}: run `make install`")
+    name = "StratumDefinitionsDegraded"
+    instance = "127.0.0.1:7464"
+    series = f'stratum_definitions_degraded{{instance="{instance}", job="stratum"}}'
+    annotations = alert_rules()[name]["annotations"] | {
+        "summary": f"Stratum's workflow definitions do not load ({instance})"
+    }
+    firing = {
+        "exp_labels": {"instance": instance, "job": "stratum", "severity": "warning"},
+        "exp_annotations": annotations,
+    }
+
+    def case(values: str, expected: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+        checks = [
+            {"eval_time": f"{minute}m", "alertname": name, "exp_alerts": alerts}
+            for minute, alerts in expected.items()
+        ]
+        series_values = [{"series": series, "values": values}]
+        return {"interval": "1m", "input_series": series_values, "alert_rule_test": checks}
+
+    tests = [
+        case("0 1x10 0x5", {4: [], 8: [firing], 14: []}),  # broken from 1m to 11m
+        case("0 1x3 0x10", {2: [], 4: [], 6: [], 9: []}),  # fixed at 5m
+    ]
+    test_file = tmp_path / "alerts.test.yml"
+    test_file.write_text(yaml.safe_dump({"rule_files": [str(ALERTS)], "tests": tests}))
+    result = subprocess.run(
+        [str(PROMTOOL), "test", "rules", str(test_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -6,7 +6,8 @@ whoever holds Stratum's own `stratum` seed under `<data_dir>/nkeys/`, as the loc
 does — sees every tenant. A registered publisher sees its own tenant only: the request's
 `tenant` parameter is set to its tenant whatever it asked for, so every query filters in
 the database (another tenant's run is simply not found), and operator-only routes
-(replay, dead letters, managing publishers) answer 403. `/healthz` stays open.
+(replay, dead letters, managing publishers) answer 403. `/healthz`, `/readyz` and
+`/metrics` stay open (they are outside `/api/`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 GET /metrics (Prometheus text: the metrics of every function in this process)
 POST /events/{tenant} (a CloudEvent over HTTP onto the tenant's event subject: ingress.py)
-GET /healthz, /api/runs[?tenant=&limit=], /api/runs/{id}[?tenant=], /api/graph, /api/plan?topic=
+GET /healthz (liveness: always 200; `status` "degraded" while a reload error is pending),
+GET /readyz (200 while a graph and policies are in force, degraded or not; else 503)
+GET /api/runs[?tenant=&limit=], /api/runs/{id}[?tenant=], /api/graph, /api/plan?topic=
+(a run's detail: its view, its `history`, and each node's `outputs`: stratum.api.outputs)
 GET /api/audit[?tenant=&since=] (the audit trail, hash-chained NDJSON: stratum.api.audit)
 POST /api/replay (rebuild the read models from the stored events)
 GET /api/dead-letters[?limit=], /api/dead-letters/{id} (with its body)
@@ -24,11 +27,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from stratum.api.audit import audit_routes
+from stratum.api.outputs import Produced, node_outputs
 from stratum.api.publishers import publisher_routes
 from stratum.authz import PolicyRegistry
 from stratum.errors import PlanError
 from stratum.graph import plan
 from stratum.graph_registry import GraphRegistry
+from stratum.health import LoadState, health_body, unready
 from stratum.runtime.jetstream import redrive
 from stratum.store import RunStore
 from stratum.telemetry import metrics
@@ -71,20 +76,27 @@ def create_app(
                 log.warning(f"could not read queue depths for /metrics: {error}")
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    def loaded() -> dict[str, LoadState]:
+        parts = {"definitions": graphs.health()}
+        return parts | ({"policies": policies.health()} if policies is not None else {})
+
     async def healthz(_: Request) -> JSONResponse:
-        graph = graphs.current
-        return JSONResponse(
-            {
-                "status": "ok",
-                "graph_version": graph.version if graph else None,
-                "graph_error": graphs.error,
-                # a failed reload keeps the previous policies: version of those, and why
-                "policies_version": policies.current.version
-                if policies is not None and policies.current is not None
-                else None,
-                "policies_error": policies.error if policies is not None else None,
-            }
-        )
+        parts = loaded()
+        definitions, rules = parts["definitions"], parts.get("policies")
+        # the flat fields predate `definitions`/`policies` and are kept for their readers
+        flat = {
+            "graph_version": definitions.version,
+            "graph_error": definitions.error,
+            "policies_version": rules.version if rules else None,
+            "policies_error": rules.error if rules else None,
+        }
+        return JSONResponse(health_body(parts, **flat))
+
+    async def readyz(_: Request) -> JSONResponse:
+        missing = unready(loaded())
+        if missing:
+            return JSONResponse({"ready": False, "reason": missing}, status_code=503)
+        return JSONResponse({"ready": True})
 
     async def runs(request: Request) -> JSONResponse:
         tenant = request.query_params.get("tenant") or None
@@ -110,6 +122,9 @@ def create_app(
         view.pop("_id", None)
         view.pop("version", None)  # the write counter, not part of what the run shows
         view["history"] = await store.history(run_id, tenant)
+        # what each node produced, from the capability table (events carry only hashes)
+        produced = [Produced.model_validate(row) for row in await store.produced(run_id)]
+        view["outputs"] = node_outputs(produced)
         # the projector may still be folding this run's last events
         view["projected"] = len(view["history"]) >= await store.count_run_events(run_id)
         return JSONResponse(view)
@@ -192,6 +207,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
             Route("/metrics", metrics_text),
             Route("/api/runs", runs),
             Route("/api/runs/{run_id}", run_detail),

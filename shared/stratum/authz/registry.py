@@ -10,7 +10,9 @@ from stratum.authz.decide import decide
 from stratum.authz.loader import Policies, load_policies
 from stratum.authz.model import Decision, TriggerContext
 from stratum.errors import PolicyError
+from stratum.health import LoadState, LoadTracker
 from stratum.principal import Principal
+from stratum.telemetry import metrics
 
 log = logging.getLogger("stratum.authz")
 
@@ -19,19 +21,19 @@ class PolicyRegistry:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.current: Policies | None = None
-        self.error: str | None = None
+        self._load = LoadTracker(metrics.POLICIES_DEGRADED, metrics.POLICIES_LOADED)
 
     def reload(self) -> bool:
         """Load the folder; True if a new policy set is now current."""
         try:
             policies = load_policies(self.folder)
         except PolicyError as error:
-            self.error = str(error)
+            self._load.failed(str(error))
             log.error(
                 "policy reload failed; keeping the previous policies", extra={"error": self.error}
             )
             return False
-        was_broken, self.error = self.error is not None, None
+        was_broken = self._load.succeeded()
         changed = self.current is None or policies.version != self.current.version
         self.current = policies
         if changed:
@@ -42,6 +44,15 @@ class PolicyRegistry:
         elif was_broken:
             log.info("policies valid again, unchanged", extra={"version": policies.version})
         return changed
+
+    @property
+    def error(self) -> str | None:
+        """Why the last reload failed, while no reload has succeeded since."""
+        return self._load.error
+
+    def health(self) -> LoadState:
+        """The policies in force, and whether (since when, why) a reload left them degraded."""
+        return self._load.state(self.current.version if self.current else None)
 
     def decide(
         self, principal: Principal, tenant: str, topic: str, context: TriggerContext

@@ -207,15 +207,16 @@ def top(
     as_json: bool = typer.Option(False, "--json", help="One snapshot as JSON (implies --once)."),
     config: Path | None = ConfigOption,
 ) -> None:
-    """Runs per status and each function's queue, live, from Stratum's /metrics."""
+    """Runs per status and each function's queue, live, from Stratum's /metrics; what
+    /healthz says is degraded (a definitions or policies reload error), above them."""
     import time
 
-    from stratum.cli.top import Snapshot, parse, top_view
+    from stratum.cli.top import Snapshot, parse, top_view, with_health
 
     settings = settings_from(config)
 
     def read() -> Snapshot:
-        return parse(api_text(settings, "/metrics"))
+        return with_health(parse(api_text(settings, "/metrics")), api_get(settings, "/healthz"))
 
     if as_json:
         render.print_json(out, read().model_dump(mode="json"))

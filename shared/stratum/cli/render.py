@@ -1,7 +1,9 @@
-"""Human-readable output: tables for lists, a run as a headline and a timeline."""
+"""Human-readable output: tables for lists, a run as a headline, a timeline and what its
+nodes produced."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +15,9 @@ from rich.tree import Tree
 
 from stratum.cli.fmt import ms, status_text
 from stratum.cli.timeline import Timeline
+
+# characters `show` prints of one field of a node's output; `--json` has more
+FIELD_LIMIT = 200
 
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:
@@ -78,10 +83,65 @@ def run_tree(view: dict[str, Any]) -> Tree:
     return tree
 
 
+def _cut(line: Text, text: str, size: int, where: str, limit: int) -> Text:
+    """`text` on `line`, or its first `limit` characters saying how much that is of
+    `size` bytes and where the rest is."""
+    if len(text) <= limit:
+        return line.append(text)
+    shown = text[:limit]
+    line.append(f"{shown}…")
+    return line.append(f" (first {len(shown.encode())} of {size} bytes; {where})", style="yellow")
+
+
+def _field(name: str, value: Any, limit: int) -> Text:
+    # spaces after , and : so that a long value wraps there
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    where = "`stratum show --json` has it whole"
+    return _cut(Text(f"{name}: "), text, len(text.encode()), where, limit)
+
+
+def add_output(tree: Tree, name: str, entry: dict[str, Any], limit: int = FIELD_LIMIT) -> None:
+    """One produced capability under `tree`: an object a line per field (a digest stays
+    visible beside a long list), anything else on one line; a long line is cut, saying
+    how much is shown and where the whole value is (`--json`, or for a value the API
+    cut too, the bundle's stdout)."""
+    if "value" not in entry:
+        where = f"whole value in {entry['whole']}" if entry.get("whole") else "cut by the API"
+        tree.add(
+            _cut(Text(f"{name}: ", style="bold"), entry["preview"], entry["bytes"], where, limit)
+        )
+        return
+    value = entry["value"]
+    if not isinstance(value, dict) or not value:
+        line = _field(name, value, limit)
+        line.stylize("bold", 0, len(name) + 1)
+        tree.add(line)
+        return
+    branch = tree.add(Text(name, style="bold"))
+    for key, item in value.items():
+        branch.add(_field(str(key), item, limit))
+
+
+def outputs_tree(view: dict[str, Any]) -> Tree | None:
+    """What each node produced (the API's `outputs`), nodes in plan order."""
+    outputs: dict[str, dict[str, Any]] = view.get("outputs") or {}
+    if not outputs:
+        return None
+    planned = [node for stage in view.get("stages") or [] for node in stage["nodes"]]
+    order = [n for n in planned if n in outputs] + sorted(set(outputs) - set(planned))
+    tree = Tree(Text("outputs", style="dim"))
+    for node in order:
+        branch = tree.add(node)
+        for name, entry in outputs[node].items():
+            add_output(branch, name, entry)
+    return tree
+
+
 def run_detail(view: dict[str, Any], now: datetime | None = None, width: int = 32) -> Group:
     """`stratum show`: the headline, then the stages, nodes and compensation steps as a
     timeline (`now` draws a run still going up to now), then each step's error in full
-    (kept out of the table so a long error does not squeeze the bars)."""
+    (kept out of the table so a long error does not squeeze the bars), then what each
+    node produced."""
     parts: list[Any] = [run_tree(view)]
     if view.get("stages") or view.get("compensation"):
         parts.append(Timeline(view, now, width))
@@ -96,6 +156,9 @@ def run_detail(view: dict[str, Any], now: datetime | None = None, width: int = 3
             continue  # the headline already says it
         named = error.startswith(f"node {name}")
         parts.append(Text.assemble("" if named else f"{name}: ", (error, "red")))
+    outputs = outputs_tree(view)
+    if outputs is not None:
+        parts.append(outputs)
     return Group(*parts)
 
 

@@ -1,5 +1,6 @@
-"""`stratum top`'s numbers: Stratum's `/metrics` text folded into one small snapshot, and
-that snapshot as tables.
+"""`stratum top`'s numbers: Stratum's `/metrics` text folded into one small snapshot (with
+what `/healthz` says of the definitions and policies in force), and that snapshot as
+tables.
 
 Pure (text in, model or renderable out) so it is tested without servers. Run counts are
 how many runs *entered* each status since Stratum started (`stratum_runs_total`), not how
@@ -18,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stratum.cli.fmt import STATUS_STYLE, count
+from stratum.health import LoadState
 from stratum.status import RunStatus
 
 # settlement outcomes of `stratum_messages_total`, in the order a reader wants them;
@@ -44,6 +46,8 @@ class Snapshot(BaseModel):
     queues: dict[str, Queue] = {}  # function → its queue
     denied: dict[str, float] = {}  # reason → events that started no run
     compensations: dict[str, float] = {}  # outcome → compensation steps
+    # from /healthz: "definitions", "policies" → in force, or degraded since when and why
+    health: dict[str, LoadState] = {}
 
     def run_totals(self) -> dict[str, float]:
         """Runs per status, all tenants together."""
@@ -86,6 +90,14 @@ def parse(text: str) -> Snapshot:
             elif name == "stratum_graph_info" and value:
                 snap.graph_version = labels.get("version")
     return snap
+
+
+def with_health(snap: Snapshot, health: dict[str, Any]) -> Snapshot:
+    """`snap` with the parts a `/healthz` answer reports (a server that reports none
+    leaves it as it is)."""
+    parts = ("definitions", "policies")
+    found = {name: LoadState.model_validate(health[name]) for name in parts if name in health}
+    return snap.model_copy(update={"health": found})
 
 
 def _status_rank(status: str) -> tuple[int, str]:
@@ -146,13 +158,29 @@ def _counts(label: str, values: dict[str, float]) -> Text:
     return line
 
 
+def degraded_lines(snap: Snapshot) -> list[Text]:
+    """One line per degraded part: since when, what still serves, and the error."""
+    lines = []
+    for name, part in snap.health.items():
+        if not part.degraded:
+            continue
+        line = Text(f"{name} degraded", style="bold red")
+        line.append(f" since {part.since}" if part.since else "")
+        serving = f"{part.version} still serving" if part.version else "nothing in force"
+        line.append(f" ({serving}): ")
+        line.append(part.error or "never loaded", style="red")
+        lines.append(line)
+    return lines
+
+
 def top_view(snap: Snapshot, where: str = "") -> Group:
-    """The whole screen: headline, runs, queues, denials and compensation steps."""
+    """The whole screen: headline, what is degraded, runs, queues, denials and
+    compensation steps."""
     head = Text("stratum top", style="bold")
     head.append(f"  graph {snap.graph_version or '?'}")
     if where:
         head.append(f"  {where}", style="dim")
-    parts: list[Any] = [head, runs_table(snap), queues_table(snap)]
+    parts: list[Any] = [head, *degraded_lines(snap), runs_table(snap), queues_table(snap)]
     parts += [
         _counts("denied events", snap.denied),
         _counts("compensation steps", snap.compensations),

@@ -2,8 +2,10 @@
 
 Every `interval` seconds the reference is resolved again; a new manifest digest is pulled,
 verified and loaded. A refused artifact (tampered, unverifiable) leaves the previous graph
-live with the reason as the graph error, and is not pulled again until the reference
-moves; a registry that does not answer is only logged (the graph in force is fine).
+live with the reason as the graph error — the definitions are degraded, as after a bad
+local edit (`stratum.health`) — and is not pulled again until the reference moves; moved
+back to the artifact in force, that one is loaded again, which clears the error. A
+registry that does not answer is only logged (the graph in force is fine).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ class RegistryDefinitions:
 
     def newer(self) -> Pulled | None:
         """A newly published artifact, verified, or None if the reference has not moved
-        (or moved to one already refused). ArtifactError if the new one is refused."""
+        (or moved to one already refused). ArtifactError if the new one is refused. After
+        a refusal, the reference moved back to the artifact in force yields that one (from
+        the cache, verified again): loading it ends the refusal."""
         try:
             digest = Registry(self.ref).resolve()
         except ArtifactError as error:
@@ -47,7 +51,7 @@ class RegistryDefinitions:
                 extra={"error": str(error)},
             )
             return None
-        if digest in (self.digest, self._refused):
+        if digest == self._refused or (digest == self.digest and self._refused is None):
             return None
         try:
             pulled = pull(self.ref, self.cache, digest)

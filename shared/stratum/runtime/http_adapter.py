@@ -16,8 +16,10 @@ repeats them. Status codes steer the broker's delivery:
 | deferred (`DeferredError`: tenant over its rate) | 429 with `Retry-After` |
 | anything else | 500: the broker retries with its backoff |
 
-`GET /healthz` answers while the process serves; `GET /readyz` only when what the
-function needs (the database, a graph, the policies) is there.
+`GET /healthz` answers 200 while the process serves (liveness), its `status` "degraded"
+while what the function reads (definitions, policies) is left over from a failed load, as
+`stratum up` says it (`stratum.health`); `GET /readyz` only when what the function needs
+(the database, a graph, the policies) is there.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from stratum.errors import (
 )
 from stratum.events import Envelope, json_object
 from stratum.graph.triggers import matches
+from stratum.health import LoadState, health_body
 from stratum.logs import log_context
 from stratum.runtime.function import Function, Inbound
 from stratum.runtime.handling import Handling
@@ -66,6 +69,8 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 SINK_SECONDS = 30.0
 # Probes: None when ready, else what is missing
 Readiness = Callable[[], Awaitable[str | None]]
+# What the function reads that a reload can leave degraded, by name ("definitions", ...)
+Loaded = Callable[[], Mapping[str, LoadState]]
 
 
 class SinkPublisher:
@@ -240,11 +245,13 @@ class FunctionEndpoint:
         *,
         group: str = "",
         ready: Readiness | None = None,
+        loaded: Loaded | None = None,
     ) -> None:
         self.function = function
         self._store = store
         self._sink = sink
         self._ready = ready
+        self._loaded = loaded
         self._handling = Handling(function, store, sink, group or function.name)
         self.app = Starlette(
             routes=[
@@ -255,7 +262,8 @@ class FunctionEndpoint:
         )
 
     async def _live(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "function": self.function.name})
+        parts = self._loaded() if self._loaded is not None else {}
+        return JSONResponse(health_body(parts, function=self.function.name))
 
     async def _readiness(self, request: Request) -> Response:
         missing = await self._ready() if self._ready is not None else None

@@ -86,6 +86,25 @@ class ReadModels:
             for row in rows
         ]
 
+    async def produced(self, run_id: str) -> list[dict[str, Any]]:
+        """Every capability the run's nodes produced (node, capability, value) with the
+        bundle of the attempt that produced it: the outputs the run detail shows."""
+        values, executions = await self.db.query(
+            "SELECT name, producer, value FROM capability WHERE run = $run;\n"
+            "SELECT node, bundle FROM node_exec WHERE run = $run;",
+            {"run": run_id},
+        )
+        bundles = {row["node"]: row.get("bundle") for row in executions}
+        return [
+            {
+                "node": row["producer"],
+                "capability": row["name"],
+                "value": row.get("value"),
+                "bundle": bundles.get(row["producer"]),
+            }
+            for row in values
+        ]
+
     async def count_history(self, run_id: str) -> int:
         rows = (
             await self.db.query(

@@ -13,6 +13,8 @@ Where each is counted, and why there:
 - denials: ingest; dead letters and handled messages: the JetStream runner.
 - queue depth: read from each function's JetStream consumer when `/metrics` is scraped.
 - graph reloads and the graph version: the graph registry.
+- degraded (a reload error pending, the previous version serving) and the time of the last
+  good load, of the definitions and of the policies: their registries (`stratum.health`).
 """
 
 from __future__ import annotations
@@ -109,6 +111,28 @@ GRAPH_RELOADS = Counter(
 GRAPH = Info(
     "stratum_graph",
     "The workflow graph version in use",
+    registry=REGISTRY,
+)
+DEFINITIONS_DEGRADED = Gauge(
+    "stratum_definitions_degraded",
+    "1 while the last reload of the workflow definitions failed (the previous graph "
+    "serves; /healthz says why and since when), or none was ever loaded; else 0",
+    registry=REGISTRY,
+)
+DEFINITIONS_LOADED = Gauge(
+    "stratum_definitions_loaded_timestamp_seconds",
+    "When the workflow definitions last loaded successfully (Unix time)",
+    registry=REGISTRY,
+)
+POLICIES_DEGRADED = Gauge(
+    "stratum_policies_degraded",
+    "1 while the last reload of the Cedar policies failed (the previous set serves), or "
+    "none was ever loaded; else 0",
+    registry=REGISTRY,
+)
+POLICIES_LOADED = Gauge(
+    "stratum_policies_loaded_timestamp_seconds",
+    "When the Cedar policies last loaded successfully (Unix time)",
     registry=REGISTRY,
 )
 
