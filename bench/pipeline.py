@@ -9,6 +9,11 @@ in-process with its own nats-server (JetStream file store) and embedded SurrealD
 with fsync per commit (durable writes on). Prints latency p50/p95, orchestration overhead
 per node, and pipelines/s at 1 and N concurrent pipelines, with ratios to the baseline.
 
+Then Stratum alone, `--runs` pipelines one at a time and `--batch` at N concurrent, for what
+a pipeline costs (bench/cost.py): database transactions (writes, reads), events
+(published by the functions, stored and delivered by nats-server) and CPU ms by process
+(Stratum's Python, the embedded SurrealDB engine's threads, nats-server, the nu scripts).
+
 Then (unless --no-tracing; ~1-2 more minutes on 2 cores) the same Stratum pipeline with
 tracing off against tracing on, exporting OTLP/HTTP protobuf to a local sink (see
 bench/tracing_cost.py): latency p50/p95, pipelines/s at N, spans exported per run.
@@ -27,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from bench import tracing_cost
+from bench import cost, tracing_cost
 from bench.measure import Pipeline, busy_seconds, latencies, pct
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,6 +232,12 @@ async def main(runs: int, concurrent: int, batch: int, traced: bool = True) -> d
             base_n, strat_n = await interleaved_throughput(
                 baseline.pipeline, stratum.pipeline, batch, concurrent
             )
+            bus = cost.Bus(
+                nc.jetstream(), [server.subjects.events_stream, server.subjects.runs_stream]
+            )
+            nats_pid = cost.child_named("nats-server")
+            cost_1 = await cost.measure(stratum.pipeline, bus, nats_pid, runs, 1)
+            cost_n = await cost.measure(stratum.pipeline, bus, nats_pid, batch, concurrent)
             tracing = (
                 await tracing_cost.compare(stratum.pipeline, runs, batch, concurrent)
                 if traced
@@ -260,6 +271,7 @@ async def main(runs: int, concurrent: int, batch: int, traced: bool = True) -> d
         "throughput_ratio_1": strat_1 / base_1,
         f"throughput_ratio_{concurrent}": strat_n / base_n,
         "median_baseline_ms": statistics.median(base_ms),
+        "cost": {"at_1": cost_1, f"at_{concurrent}": cost_n},
         "tracing": tracing,
     }
 
@@ -282,6 +294,7 @@ def report(result: dict[str, Any]) -> str:
     ]
     if result["tracing"] is not None:
         lines.append(tracing_cost.report(result["tracing"]))
+    lines.append(cost.report(result["cost"]["at_1"], result["cost"][f"at_{c}"]))
     return "\n".join(lines)
 
 

@@ -52,6 +52,8 @@ SHOWN_BY = {
     "stratum_definitions_loaded_timestamp_seconds": "stratum_definitions_loaded_timestamp_seconds",
     "stratum_policies_degraded": "stratum_policies_degraded",
     "stratum_policies_loaded_timestamp_seconds": "stratum_policies_loaded_timestamp_seconds",
+    "stratum_db_transactions": "stratum_db_transactions_total",
+    "stratum_events_published": "stratum_events_published_total",
 }
 
 # samples of the families labelled by tenant (metrics.py)

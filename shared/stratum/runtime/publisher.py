@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from stratum.events import Envelope
 from stratum.subjects import Subjects
 from stratum.telemetry import tracing
+from stratum.telemetry.metrics import EVENTS_PUBLISHED
 
 # a message published again names the first one here: its event id, and what handlers
 # look up as the cause of what it already made happen
@@ -36,15 +37,15 @@ class Publisher:
         self.subjects = subjects
 
     async def publish(self, event: Envelope) -> None:
-        """Publish in a PRODUCER span whose context travels in the headers."""
+        """Publish in a PRODUCER span whose context travels in the headers; counted
+        (stratum_events_published_total) once JetStream has acknowledged it."""
         subject = self.subjects.internal(event.type)
         headers = {
             "Nats-Msg-Id": event.id,
             "Stratum-Run-Id": event.runid,
             TENANT_HEADER: event.tenant,
         }
-        with tracing.publishing(subject, headers, event.id):
-            await self._js.publish(subject, event.to_bytes(), headers=headers)
+        await self._send(subject, event, headers)
 
     async def redrive(self, event: Envelope, count: int) -> None:
         """Publish a recorded event again, past JetStream's duplicate window: a fresh
@@ -57,8 +58,12 @@ class Publisher:
             ORIGINAL_MSG_ID: event.id,
             REDRIVE_HEADER: str(count),
         }
+        await self._send(subject, event, headers)
+
+    async def _send(self, subject: str, event: Envelope, headers: dict[str, str]) -> None:
         with tracing.publishing(subject, headers, event.id):
             await self._js.publish(subject, event.to_bytes(), headers=headers)
+        EVENTS_PUBLISHED.labels(event.type).inc()
 
     async def publish_all(self, events: Sequence[Envelope]) -> None:
         """Publish together: one round trip of acks, not one per event. The PUBs leave in

@@ -8,18 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from stratum.errors import DependencyUnavailableError, RetryableError, StratumError
 from stratum.keyed_lock import KeyedLocks
 from stratum.telemetry import tracing
+from stratum.telemetry.metrics import DB_TRANSACTIONS
 
 STALE_MARKER = "stratum:stale"
 CONFLICT_RETRIES = 8
 NOT_EXECUTED = "not executed due to a failed transaction"
+# a statement that changes something: a round trip with one is a write
+WRITE_STATEMENT = re.compile(r"\b(?:CREATE|UPSERT|UPDATE|DELETE|INSERT|RELATE|DEFINE|REMOVE)\b")
+# bound once: counting a round trip is one increment, no label lookup
+_ROUND_TRIPS = {kind: DB_TRANSACTIONS.labels(kind) for kind in ("write", "read")}
+
+
+@functools.lru_cache(maxsize=1024)  # the queries are a few hundred constant texts
+def query_kind(sql: str) -> str:
+    """`write` if `sql` has a statement that changes something, else `read` (the `kind`
+    of stratum_db_transactions_total)."""
+    return "write" if WRITE_STATEMENT.search(sql) else "read"
 
 
 class StoreError(StratumError):
@@ -72,9 +86,12 @@ class Database:
         """Run `sql` (one or more statements); the result of each statement, in order.
 
         Write conflicts between concurrent transactions are expected under snapshot
-        isolation; they are retried here a few times before the caller sees them.
+        isolation; they are retried here a few times before the caller sees them. Every
+        attempt is a round trip, counted as one by its kind.
         """
+        round_trips = _ROUND_TRIPS[query_kind(sql)]
         for attempt in range(CONFLICT_RETRIES):
+            round_trips.inc()
             try:
                 return await self._query_once(sql, variables)
             except RetryableError:

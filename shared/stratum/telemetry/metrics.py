@@ -1,9 +1,9 @@
 """Stratum's Prometheus metrics: every name, label and unit in one place.
 
 Names start with `stratum_`, values are in base units (seconds), and labels stay
-low-cardinality: tenant, function, node, status, reason — never a run or event id. All of
-them live in one registry (`REGISTRY`), which `/metrics` serves; in the single-process
-`stratum up` that one endpoint covers every function.
+low-cardinality: tenant, function, node, status, reason, kind, event type — never a run or
+event id. All of them live in one registry (`REGISTRY`), which `/metrics` serves; in the
+single-process `stratum up` that one endpoint covers every function.
 
 Where each is counted, and why there:
 - runs by status and run durations: the projector, when a run's view enters a status.
@@ -15,6 +15,10 @@ Where each is counted, and why there:
 - graph reloads and the graph version: the graph registry.
 - degraded (a reload error pending, the previous version serving) and the time of the last
   good load, of the definitions and of the policies: their registries (`stratum.health`).
+- database transactions: `stratum.store.Database`, the one way every query goes out.
+- events published: `stratum.runtime.Publisher`, the one way the functions' events go out.
+  These two say what a run costs in round trips (`python -m bench.pipeline` divides them
+  by the runs it made).
 """
 
 from __future__ import annotations
@@ -133,6 +137,21 @@ POLICIES_DEGRADED = Gauge(
 POLICIES_LOADED = Gauge(
     "stratum_policies_loaded_timestamp_seconds",
     "When the Cedar policies last loaded successfully (Unix time)",
+    registry=REGISTRY,
+)
+DB_TRANSACTIONS = Counter(
+    "stratum_db_transactions",
+    "Round trips to SurrealDB (one query, or one BEGIN..COMMIT transaction), by kind: "
+    "write (it creates, updates, deletes or defines something) or read; a write conflict "
+    "retried is another round trip",
+    ["kind"],
+    registry=REGISTRY,
+)
+EVENTS_PUBLISHED = Counter(
+    "stratum_events_published",
+    "Events the functions published to JetStream (acknowledged by it), by event type "
+    "(`stratum.run.accepted`...); a watchdog re-drive counts too",
+    ["type"],
     registry=REGISTRY,
 )
 
