@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-import orjson
 
 from stratum.errors import PlanError
 from stratum.events import (
-    CompensateRun,
     Envelope,
     ExecuteStage,
     Payload,
@@ -77,42 +71,6 @@ def on_accepted(
         _emit(ExecuteStage(stage=0, nodes=stages[0]), accepted, now, "0"),
     ]
     return Planned(graph.version, chosen.stages, links, events)
-
-
-def next_stage(
-    completed: Envelope, stage: int, stages: list[list[str]], now: datetime
-) -> Envelope | None:
-    """The ExecuteStage command after `stage`, or None if that was the last one."""
-    following = stage + 1
-    if following >= len(stages):
-        return None
-    return _emit(
-        ExecuteStage(stage=following, nodes=stages[following]), completed, now, str(following)
-    )
-
-
-def outputs_hash(capabilities: Mapping[str, Any]) -> str:
-    """One hash over everything the run produced (capability name -> value)."""
-    return hashlib.sha256(orjson.dumps(dict(capabilities), option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def succeeded(completed: Envelope, capabilities: Mapping[str, Any], now: datetime) -> Envelope:
-    return _emit(RunSucceeded(outputs_hash=outputs_hash(capabilities)), completed, now)
-
-
-def failed(
-    stage_failed: Envelope, stage: int, error: str, undoable: Sequence[str], now: datetime
-) -> list[Envelope]:
-    """A stage failed: announce it, and ask the compensator to undo what succeeded when
-    some of it can be undone (`undoable`: `stratum.saga.undoable`); with nothing to undo,
-    the `run.failed` ends the run."""
-    compensating = bool(undoable)
-    announced = _emit(
-        RunFailed(stage=stage, error=error, compensating=compensating), stage_failed, now
-    )
-    if not compensating:
-        return [announced]
-    return [announced, _emit(CompensateRun(failed_stage=stage), stage_failed, now)]
 
 
 def ends_run(event: Envelope) -> bool:

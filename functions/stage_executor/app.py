@@ -1,7 +1,11 @@
-"""Stage executor: runs one stage's nodes in parallel; the first failure cancels the rest.
+"""Stage executor: runs one stage's nodes in parallel (the first failure cancels the rest)
+and drives the run from stage to stage.
 
 Every node start and outcome is written to the DB (with the capabilities it produced)
-before its event is published; the stage's result goes to the planner.
+before its event is published. The stage's result is stored in one transaction with what
+it does to the run — the next stage's command, the run's success, or its failure (handed
+to the compensator when something that succeeded can be undone) — so a stage boundary is
+one write and one hop.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ from collections.abc import Sequence
 from functions.stage_executor import core
 from stratum.clock import utc_now
 from stratum.events import (
+    CompensateRun,
     Envelope,
     ExecuteStage,
     NodeFailed,
     NodeStarted,
     NodeSucceeded,
+    RunFailed,
+    RunSucceeded,
     StageCompleted,
     StageFailed,
 )
@@ -26,6 +33,8 @@ from stratum.executor import ExecutorConfig, NodeOutcome, run_stage
 from stratum.faults import crash_point
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
+from stratum.status import RunStatus
+from stratum.store import RunChange
 from stratum.telemetry import metrics, tracing
 
 
@@ -54,7 +63,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             command.id, inbound.headers.get("Nats-Msg-Id", ""), inbound.delivery
         )
         every_start = core.started(command, stage, order.nodes, utc_now(), tag)
-        run, capabilities, todo = await ctx.store.begin_stage(
+        run, capabilities, todo, executions = await ctx.store.begin_stage(
             run_id, stage, order.nodes, every_start, command.id, lease
         )
         started = [event for event in every_start if event.data["node"] in todo]
@@ -110,22 +119,41 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             first_attempts=first_attempts,
             credentials=config.credentials,
         )
-        final = core.stage_result(command, stage, order.nodes, result.nodes, utc_now())
+        now = utc_now()
+        final = core.stage_result(command, stage, order.nodes, result.nodes, now)
         status = "Failed" if result.failed else "Succeeded"
-        if not last:
-            await ctx.store.finish_stage(run_id, stage, status, [final], command.id, lease=lease)
-            return [final]
-        node_record, node_event = core.finished(command, stage, last[0], tag)
+        for outcome in result.nodes:
+            executions[outcome.node_id] = {"stage": stage, "status": outcome.status}
+            capabilities |= outcome.outputs
+        step = core.after_stage(final, run["plan"], executions, capabilities, graph, now)
+        events = [final, *step.events]
+        last_node = None
+        if last:
+            node_record, node_event = core.finished(command, stage, last[0], tag)
+            last_node = (last[0].node_id, node_record, last[0].outputs)
+            events.insert(0, node_event)
         await ctx.store.finish_stage(
             run_id,
             stage,
             status,
-            [node_event, final],
+            events,
             command.id,
             lease=lease,
-            last_node=(last[0].node_id, node_record, last[0].outputs),
+            last_node=last_node,
+            then=run_change(step),
         )
-        return [node_event, final]
+        log_step(stage, step)
+        return events
+
+    def log_step(stage: int, step: core.RunStep) -> None:
+        if step.kind == "succeed":
+            ctx.log.info("run succeeded")
+        elif step.kind == "fail":
+            ctx.log.warning(
+                f"run failed at stage {stage}; "
+                + (f"compensating {', '.join(step.undo)}" if step.undo else "nothing to undo"),
+                extra={"error": step.error},
+            )
 
     return Function(
         name="stage-executor",
@@ -140,5 +168,19 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             NodeFailed.TYPE,
             StageCompleted.TYPE,
             StageFailed.TYPE,
+            ExecuteStage.TYPE,
+            RunSucceeded.TYPE,
+            RunFailed.TYPE,
+            CompensateRun.TYPE,
         ),
     )
+
+
+def run_change(step: core.RunStep) -> RunChange:
+    """The store's form of what the stage's end does to the run."""
+    if step.kind == "advance":
+        return RunChange()
+    if step.kind == "succeed":
+        return RunChange(RunStatus.SUCCEEDED, outputs_hash=step.outputs_hash)
+    status = RunStatus.COMPENSATING if step.compensating else RunStatus.FAILED
+    return RunChange(status, error=step.error)

@@ -1,25 +1,34 @@
-"""The stage executor's pure parts: what each node reads, and what is recorded of it."""
+"""The stage executor's pure parts: what each node reads, what is recorded of it, and
+what a stage's end does to its run (the next stage, the run's success, or its failure)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+import orjson
 
 from stratum.clock import iso
 from stratum.events import (
+    CompensateRun,
     Envelope,
+    ExecuteStage,
     NodeFailed,
     NodeStarted,
     NodeSucceeded,
     Payload,
+    RunFailed,
+    RunSucceeded,
     StageCompleted,
     StageFailed,
     follow,
 )
 from stratum.executor import NodeOutcome
-from stratum.graph import ActionNode
+from stratum.graph import ActionGraph, ActionNode
+from stratum.saga import undoable
 
 SOURCE = "stratum/stage-executor"
 
@@ -132,3 +141,58 @@ def stage_result(
     return _emit(
         StageFailed(stage=stage, failed=[o.node_id for o in failed], error=error), command, now
     )
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """What a stage's end does to its run, stored in the transaction that records the
+    stage's result: `advance` to the next stage, `succeed` (the last stage completed), or
+    `fail` (Compensating when something that succeeded can be undone, else Failed). The
+    `events` announce it, after the stage's result."""
+
+    kind: Literal["advance", "succeed", "fail"]
+    events: tuple[Envelope, ...]
+    outputs_hash: str | None = None
+    error: str | None = None
+    undo: tuple[str, ...] = ()  # what the saga will undo, in order
+
+    @property
+    def compensating(self) -> bool:
+        return bool(self.undo)
+
+
+def after_stage(
+    result: Envelope,
+    plan: Sequence[Sequence[str]],
+    executions: Mapping[str, Mapping[str, Any]],
+    capabilities: Mapping[str, Any],
+    graph: ActionGraph,
+    now: datetime,
+) -> RunStep:
+    """The run's next step after `result` (StageCompleted or StageFailed).
+
+    `executions` are the run's node records with this stage's outcomes in; `capabilities`
+    every value the run has produced, this stage's included. The events derive their ids
+    from `result`, so a redelivery that decides again announces the same events.
+    """
+    if result.type == StageFailed.TYPE:
+        failure = result.payload(StageFailed)
+        to_undo = undoable(executions, graph)
+        announced = RunFailed(stage=failure.stage, error=failure.error, compensating=bool(to_undo))
+        events = [_emit(announced, result, now)]
+        if to_undo:
+            events.append(_emit(CompensateRun(failed_stage=failure.stage), result, now))
+        return RunStep("fail", tuple(events), error=failure.error, undo=tuple(to_undo))
+    following = result.payload(StageCompleted).stage + 1
+    if following < len(plan):
+        order = ExecuteStage(stage=following, nodes=list(plan[following]))
+        return RunStep("advance", (_emit(order, result, now, str(following)),))
+    digest = outputs_hash(capabilities)
+    return RunStep(
+        "succeed", (_emit(RunSucceeded(outputs_hash=digest), result, now),), outputs_hash=digest
+    )
+
+
+def outputs_hash(capabilities: Mapping[str, Any]) -> str:
+    """One hash over everything the run produced (capability name -> value)."""
+    return hashlib.sha256(orjson.dumps(dict(capabilities), option=orjson.OPT_SORT_KEYS)).hexdigest()

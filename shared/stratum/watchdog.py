@@ -27,8 +27,6 @@ from stratum.events import (
     Envelope,
     ExecuteStage,
     RunAccepted,
-    StageCompleted,
-    StageFailed,
 )
 from stratum.graph import ActionGraph
 from stratum.graph_registry import GraphRegistry
@@ -38,12 +36,12 @@ from stratum.telemetry import tracing
 
 log = logging.getLogger("stratum.watchdog")
 
-# the events a function acts on: publishing the latest one again resumes the run
+# the events a function acts on: publishing the latest one again resumes the run (a stage
+# command whose stage already ended re-announces what its end caused: the next stage's
+# command, or the run's end)
 DRIVING_TYPES = (
     RunAccepted.TYPE,
     ExecuteStage.TYPE,
-    StageCompleted.TYPE,
-    StageFailed.TYPE,
     CompensateRun.TYPE,
 )
 ACTIVE_STATUSES = ("Accepted", "Planned", "Running", "Compensating")

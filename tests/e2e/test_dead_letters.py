@@ -16,7 +16,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from stratum.api.http import create_app
 from stratum.errors import RetryableError
-from stratum.events import Envelope, StageCompleted
+from stratum.events import Envelope, RunSucceeded
 from stratum.runtime import Function, Inbound, JetStreamRunner, Publisher
 from tests.conftest import eventually
 from tests.e2e.conftest import Harness
@@ -55,9 +55,9 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
     stratum: Harness, tmp_path: Path
 ) -> None:
     js = stratum.nc.jetstream()
-    # the planner and the projector both consume stage.completed: each gives up on it
+    # the planner and the projector both consume run.succeeded: each gives up on it
     ack = await js.publish(
-        stratum.subjects.internal(StageCompleted.TYPE),
+        stratum.subjects.internal(RunSucceeded.TYPE),
         GARBAGE,
         headers={
             "Nats-Msg-Id": "garbage-1",
@@ -76,7 +76,7 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
     letters = {letter["function"]: letter for letter in await eventually(three)}
     assert sorted(letters) == ["ingest", "planner", "projector"]
     planner = letters["planner"]
-    assert planner["subject"] == stratum.subjects.internal(StageCompleted.TYPE)
+    assert planner["subject"] == stratum.subjects.internal(RunSucceeded.TYPE)
     assert (planner["stream"], planner["stream_sequence"]) == (ack.stream, ack.seq)
     assert planner["invalid"] is True and planner["deliveries"] == 1
     assert "InvalidEventError" in planner["error"]

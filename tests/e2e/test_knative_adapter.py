@@ -171,7 +171,7 @@ async def test_a_malformed_event_is_answered_400_naming_what_is_wrong(knative: K
         "ce-specversion": "1.0",
         "ce-id": "evt-1",
         "ce-source": "tests",
-        "ce-type": "stratum.stage.completed",
+        "ce-type": "stratum.run.accepted",
         "ce-time": iso(utc_now()),
         "ce-subject": "run-x",
         "ce-tenant": "acme",
@@ -180,7 +180,7 @@ async def test_a_malformed_event_is_answered_400_naming_what_is_wrong(knative: K
     }
     response = await knative.client.post(planner, content=b'{"nodes": []}', headers=bad)
     assert response.status_code == 400
-    assert "stage" in response.json()["error"]
+    assert "topic" in response.json()["error"]
     # a type the function does not take (a Trigger pointing at the wrong function)
     wrong = bad | {"ce-type": "stratum.node.started"}
     response = await knative.client.post(planner, content=b"{}", headers=wrong)

@@ -10,7 +10,8 @@ import pytest
 import pytest_asyncio
 
 from stratum.events import RunPlanned, emit
-from stratum.store import Database, RunStore, StaleWriteError
+from stratum.status import RunStatus
+from stratum.store import Database, RunChange, RunStore, StaleWriteError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -83,9 +84,13 @@ async def test_a_superseded_execution_cannot_record_its_late_result(store: RunSt
         "run-3", graph_version="v", stages=[["a", "b"]], stage_links=[], events=[], cause="p"
     )
     # the first execution takes the stage, then its instance stalls; a redelivery takes over
-    _, _, first = await store.begin_stage("run-3", 0, ["a", "b"], [], "cmd", "lease-1")
-    _, _, second = await store.begin_stage("run-3", 0, ["a", "b"], [], "cmd", "lease-2")
-    assert first == {"a": 1, "b": 1} and second == {"a": 2, "b": 2}  # executions counted
+    first = (await store.begin_stage("run-3", 0, ["a", "b"], [], "cmd", "lease-1")).todo
+    second = await store.begin_stage("run-3", 0, ["a", "b"], [], "cmd", "lease-2")
+    assert first == {"a": 1, "b": 1} and second.todo == {"a": 2, "b": 2}  # executions counted
+    assert {node: row["status"] for node, row in second.executions.items()} == {
+        "a": "running",
+        "b": "running",
+    }
 
     record = {"status": "succeeded", "stage": 0}
     with pytest.raises(StaleWriteError, match="taken over"):
@@ -102,3 +107,55 @@ async def test_a_superseded_execution_cannot_record_its_late_result(store: RunSt
     # a succeeded node is never handed out again, even to a later execution
     with pytest.raises(StaleWriteError, match="already ended"):
         await store.begin_stage("run-3", 0, ["a", "b"], [], "cmd", "lease-3")
+
+
+async def test_a_stage_end_moves_the_run_on_in_the_same_transaction(store: RunStore) -> None:
+    await accepted_run(store, "run-4")
+    await store.record_plan(
+        "run-4", graph_version="v", stages=[["a"], ["b"]], stage_links=[], events=[], cause="p"
+    )
+    record = {"status": "succeeded", "stage": 0}
+    await store.begin_stage("run-4", 0, ["a"], [], "cmd-0", "lease-0")
+    following = emit(
+        RunPlanned(graph_version="v", stages=[]),  # stands for stage 1's command
+        cause="cmd-0",
+        run_id="run-4",
+        tenant="acme",
+        source="test",
+        now=NOW,
+    )
+    await store.finish_stage(
+        "run-4",
+        0,
+        "Succeeded",
+        [following],
+        "cmd-0",
+        lease="lease-0",
+        last_node=("a", record, {"x": 1}),
+        then=RunChange(),
+    )
+    run = await store.get_run("run-4")
+    assert run is not None and (run["status"], run["current_stage"]) == ("Running", 1)
+    assert [e.id for e in await store.events_caused_by("cmd-0")] == [following.id]
+
+    # the last stage ends the run; a stage end that finds the run elsewhere changes nothing
+    await store.begin_stage("run-4", 1, ["b"], [], "cmd-1", "lease-1")
+    with pytest.raises(StaleWriteError, match="past stage 0"):
+        await store.finish_stage(
+            "run-4", 0, "Succeeded", [], "cmd-x", lease="lease-0", then=RunChange()
+        )
+    await store.finish_stage(
+        "run-4",
+        1,
+        "Succeeded",
+        [],
+        "cmd-1",
+        lease="lease-1",
+        last_node=("b", {"status": "succeeded", "stage": 1}, {"y": 2}),
+        then=RunChange(RunStatus.SUCCEEDED, outputs_hash="h"),
+    )
+    run = await store.get_run("run-4")
+    assert run is not None
+    assert (run["status"], run["outputs_hash"], run["current_stage"]) == ("Succeeded", "h", 1)
+    assert run.get("finished_at")
+    assert await store.capabilities("run-4") == {"x": 1, "y": 2}

@@ -1,5 +1,6 @@
 """A failed stage with nothing to undo ends the run Failed; a saga runs only when a node
-that succeeded has a compensate script (the planner's pure decision, `stratum.saga`)."""
+that succeeded has a compensate script (the stage executor's pure decision at a stage's
+end, `after_stage`, with `stratum.saga`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from functions.planner.core import ends_run, failed
-from stratum.events import CompensateRun, RunCompensated, RunFailed, RunSucceeded
+from functions.planner.core import ends_run
+from functions.stage_executor.core import after_stage
+from stratum.events import CompensateRun, RunCompensated, RunFailed, RunSucceeded, StageFailed
 from stratum.graph import ActionGraph, ActionNode
 from stratum.saga import undoable
 from tests.events import T0, run_events
@@ -72,8 +74,11 @@ def test_what_a_saga_would_undo(executions: dict[str, Any], expected: list[str])
 def test_a_failed_stage_ends_the_run_unless_something_can_be_undone(
     executions: dict[str, Any], expected: list[str]
 ) -> None:
-    (stage_failed,) = run_events([RunSucceeded(outputs_hash="-")])  # any cause will do
-    events = failed(stage_failed, 1, "node c: exit code 1", undoable(executions, GRAPH), T0)
+    (stage_failed,) = run_events([StageFailed(stage=1, failed=["c"], error="node c: exit code 1")])
+    plan = [["a", "b"], ["c"], ["d"]]
+    step = after_stage(stage_failed, plan, executions, {}, GRAPH, T0)
+    assert step.kind == "fail" and step.undo == tuple(expected)
+    events = list(step.events)
 
     announced = events[0].payload(RunFailed)
     assert (announced.stage, announced.error) == (1, "node c: exit code 1")
@@ -82,8 +87,7 @@ def test_a_failed_stage_ends_the_run_unless_something_can_be_undone(
     # the run.failed ends the run (a queued run of the tenant may start) only without a saga
     assert ends_run(events[0]) is not bool(expected)
     # a redelivery decides the same, with the same event ids
-    again = failed(stage_failed, 1, "node c: exit code 1", undoable(executions, GRAPH), T0)
-    assert again == events
+    assert after_stage(stage_failed, plan, executions, {}, GRAPH, T0) == step
 
 
 def test_what_else_ends_a_run() -> None:

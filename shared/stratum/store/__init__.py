@@ -4,13 +4,15 @@ from stratum.store.database import Database, StaleWriteError, StoreError
 from stratum.store.dead_letters import DeadLetter
 from stratum.store.publishers import PublisherRecord
 from stratum.store.read_models import ViewWrite
-from stratum.store.runs import RunStore
+from stratum.store.runs import RunChange, RunStore, StageStart
 
 __all__ = [
     "Database",
     "DeadLetter",
     "PublisherRecord",
+    "RunChange",
     "RunStore",
+    "StageStart",
     "StaleWriteError",
     "StoreError",
     "ViewWrite",

@@ -40,10 +40,11 @@ def event_rows(events: Iterable[Envelope], cause: str) -> list[dict[str, Any]]:
     ]
 
 
-def _guard(condition: str, what: str) -> str:
-    """Update the run only if `condition` holds; otherwise abort the transaction."""
+def guard(condition: str, what: str, assignments: str) -> str:
+    """Update the run (`assignments`) only if `condition` holds; otherwise abort the
+    transaction with the stale marker and `what`."""
     return (
-        f"LET $changed = (UPDATE {RUN} SET {{assignments}}, version += 1, updated_at = $now "
+        f"LET $changed = (UPDATE {RUN} SET {assignments}, version += 1, updated_at = $now "
         f"WHERE {condition} RETURN VALUE id);\n"
         f"IF array::len($changed) = 0 {{ THROW '{STALE_MARKER}: {what}' }};"
     )
@@ -66,7 +67,7 @@ class GuardedWrites:
         extra_sql: str = "",
         variables: dict[str, Any] | None = None,
     ) -> None:
-        sql = _guard(condition, what).replace("{assignments}", assignments)
+        sql = guard(condition, what, assignments)
         sql += "\n" + extra_sql + "\nINSERT IGNORE INTO event $events RETURN NONE;"
         await self.db.transaction(
             sql,

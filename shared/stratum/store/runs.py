@@ -10,7 +10,8 @@ already handled.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from stratum.clock import iso, utc_now
 from stratum.events import Envelope
@@ -18,7 +19,7 @@ from stratum.status import RunStatus
 from stratum.store.audit import AuditTrail
 from stratum.store.database import STALE_MARKER, Database
 from stratum.store.dead_letters import DeadLetters
-from stratum.store.guarded import RUN, event_rows
+from stratum.store.guarded import RUN, event_rows, guard
 from stratum.store.publishers import Publishers
 from stratum.store.read_models import ReadModels, plain_record
 from stratum.store.schema import SCHEMA
@@ -37,6 +38,37 @@ NODE_OUTCOME_SQL = (
     "CONTENT {run: $run, name: $name, producer: $node, value: $outputs[$name]} "
     "RETURN NONE; };\n"
 )
+
+
+class StageStart(NamedTuple):
+    """What `begin_stage` read back: the run, its capabilities, the nodes to run (with how
+    many times each has been started) and every node record of the run."""
+
+    run: dict[str, Any]
+    capabilities: dict[str, Any]
+    todo: dict[str, int]
+    executions: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """How a stage's end changes its run, in the transaction that stores the stage's
+    result: to the next stage (`status` None), or Succeeded, Compensating or Failed."""
+
+    status: RunStatus | None = None
+    outputs_hash: str | None = None
+    error: str | None = None
+
+    def assignments(self) -> str:
+        if self.status is None:
+            return "current_stage = $stage + 1"
+        if self.status is RunStatus.SUCCEEDED:
+            return "status = 'Succeeded', outputs_hash = $hash, finished_at = $now"
+        if self.status is RunStatus.COMPENSATING:
+            return "status = 'Compensating', error = $error"
+        if self.status is RunStatus.FAILED:
+            return "status = 'Failed', error = $error, finished_at = $now"
+        raise ValueError(f"a stage's end cannot make a run {self.status}")
 
 
 class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
@@ -245,61 +277,6 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
             variables={"error": error},
         )
 
-    async def advance_stage(
-        self, run_id: str, completed: int, events: Sequence[Envelope], cause: str
-    ) -> None:
-        await self._guarded(
-            run_id,
-            condition="status IN ['Planned', 'Running'] AND current_stage = $completed",
-            assignments="current_stage = $completed + 1",
-            what=f"run {run_id} is past stage {completed}",
-            events=events,
-            cause=cause,
-            variables={"completed": completed},
-        )
-
-    async def succeed_run(
-        self,
-        run_id: str,
-        last_stage: int,
-        outputs_hash: str,
-        events: Sequence[Envelope],
-        cause: str,
-    ) -> None:
-        await self._guarded(
-            run_id,
-            condition="status IN ['Planned', 'Running'] AND current_stage = $stage",
-            assignments="status = 'Succeeded', outputs_hash = $hash, finished_at = $now",
-            what=f"run {run_id} already finished",
-            events=events,
-            cause=cause,
-            variables={"stage": last_stage, "hash": outputs_hash},
-        )
-
-    async def fail_run(
-        self,
-        run_id: str,
-        stage: int,
-        error: str,
-        events: Sequence[Envelope],
-        cause: str,
-        *,
-        compensating: bool,
-    ) -> None:
-        """A stage failed: the run is Compensating (the saga ends it), or, with nothing
-        to undo, ends Failed here."""
-        status = RunStatus.COMPENSATING if compensating else RunStatus.FAILED
-        await self._guarded(
-            run_id,
-            condition="status IN ['Planned', 'Running'] AND current_stage = $stage",
-            assignments="status = $status, error = $error"
-            + ("" if compensating else ", finished_at = $now"),
-            what=f"run {run_id} is already past stage {stage}",
-            events=events,
-            cause=cause,
-            variables={"stage": stage, "error": error, "status": status.value},
-        )
-
     # -- stage executor -----------------------------------------------------------------
 
     async def run_state(
@@ -339,16 +316,16 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
         started: Sequence[Envelope],
         cause: str,
         lease: str,
-    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
+    ) -> StageStart:
         """In one transaction: check the stage may start, mark the run Running and every
         node of the stage that has not already succeeded as running under `lease`
         (recording their NodeStarted events from `started`), and read back what the nodes
         need.
 
-        Returns the run, its capabilities and the nodes to run with how many times each
-        has been started (a node that already succeeded never runs again). Only the
-        holder of `lease` may then record the nodes' outcomes and the stage's result.
-        StaleWriteError if the stage already ended or the run is past it.
+        Returns the run, its capabilities, the nodes to run with how many times each has
+        been started (a node that already succeeded never runs again) and the run's node
+        records. Only the holder of `lease` may then record the nodes' outcomes and the
+        stage's result. StaleWriteError if the stage already ended or the run is past it.
         """
         stale = f"{STALE_MARKER}: stage {stage} of run {run_id}"
         results = await self.db.transaction(
@@ -389,7 +366,12 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
             for node in nodes
             if executions.get(node, {}).get("status") != "succeeded"
         }
-        return plain_record(run_rows[0]), {row["name"]: row["value"] for row in cap_rows}, todo
+        return StageStart(
+            plain_record(run_rows[0]),
+            {row["name"]: row["value"] for row in cap_rows},
+            todo,
+            executions,
+        )
 
     async def finish_node(
         self,
@@ -426,17 +408,28 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
         *,
         lease: str,
         last_node: tuple[str, dict[str, Any], dict[str, Any]] | None = None,
+        then: RunChange | None = None,
     ) -> None:
         """The stage's status and result; with `last_node` (id, record, outputs), the
-        outcome of its last node too, in the same transaction (one write fewer on the
-        path from a stage to the next). StaleWriteError if `lease` no longer holds it."""
+        outcome of its last node too; with `then`, what the stage's end does to the run
+        (the next stage, or the run's end) — all in one transaction, so a stage boundary
+        is one write and one hop (the next stage's command). StaleWriteError if `lease`
+        no longer holds the stage, or the run is no longer at it."""
         node, record, outputs = last_node or ("", {}, {})
         stale = f"{STALE_MARKER}: stage {stage} of run {run_id} was taken over"
+        run_sql = ""
+        if then is not None:
+            run_sql = guard(
+                "status IN ['Planned', 'Running'] AND current_stage = $stage",
+                f"run {run_id} is past stage {stage}",
+                then.assignments(),
+            )
         await self.db.transaction(
             f"IF (SELECT VALUE lease FROM ONLY {STAGE}) != $lease {{ THROW '{stale}' }};\n"
             + (NODE_OUTCOME_SQL if last_node else "")
             + f"UPDATE {STAGE} SET status = $status, finished_at = $now RETURN NONE;\n"
-            "INSERT IGNORE INTO event $events RETURN NONE;",
+            + run_sql
+            + "\nINSERT IGNORE INTO event $events RETURN NONE;",
             {
                 "run": run_id,
                 "stage": stage,
@@ -447,6 +440,8 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
                 "record": record,
                 "outputs": outputs,
                 "events": event_rows(events, cause),
+                "hash": then.outputs_hash if then else None,
+                "error": then.error if then else None,
             },
             keys=(run_id,),
         )
