@@ -12,7 +12,7 @@ from opentelemetry.trace import Span
 from functions.planner import core
 from functions.planner.queue import RunQueue
 from stratum.clock import utc_now
-from stratum.errors import UnknownRunError
+from stratum.errors import RetryableError, UnknownRunError
 from stratum.events import (
     Envelope,
     ExecuteStage,
@@ -27,10 +27,12 @@ from stratum.events import (
 )
 from stratum.graph_registry import GraphRegistry
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
-from stratum.store import StaleWriteError
+from stratum.store import AtLimitError, StaleWriteError
 from stratum.telemetry import tracing
 from stratum.tenant_limits import TenantLimits
 
+# how often a run is offered a slot that keeps being taken before it is handled again
+ADMISSION_TRIES = 3
 # events that may end a run (`core.ends_run`): one of its tenant's queued runs may start
 ENDED = (RunSucceeded.TYPE, RunCompensated.TYPE, RunFailed.TYPE)
 
@@ -59,21 +61,32 @@ def build(
         planning.set_attribute("stratum.stages", len(decision.stages))
         await graphs.remember(graph)
         async with queue.turn(event.tenant):
-            waiting = await queue.queue_if_full(event, now)
-            if waiting is not None:
-                ctx.log.info(
-                    "run queued: its tenant is at its concurrent-run limit",
-                    extra={"run_id": event.runid, "tenant": event.tenant},
-                )
-                return waiting
-            await ctx.store.record_plan(
-                event.runid,
-                graph_version=decision.graph_version,
-                stages=decision.stages,
-                stage_links=decision.links,
-                events=decision.events,
-                cause=event.id,
-            )
+            # the plan is stored only while the tenant is under its limit, checked in the
+            # same transaction; at the limit, the run is queued instead
+            for _ in range(ADMISSION_TRIES):
+                try:
+                    await ctx.store.record_plan(
+                        event.runid,
+                        graph_version=decision.graph_version,
+                        stages=decision.stages,
+                        stage_links=decision.links,
+                        events=decision.events,
+                        cause=event.id,
+                        tenant=event.tenant,
+                        limit=queue.limit(event.tenant),
+                    )
+                    break
+                except AtLimitError:
+                    waiting = await queue.queue_if_full(event, now)
+                    if waiting is not None:
+                        ctx.log.info(
+                            "run queued: its tenant is at its concurrent-run limit",
+                            extra={"run_id": event.runid, "tenant": event.tenant},
+                        )
+                        return waiting
+                    # a slot came free meanwhile (a run of another process ended): again
+            else:
+                raise RetryableError(f"tenant {event.tenant}'s load kept changing")
         ctx.log.info(
             "run planned",
             extra={"graph_version": decision.graph_version, "stages": len(decision.stages)},

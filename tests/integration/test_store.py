@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from stratum.events import RunPlanned, emit
 from stratum.status import RunStatus
-from stratum.store import Database, RunChange, RunStore, StaleWriteError
+from stratum.store import AtLimitError, Database, RunChange, RunStore, StaleWriteError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -159,3 +159,25 @@ async def test_a_stage_end_moves_the_run_on_in_the_same_transaction(store: RunSt
     assert (run["status"], run["outputs_hash"], run["current_stage"]) == ("Succeeded", "h", 1)
     assert run.get("finished_at")
     assert await store.capabilities("run-4") == {"x": 1, "y": 2}
+
+
+async def test_a_plan_is_stored_only_while_its_tenant_is_under_its_limit(
+    store: RunStore,
+) -> None:
+    tenant = "acme"  # accepted_run's tenant
+    for run_id in ("run-5", "run-6"):
+        await accepted_run(store, run_id)
+    plan = {"graph_version": "v", "stages": [["a"]], "stage_links": [], "events": []}
+    busy = (await store.tenant_load(tenant, "run-5")).in_progress
+    await store.record_plan("run-5", **plan, cause="p5", tenant=tenant, limit=busy + 1)
+
+    # the tenant is now at busy + 1: the next run's plan is refused and nothing is written
+    with pytest.raises(AtLimitError, match="run-6 waits"):
+        await store.record_plan("run-6", **plan, cause="p6", tenant=tenant, limit=busy + 1)
+    run = await store.get_run("run-6")
+    assert run is not None and run["status"] == "Accepted"
+    assert await store.events_caused_by("p6") == []
+    # one more slot, or no limit, and it is planned
+    await store.record_plan("run-6", **plan, cause="p6", tenant=tenant, limit=busy + 2)
+    run = await store.get_run("run-6")
+    assert run is not None and run["status"] == "Planned"

@@ -1,12 +1,13 @@
 """SurrealDB persistence: the only place that speaks SurrealQL or sees SDK exceptions."""
 
-from stratum.store.database import Database, StaleWriteError, StoreError
+from stratum.store.database import AtLimitError, Database, StaleWriteError, StoreError
 from stratum.store.dead_letters import DeadLetter
 from stratum.store.publishers import PublisherRecord
 from stratum.store.read_models import ViewWrite
 from stratum.store.runs import RunChange, RunStore, StageStart
 
 __all__ = [
+    "AtLimitError",
     "Database",
     "DeadLetter",
     "PublisherRecord",

@@ -21,6 +21,7 @@ from stratum.telemetry import tracing
 from stratum.telemetry.metrics import DB_TRANSACTIONS
 
 STALE_MARKER = "stratum:stale"
+AT_LIMIT_MARKER = "stratum:at-limit"
 CONFLICT_RETRIES = 8
 NOT_EXECUTED = "not executed due to a failed transaction"
 # a statement that changes something: a round trip with one is a write
@@ -43,6 +44,11 @@ class StoreError(StratumError):
 class StaleWriteError(StratumError):
     """A conditional write found the record already past the expected state: the message
     that asked for it was handled before (a redelivery) or is out of date."""
+
+
+class AtLimitError(StratumError):
+    """A write that admits a run found its tenant at its concurrent-run limit (or earlier
+    runs of it waiting): nothing was written; the run must wait its turn."""
 
 
 class Database:
@@ -145,6 +151,8 @@ class Database:
 def _translate(message: str) -> StratumError:
     if STALE_MARKER in message:
         return StaleWriteError(message)
+    if AT_LIMIT_MARKER in message:
+        return AtLimitError(message)
     if "can be retried" in message or "conflict" in message.lower():
         return RetryableError(f"database write conflict: {message}")
     if NOT_EXECUTED in message:

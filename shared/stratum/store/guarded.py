@@ -66,8 +66,9 @@ class GuardedWrites:
         cause: str,
         extra_sql: str = "",
         variables: dict[str, Any] | None = None,
+        before_sql: str = "",
     ) -> None:
-        sql = guard(condition, what, assignments)
+        sql = before_sql + guard(condition, what, assignments)
         sql += "\n" + extra_sql + "\nINSERT IGNORE INTO event $events RETURN NONE;"
         await self.db.transaction(
             sql,

@@ -23,7 +23,7 @@ from stratum.store.guarded import RUN, event_rows, guard
 from stratum.store.publishers import Publishers
 from stratum.store.read_models import ReadModels, plain_record
 from stratum.store.schema import SCHEMA
-from stratum.store.tenancy import Tenancy
+from stratum.store.tenancy import IN_PROGRESS, Tenancy, admission_sql
 
 STAGE = "type::thing('stage', [$run, $stage])"
 
@@ -234,9 +234,14 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
         stage_links: Sequence[tuple[int, int, list[str]]],
         events: Sequence[Envelope],
         cause: str,
+        tenant: str = "",
+        limit: int = 0,
     ) -> None:
         """Store the plan: the run, a record per stage, and `feeds` relations between
-        stages (which capabilities flow from one to the next)."""
+        stages (which capabilities flow from one to the next). With a `limit`, only if
+        `tenant` has fewer runs in progress or waiting ahead of this one — checked in the
+        same transaction (AtLimitError otherwise, nothing written), so admitting a run
+        costs no round trip of its own."""
         stage_sql = "\n".join(
             f"CREATE type::thing('stage', [$run, {index}]) CONTENT {{run: $run, index: {index}, "
             f"nodes: $stage_nodes[{index}], status: 'Pending'}} RETURN NONE;"
@@ -257,7 +262,10 @@ class RunStore(ReadModels, DeadLetters, Publishers, AuditTrail, Tenancy):
             events=events,
             cause=cause,
             extra_sql=stage_sql + "\n" + link_sql,
+            before_sql=admission_sql(limit),
             variables={
+                "tenant": tenant,
+                "busy": IN_PROGRESS,
                 "version": graph_version,
                 "stage_nodes": [list(stage) for stage in stages],
                 "links": [caps for _, _, caps in stage_links],

@@ -8,12 +8,32 @@ from dataclasses import dataclass
 
 from stratum.events import Envelope
 from stratum.status import RunStatus
-from stratum.store.database import Database
+from stratum.store.database import AT_LIMIT_MARKER, Database
 from stratum.store.guarded import GuardedWrites
 
 # runs that hold one of their tenant's `max_concurrent_runs` slots
 IN_PROGRESS = [RunStatus.PLANNED.value, RunStatus.RUNNING.value, RunStatus.COMPENSATING.value]
 QUEUED = "status = 'Accepted' AND queued_at != NONE"
+# $load: the tenant's runs in progress, and its queued runs older than $run
+LOAD_SQL = (
+    "LET $me = (SELECT created_at FROM ONLY type::thing('run', $run));\n"
+    "LET $load = {in_progress: count(SELECT id FROM run WHERE tenant = $tenant "
+    "AND status IN $busy), "
+    f"ahead: count(SELECT id FROM run WHERE tenant = $tenant AND {QUEUED} "
+    "AND (created_at < $me.created_at OR (created_at = $me.created_at "
+    "AND id < type::thing('run', $run))))};\n"
+)
+
+
+def admission_sql(limit: int) -> str:
+    """Abort the transaction (AtLimitError) unless the run may start under `limit`: fewer
+    than `limit` runs of $tenant in progress or waiting ahead of it. 0: no limit."""
+    if limit <= 0:
+        return ""
+    return (
+        LOAD_SQL + f"IF $load.in_progress + $load.ahead >= {int(limit)} "
+        f"{{ THROW '{AT_LIMIT_MARKER}: run ' + $run + ' waits for its tenant' }};\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -34,13 +54,7 @@ class Tenancy(GuardedWrites):
         """Runs of `tenant` in progress, and its queued runs created before `run_id`
         (in (created_at, id) order: the queue is first come, first served)."""
         rows = await self.db.query(
-            "LET $me = (SELECT created_at FROM ONLY type::thing('run', $run));\n"
-            "RETURN {in_progress: count(SELECT id FROM run WHERE tenant = $tenant "
-            "AND status IN $busy), "
-            f"ahead: count(SELECT id FROM run WHERE tenant = $tenant AND {QUEUED} "
-            "AND (created_at < $me.created_at OR (created_at = $me.created_at "
-            "AND id < type::thing('run', $run))))};",
-            {"tenant": tenant, "run": run_id, "busy": IN_PROGRESS},
+            LOAD_SQL + "RETURN $load;", {"tenant": tenant, "run": run_id, "busy": IN_PROGRESS}
         )
         load = rows[-1]
         return TenantLoad(in_progress=int(load["in_progress"]), ahead=int(load["ahead"]))
