@@ -184,6 +184,7 @@ def build(
         ),
         handle=handle,
         key=run_key,
+        ends_runs=True,
         concurrency=16,
         emits=(
             RunPlanned.TYPE,
