@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stratum.clock import iso, utc_now
-from stratum.events import Envelope, Payload, RunAccepted, emit
+from stratum.events import Envelope, ExecuteStage, Payload, RunAccepted, emit
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -81,3 +81,16 @@ def binary_event_headers(
         **{f"ce-{name}": value for name, value in extra.items()},
         "content-type": "application/json",
     }
+
+
+def stage_command(run_id: str, nodes: Sequence[str], *, tenant: str = "acme") -> Envelope:
+    """The command to run stage 0 of `run_id` (from a fresh cause, so a fresh id), as
+    the planner sends it."""
+    return emit(
+        ExecuteStage(stage=0, nodes=list(nodes)),
+        cause=f"plan-{uuid.uuid4().hex}",
+        run_id=run_id,
+        tenant=tenant,
+        source="tests",
+        now=utc_now(),
+    )

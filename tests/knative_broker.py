@@ -2,8 +2,8 @@
 functions as CloudEvents HTTP endpoints (in-process, or served from a container): it takes
 events at its ingress (publishers and every function's K_SINK), delivers each to every
 function whose Trigger takes its type (`accepts`, the same rule the manifests are checked
-against), and routes a function's reply on as a new event; 429/5xx are retried, as a
-broker would."""
+against), and routes a function's reply on as a new event; 5xx, 404, 408, 409 and 429 are
+retried, as Knative's broker does."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from stratum.subjects import Subjects
 from tests.conftest import eventually
 
 RETRIES = 5
+# besides 5xx, what Knative's delivery retries
+RETRIED = (404, 408, 409, 429)
 
 
 async def serve_app(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
@@ -102,7 +104,7 @@ class Broker:
                     if k.startswith("ce-") or k in ("content-type", "traceparent", "tracestate")
                 }
                 self.route(reply, response.content)
-            if response.status_code not in (429,) and response.status_code < 500:
+            if response.status_code not in RETRIED and response.status_code < 500:
                 return
             await asyncio.sleep(0.2 * 2**attempt)
 

@@ -116,6 +116,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         subjects=(ctx.subjects.internal(CompensateRun.TYPE),),
         handle=handle,
         key=run_key,
+        ends_runs=True,
         concurrency=16,
         emits=(CompensationRecorded.TYPE, RunCompensated.TYPE),
     )

@@ -129,6 +129,7 @@ def build(
         ),
         handle=handle,
         key=run_key,
+        ends_runs=True,
         concurrency=16,
         emits=(
             RunPlanned.TYPE,

@@ -161,6 +161,7 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
         subjects=(ctx.subjects.internal(ExecuteStage.TYPE),),
         handle=handle,
         key=run_key,
+        ends_runs=True,
         concurrency=config.concurrency,
         emits=(
             NodeStarted.TYPE,

@@ -1,7 +1,9 @@
 """Every error Stratum raises on purpose, so callers can tell them apart.
 
-The name says what went wrong; `retryable` says whether trying again may help. Messages are
-one line, name the place (file, field, node, event) and never carry secret values.
+The name says what went wrong; `retryable` says whether trying again may help, and that is
+what decides a message's delivery (`stratum.runtime.delivery`): retried with backoff, or
+given up on at once. Messages are one line, name the place (file, field, node, event) and
+never carry secret values.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ class ConfigError(StratumError):
 
 
 class DependencyUnavailableError(StratumError):
-    """A required component (NATS, SurrealDB, nu, ...) is missing or unreachable."""
+    """A required component (NATS, SurrealDB, nu, ...) is missing or unreachable. At
+    start-up it stops the start; while handling a message it is retried (it may be back)."""
+
+    retryable = True
 
 
 class DefinitionError(StratumError):
@@ -68,6 +73,11 @@ class RetryableError(StratumError):
     """A transient failure (conflict, timeout talking to a dependency): try again later."""
 
     retryable = True
+
+
+class ConflictError(RetryableError):
+    """A write lost a race with a concurrent one (a transaction conflict): trying again at
+    once will most likely succeed."""
 
 
 class DeferredError(RetryableError):

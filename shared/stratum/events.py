@@ -84,7 +84,8 @@ class RunPlanned(Payload):
 
 
 class RunRejected(Payload):
-    """The run was accepted but cannot be planned (unknown topic, broken graph)."""
+    """The run was accepted but cannot be planned (unknown topic, broken graph), or a
+    message of it was given up on for a permanent error before it was (`runtime.ending`)."""
 
     TYPE: ClassVar[str] = "stratum.run.rejected"
     error: str
@@ -144,7 +145,8 @@ class RunSucceeded(Payload):
 class RunFailed(Payload):
     """A stage failed. `compensating`: a succeeded node has a compensate script, so
     `stratum.run.compensate` follows and the saga ends the run; false: nothing to undo,
-    the run ends here, Failed (absent in older events = true)."""
+    the run ends here, Failed (absent in older events = true). Also how a running run ends
+    when a message of it was given up on for a permanent error (`runtime.ending`)."""
 
     TYPE: ClassVar[str] = "stratum.run.failed"
     stage: int

@@ -20,10 +20,14 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from stratum.clock import iso, utc_now
+from stratum.events import RunAccepted
 from stratum.function_host import FUNCTION_NAMES, FunctionHost
 from stratum.ids import run_id
+from stratum.runtime.http_adapter import binary_message
 from tests.conftest import Vault, eventually, make_settings
+from tests.e2e.test_delivery_errors import planned_with_a_lost_graph
 from tests.e2e.test_pipelines import SAMPLE, tree
+from tests.e2e.test_watchdog import accepted_but_never_announced
 from tests.events import binary_event_headers, publisher_event
 from tests.knative_broker import Broker, NoAnnouncer, serve_app
 
@@ -234,3 +238,66 @@ async def test_an_endpoint_without_valid_definitions_is_live_degraded_and_not_re
     finally:
         await stop_apps(served)
         await host.stop()
+
+
+async def failed_view(knative: Knative, run: str) -> dict[str, Any]:
+    """The run's view once it shows the run ended Failed."""
+
+    async def probe() -> dict[str, Any] | None:
+        view = await knative.host.store.get_view(run)
+        return view if view and view.get("finished") and view["status"] == "Failed" else None
+
+    result: dict[str, Any] = await eventually(probe)
+    return result
+
+
+async def test_a_permanent_error_is_accepted_as_a_dead_letter_and_ends_its_run(
+    knative: Knative,
+) -> None:
+    """202 (the broker must not retry it), the dead letter recorded, the run Failed with
+    the reason: its end POSTed to the sink, which routes it to the projector."""
+    store = knative.host.store
+    run, command = await planned_with_a_lost_graph(store, knative.host.subjects)
+    headers, body = binary_message(command)
+    response = await knative.client.post(
+        knative.broker.endpoints["stage-executor"], content=body, headers=headers
+    )
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["kind"] == "DefinitionError" and answer["dead_letter"]
+    letter = await store.get_dead_letter(answer["dead_letter"])
+    assert letter is not None and letter.permanent and letter.deliveries == 1
+    assert letter.function == "stage-executor" and not letter.invalid
+
+    view = await failed_view(knative, run)
+    assert letter.id in view["error"] and view["error"].endswith(letter.error)
+    record = await store.get_run(run)
+    assert record is not None and (record["status"], record["error"]) == ("Failed", view["error"])
+    assert "stratum.run.failed" in [r.type for r in knative.broker.routed if r.runid == run]
+
+
+async def test_a_retryable_error_answers_503_and_the_retry_goes_on(
+    knative: Knative, tmp_path: Path
+) -> None:
+    """A planner with nowhere to send what it emitted (no K_SINK yet) answers 503 with
+    Retry-After; delivered again once it has one, the run goes on to the end."""
+    store = knative.host.store
+    run = await accepted_but_never_announced(store, knative.host.subjects)
+    found = await store.last_event_of(run, [RunAccepted.TYPE])
+    assert found is not None
+    headers, body = binary_message(found[0])
+    served = [await serve_app(knative.host.endpoint("planner", sink="").app)]
+    try:
+        _, _, unbound = served[0]
+        response = await knative.client.post(unbound, content=body, headers=headers)
+    finally:
+        await stop_apps([(server, task) for server, task, _ in served])
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "1"
+    assert response.json()["kind"] == "RetryableError" and "K_SINK" in response.json()["error"]
+    assert not await store.dead_letters()
+
+    response = await knative.client.post(knative.ingress, content=body, headers=headers)
+    assert response.status_code == 202
+    view = await knative.finished(run)
+    assert view["status"] == "Succeeded", view.get("error")

@@ -14,6 +14,8 @@ import pytest_asyncio
 
 from functions.ingest import core as ingest
 from stratum.clock import utc_now
+from stratum.store import RunStore
+from stratum.subjects import Subjects
 from tests.conftest import make_settings
 from tests.e2e.conftest import Harness, running
 
@@ -28,9 +30,9 @@ async def watched(tmp_path: Path, nats_url: str) -> AsyncIterator[Harness]:
         yield harness
 
 
-async def accepted_but_never_announced(stratum: Harness) -> str:
+async def accepted_but_never_announced(store: RunStore, subjects: Subjects) -> str:
     """What ingest commits for an event, without the publish that should follow."""
-    subject = stratum.subjects.event("acme", "crate.push")
+    subject = subjects.event("acme", "crate.push")
     body = orjson.dumps(
         {
             "specversion": "1.0",
@@ -40,14 +42,14 @@ async def accepted_but_never_announced(stratum: Harness) -> str:
             "data": {"source": SAMPLE},
         }
     )
-    incoming = ingest.parse_incoming(subject, {}, body, stratum.subjects)
+    incoming = ingest.parse_incoming(subject, {}, body, subjects)
     run, accepted = ingest.accept(incoming, actor="tests", now=utc_now())
-    assert await stratum.store.accept_run(run, accepted, cause=run["id"])
+    assert await store.accept_run(run, accepted, cause=run["id"])
     return str(run["id"])
 
 
 async def test_a_run_stuck_after_its_commit_is_driven_to_the_end(watched: Harness) -> None:
-    run = await accepted_but_never_announced(watched)
+    run = await accepted_but_never_announced(watched.store, watched.subjects)
 
     view = await watched.finished(run, timeout=60)
 

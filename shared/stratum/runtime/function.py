@@ -5,6 +5,7 @@ event, loads state, decides, and commits the new state plus the events to emit i
 database transaction; it returns those events and the adapter publishes them (database
 before bus). A handler that finds its message already handled raises StaleWriteError;
 the adapter then re-publishes what that message caused before (`Nats-Msg-Id` drops copies).
+Anything else it raises decides the message's delivery by its type (`stratum.runtime.delivery`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from stratum.events import Envelope
+from stratum.events import Envelope, RunCompensated, RunFailed, RunRejected
 from stratum.runtime.publisher import Announcer
 from stratum.store import RunStore
 from stratum.subjects import Subjects
@@ -46,6 +47,8 @@ def run_key(inbound: Inbound) -> str:
 
 
 Handler = Callable[[Inbound], Awaitable[Sequence[Envelope]]]
+# how the adapter ends a run whose message it gave up on (`ends_runs`, `stratum.runtime.ending`)
+RUN_ENDINGS = (RunRejected.TYPE, RunFailed.TYPE, RunCompensated.TYPE)
 
 
 @dataclass(frozen=True)
@@ -65,3 +68,10 @@ class Function:
     # consumer's API and its dead-letter subject)
     emits: tuple[str, ...] = ()
     max_deliver: int = 10
+    # a function that drives runs: a permanent error on one of its messages ends that
+    # message's run (which could not go on), and the adapter publishes the end for it
+    ends_runs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ends_runs:  # published on its behalf: its NATS user may publish them too
+            object.__setattr__(self, "emits", tuple(dict.fromkeys((*self.emits, *RUN_ENDINGS))))

@@ -6,15 +6,18 @@ same `Handling` (log context and span from `traceparent`, per-run lock, re-annou
 the message was handled before). The reply is the first event the handler emitted, as a
 binary-mode CloudEvent (the broker routes it on); every further event is POSTed to the
 sink (`K_SINK`) before the reply leaves, so a broker retry after a lost reply only
-repeats them. Status codes steer the broker's delivery:
+repeats them. Status codes steer the broker's delivery, from the error's type as on the
+bus (`stratum.runtime.delivery`; Knative retries 5xx, 409 and 429). A permanent error
+ends the message's run as on the bus, the end POSTed to the sink before the answer.
 
 | outcome | status |
 |---|---|
 | events emitted / none | 200 with the first / 202 |
 | invalid event (`InvalidEventError`) | 400, `{"error": ...}`, a dead letter recorded |
-| refused (`RefusedError`: tenant over its rate, no room to wait) | 409, a dead letter recorded |
+| permanent (`UnknownRunError`, `RefusedError`, ...) | 202 once its dead letter is recorded |
+| retryable (`RetryableError`, any error not Stratum's) | 503 with `Retry-After` |
+| a conflict (`ConflictError`) | 409 |
 | deferred (`DeferredError`: tenant over its rate) | 429 with `Retry-After` |
-| anything else | 500: the broker retries with its backoff |
 
 `GET /healthz` answers 200 while the process serves (liveness), its `status` "degraded"
 while what the function reads (definitions, policies) is left over from a failed load, as
@@ -41,17 +44,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stratum.errors import (
-    DeferredError,
-    InvalidEventError,
-    RefusedError,
-    RetryableError,
-    StratumError,
-)
+from stratum.errors import DeferredError, InvalidEventError, RetryableError, StratumError
 from stratum.events import Envelope, json_object
 from stratum.graph.triggers import matches
 from stratum.health import LoadState, health_body
 from stratum.logs import log_context
+from stratum.runtime.delivery import GIVE_UP_AT_ONCE, Delivery, backoff, delivery_of
+from stratum.runtime.ending import end_run_of
 from stratum.runtime.function import Function, Inbound
 from stratum.runtime.handling import Handling
 from stratum.runtime.jetstream import dead_letter_of
@@ -67,6 +66,14 @@ INTERNAL_TYPE_PREFIX = "stratum."
 REQUIRED = ("specversion", "id", "source", "type")
 TRACE_HEADERS = ("traceparent", "tracestate")
 SINK_SECONDS = 30.0
+# what each way of settling a failed message answers (`Delivery` explains them)
+STATUS = {
+    Delivery.RETRY: 503,
+    Delivery.CONFLICT: 409,
+    Delivery.DEFER: 429,
+    Delivery.PERMANENT: 202,
+    Delivery.INVALID: 400,
+}
 # Probes: None when ready, else what is missing
 Readiness = Callable[[], Awaitable[str | None]]
 # What the function reads that a reload can leave degraded, by name ("definitions", ...)
@@ -287,53 +294,77 @@ class FunctionEndpoint:
         return response
 
     async def _settle(self, inbound: Inbound) -> tuple[str, Response]:
-        fn = self.function
         try:
             events = await self._handling.handle(inbound)
             # the rest before the reply: a retry after a lost reply repeats, never loses
             await self._sink.publish_all(events[1:])
-        except (InvalidEventError, RefusedError) as error:  # retrying cannot help
-            invalid = isinstance(error, InvalidEventError)
-            log.error(
-                "invalid message rejected" if invalid else "refused message rejected",
-                extra={"function": fn.name, "subject": inbound.subject, "error": str(error)},
-            )
-            await self._dead_letter(inbound, error)
-            return "dead_lettered", _error(400 if invalid else 409, error)
-        except DeferredError as error:
-            log.warning(f"message deferred: {error}", extra={"function": fn.name})
-            retry_after = str(max(1, math.ceil(error.delay)))
-            return "retried", _error(429, error, {"Retry-After": retry_after})
         except Exception as error:
-            if isinstance(error, StratumError):
-                log.warning(f"message will be retried: {error}", extra={"function": fn.name})
-            else:
-                log.error("handler crashed; the broker will retry", exc_info=error)
-            return "retried", _error(500, error)
+            return await self._failed(inbound, error)
         if not events:
             return "acked", Response(status_code=202)
         return "acked", self._reply(events[0])
+
+    async def _failed(self, inbound: Inbound, error: Exception) -> tuple[str, Response]:
+        """The answer for a message whose handling raised `error`, as its type decides."""
+        fn = self.function
+        kind = delivery_of(error)
+        where = {"function": fn.name, "subject": inbound.subject}
+        if kind in GIVE_UP_AT_ONCE:
+            log.error(f"message given up on ({kind}): {error}", extra=where)
+            try:
+                letter = await self._dead_letter(inbound, error, end_run=kind is Delivery.PERMANENT)
+            except Exception as failure:
+                if kind is Delivery.INVALID:  # the answer still says what was wrong
+                    log.warning(f"could not record the dead letter: {failure}", extra=where)
+                    return "dead_lettered", _error(400, error)
+                # accepted only once recorded: until then the broker must try again
+                log.warning(f"could not give up on the message: {failure}", extra=where)
+                return "retried", _error(503, failure, _retry_after(backoff(1)))
+            return "dead_lettered", _error(STATUS[kind], error, body={"dead_letter": letter})
+        if isinstance(error, StratumError):
+            log.warning(f"message will be retried ({kind}): {error}", extra=where)
+        else:
+            log.error("handler crashed; the broker will retry", exc_info=error, extra=where)
+        headers = None
+        if kind is Delivery.DEFER and isinstance(error, DeferredError):
+            headers = _retry_after(error.delay)
+        elif kind is Delivery.RETRY:
+            headers = _retry_after(backoff(1))  # the broker counts the attempts, not Stratum
+        return "retried", _error(STATUS[kind], error, headers)
 
     def _reply(self, event: Envelope) -> Response:
         headers, body = binary_message(event)
         with tracing.publishing(self._sink.subjects.internal(event.type), headers, event.id):
             return Response(body, status_code=200, headers=headers)
 
-    async def _dead_letter(self, inbound: Inbound, error: Exception) -> None:
+    async def _dead_letter(self, inbound: Inbound, error: Exception, *, end_run: bool) -> str:
         """Recorded as the JetStream runner records one (no stream position: its id
-        derives from the subject and body); the broker's dead-letter sink gets the event."""
+        derives from the subject and body), after the run's end if `end_run`, which goes
+        to the sink before the answer; its id. The broker's dead-letter sink gets what
+        it answers 400 to."""
         letter = dead_letter_of(self.function.name, None, inbound, error)
-        try:
-            await self._store.record_dead_letter(letter)
-        except Exception as failure:  # the answer still says what was wrong
-            log.warning(f"could not record dead letter {letter.id}: {failure}")
-            return
+        ended = await end_run_of(self.function, self._store, inbound, letter) if end_run else []
+        await self._store.record_dead_letter(letter)
         tenant = log_context.get().get("tenant", "")
         metrics.DEAD_LETTERS.labels(letter.function, tenant).inc()
+        await self._sink.publish_all(ended)
+        return letter.id
 
 
-def _error(status: int, error: Exception, headers: dict[str, str] | None = None) -> Response:
+def _error(
+    status: int,
+    error: Exception,
+    headers: dict[str, str] | None = None,
+    *,
+    body: dict[str, str] | None = None,
+) -> Response:
     text = str(error) if isinstance(error, StratumError) else f"{type(error).__name__}"
     return JSONResponse(
-        {"error": text, "kind": type(error).__name__}, status_code=status, headers=headers
+        {"error": text, "kind": type(error).__name__, **(body or {})},
+        status_code=status,
+        headers=headers,
     )
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}

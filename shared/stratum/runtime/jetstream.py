@@ -3,12 +3,13 @@
 One runner per function. `concurrency` workers each hold a pull request on the same
 durable consumer (queue semantics, also across processes), so messages are handled in
 parallel; messages that share a key (a run id) are handled one at a time. Per message:
-parse -> handle (commits to the DB) -> publish what it emitted -> ack. Errors decide
-delivery: invalid or refused -> term, deferred (a tenant over a limit) -> nak with the
-delay it asks for, retryable -> nak with backoff, anything else -> nak, up to
-`max_deliver` attempts. An invalid or refused message, or one whose last allowed delivery
-failed, is a dead letter: recorded in the DB, announced on `<prefix>.dead.<function>`,
-terminated, and re-drivable with `redrive`.
+parse -> handle (commits to the DB) -> publish what it emitted -> ack. The error's type
+decides delivery (`stratum.runtime.delivery`): retryable -> nak with backoff, a conflict
+-> nak at once, deferred (a tenant over a limit) -> nak with the delay it asks for, up to
+`max_deliver` deliveries; invalid or permanent -> given up on at the first failure, a
+permanent error also ending the message's run (`stratum.runtime.ending`). A message given
+up on, or whose last allowed delivery failed, is a dead letter: recorded in the DB,
+announced on `<prefix>.dead.<function>`, terminated, and re-drivable with `redrive`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from stratum.clock import iso, utc_now
-from stratum.errors import DeferredError, InvalidEventError, RefusedError, StratumError
+from stratum.errors import InvalidEventError, StratumError
 from stratum.faults import crash_point
 from stratum.logs import log_context
+from stratum.runtime.delivery import GIVE_UP_AT_ONCE, Delivery, backoff, delivery_of, retry_delay
+from stratum.runtime.ending import end_run_of
 from stratum.runtime.function import Function, Inbound
 from stratum.runtime.handling import Handling, original_msg_id
 from stratum.runtime.publisher import ORIGINAL_MSG_ID, Publisher
@@ -193,57 +196,57 @@ class JetStreamRunner:
             await message.ack()
             self.handled += 1
             return "acked"
-        except (InvalidEventError, RefusedError) as error:  # retrying cannot help
-            log.error(
-                "invalid message terminated"
-                if isinstance(error, InvalidEventError)
-                else "refused message terminated",
-                extra={"function": fn.name, "subject": inbound.subject, "error": str(error)},
-            )
-            await self._dead_letter(message, inbound, error)
-            return "dead_lettered"
         except Exception as error:
-            if delivery < fn.max_deliver or fn.max_deliver <= 0:  # <= 0: no limit
-                await self._retry(message, delivery, error)
-                return "retried"
-            # JetStream will not deliver it again: keep it where it can be seen and re-driven
-            log.error(
-                f"giving up after {delivery} deliveries: {error}",
-                exc_info=not isinstance(error, StratumError),
-                extra={"function": fn.name, "subject": inbound.subject},
-            )
-            await self._dead_letter(message, inbound, error)
-            return "dead_lettered"
+            return await self._failed(message, inbound, delivery, error)
         finally:
             heartbeat.cancel()
 
-    async def _retry(self, message: Any, delivery: int, error: Exception) -> None:
+    async def _failed(self, message: Any, inbound: Inbound, delivery: int, error: Exception) -> str:
+        """Settle a message whose handling raised `error`, as the error's type decides."""
         fn = self.function
-        if isinstance(error, StratumError):
-            delay = min(0.2 * 2 ** (delivery - 1), 10.0)
-            if isinstance(error, DeferredError):
-                # a tenant over a limit: back when it may go on (one delivery, not backoff)
-                delay = error.delay
-            log.warning(
-                f"message will be redelivered: {error}",
-                extra={"function": fn.name, "error": str(error), "retryable": error.retryable},
-            )
+        kind = delivery_of(error)
+        where = {"function": fn.name, "subject": inbound.subject, "delivery": delivery}
+        known = isinstance(error, StratumError)
+        if kind not in GIVE_UP_AT_ONCE and (delivery < fn.max_deliver or fn.max_deliver <= 0):
+            delay = retry_delay(kind, error, delivery)
+            if known:
+                log.warning(
+                    f"message will be redelivered: {error}", extra=where | {"retry_in": delay}
+                )
+            else:
+                log.error(
+                    "handler crashed; message will be redelivered", exc_info=error, extra=where
+                )
             await message.nak(delay=delay)
-        else:
+            return "retried"
+        if kind in GIVE_UP_AT_ONCE:
+            log.error(f"message given up on ({kind}): {error}", extra=where)
+        else:  # JetStream will not deliver it again: keep it where it can be seen and re-driven
             log.error(
-                "handler crashed; message will be redelivered",
-                exc_info=error,
-                extra={"function": fn.name},
+                f"giving up after {delivery} deliveries: {error}", exc_info=not known, extra=where
             )
-            await message.nak(delay=min(0.5 * 2 ** (delivery - 1), 30.0))
+        try:
+            await self._dead_letter(message, inbound, error, end_run=kind is Delivery.PERMANENT)
+        except Exception as failure:  # the store or the bus is down: keep the message
+            log.warning(
+                f"could not give up on the message, delivered again later: {failure}", extra=where
+            )
+            await message.nak(delay=backoff(delivery))
+            return "retried"
+        return "dead_lettered"
 
-    async def _dead_letter(self, message: Any, inbound: Inbound, error: Exception) -> None:
-        """Give up on a message: the DB first (its record is what a re-drive publishes),
-        then the dead-letter subject, then term so JetStream stops delivering it."""
+    async def _dead_letter(
+        self, message: Any, inbound: Inbound, error: Exception, *, end_run: bool = False
+    ) -> None:
+        """Give up on a message: the DB first (the run's end, if `end_run`, and the dead
+        letter: its record is what a re-drive publishes), then the run's end and the
+        dead-letter subject, then term so JetStream stops delivering it."""
         letter = dead_letter_of(self.function.name, message, inbound, error)
+        ended = await end_run_of(self.function, self._store, inbound, letter) if end_run else []
         await self._store.record_dead_letter(letter)
         tenant = log_context.get().get("tenant", "")
         metrics.DEAD_LETTERS.labels(letter.function, tenant).inc()
+        await self._publisher.publish_all(ended)
         subject = self._publisher.subjects.dead(letter.function)
         try:
             await self._js.publish(subject, inbound.body, headers=_announcement(letter))
@@ -320,6 +323,7 @@ def dead_letter_of(function: str, message: Any, inbound: Inbound, error: Excepti
         body=inbound.body,
         error=f"{type(error).__name__}: {error}",
         invalid=isinstance(error, InvalidEventError),
+        permanent=delivery_of(error) in GIVE_UP_AT_ONCE,
         deliveries=inbound.delivery,
         first_at=iso(first_at),
         last_at=iso(now),

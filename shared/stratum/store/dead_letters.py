@@ -1,15 +1,20 @@
 """Dead letters in SurrealDB: the messages a function gave up on, kept whole enough to be
-re-driven (the `dead_letter` table is the record; the dead-letter stream only announces)."""
+re-driven (the `dead_letter` table is the record; the dead-letter stream only announces),
+and the end of a run whose message was given up on for good."""
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from stratum.events import Envelope
+from stratum.status import RunStatus
 from stratum.store.database import Database
+from stratum.store.guarded import GuardedWrites
 from stratum.store.read_models import plain_record
 
 # header names whose values are never stored (nor re-published): credentials, if any ride along
@@ -36,8 +41,11 @@ class DeadLetterSummary(BaseModel):
     body_bytes: int
     body_truncated: bool
     error: str
-    # True: not a valid event, terminated at once; False: every allowed delivery failed
+    # True: not a valid event, terminated at once
     invalid: bool
+    # True: retrying could not help (invalid, refused, or an error whose type says so),
+    # terminated at its first failure; False: every allowed delivery failed
+    permanent: bool = False
     deliveries: int
     # when the message entered the stream, and when it was given up on
     first_at: str
@@ -67,6 +75,7 @@ class DeadLetter(DeadLetterSummary):
         deliveries: int,
         first_at: str,
         last_at: str,
+        permanent: bool = False,
     ) -> DeadLetter:
         """The record of a message as it arrived, secrets left out and the body capped."""
         kept = body[:MAX_BODY_BYTES]
@@ -89,6 +98,7 @@ class DeadLetter(DeadLetterSummary):
             body_truncated=len(kept) < len(body),
             error=error[:MAX_ERROR_CHARS],
             invalid=invalid,
+            permanent=permanent or invalid,
             deliveries=deliveries,
             first_at=first_at,
             last_at=last_at,
@@ -105,8 +115,9 @@ class DeadLetter(DeadLetterSummary):
         return self.body.encode()
 
 
-class DeadLetters:
-    """Reads and writes of `dead_letter` (mixed into RunStore)."""
+class DeadLetters(GuardedWrites):
+    """Reads and writes of `dead_letter`, and ending a run given up on (mixed into
+    RunStore)."""
 
     db: Database
 
@@ -116,6 +127,42 @@ class DeadLetters:
         await self.db.query(
             "INSERT IGNORE INTO dead_letter $letter RETURN NONE;",
             {"letter": letter.model_dump(mode="json")},
+        )
+
+    async def end_given_up_run(
+        self,
+        run_id: str,
+        *,
+        seen: str,
+        stage: int | None,
+        ending: RunStatus,
+        error: str | None,
+        failed: Sequence[str],
+        events: Sequence[Envelope],
+        cause: str,
+    ) -> None:
+        """End a run whose message was given up on for good (`stratum.runtime.ending`),
+        only if it is as it was seen (`seen` status, at `stage`): Failed with `error`, or
+        its saga ended naming the steps not undone (`failed`). With its events, in one
+        guarded write; StaleWriteError if the run moved meanwhile."""
+        if ending is RunStatus.FAILED:
+            assignments = "status = $status, error = $error, finished_at = $now"
+        else:
+            assignments = "status = $status, failed_compensations = $failed, finished_at = $now"
+        await self._guarded(
+            run_id,
+            condition="status = $seen AND current_stage = $stage",
+            assignments=assignments,
+            what=f"run {run_id} moved since it was given up on",
+            events=events,
+            cause=cause,
+            variables={
+                "seen": seen,
+                "stage": stage,
+                "status": ending.value,
+                "error": error,
+                "failed": list(failed),
+            },
         )
 
     async def dead_letters(self, limit: int = 50) -> list[DeadLetterSummary]:
