@@ -15,7 +15,12 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from stratum.errors import DependencyUnavailableError, RetryableError, StratumError
+from stratum.errors import (
+    ConflictError,
+    DependencyUnavailableError,
+    RetryableError,
+    StratumError,
+)
 from stratum.keyed_lock import KeyedLocks
 from stratum.telemetry import tracing
 from stratum.telemetry.metrics import DB_TRANSACTIONS
@@ -154,7 +159,7 @@ def _translate(message: str) -> StratumError:
     if AT_LIMIT_MARKER in message:
         return AtLimitError(message)
     if "can be retried" in message or "conflict" in message.lower():
-        return RetryableError(f"database write conflict: {message}")
+        return ConflictError(f"database write conflict: {message}")
     if NOT_EXECUTED in message:
         return RetryableError(f"database transaction failed: {message}")
     return StoreError(f"database error: {message}")
