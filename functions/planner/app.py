@@ -61,37 +61,44 @@ def build(
         planning.set_attribute("stratum.stages", len(decision.stages))
         await graphs.remember(graph)
         async with queue.turn(event.tenant):
-            # the plan is stored only while the tenant is under its limit, checked in the
-            # same transaction; at the limit, the run is queued instead
-            for _ in range(ADMISSION_TRIES):
-                try:
-                    await ctx.store.record_plan(
-                        event.runid,
-                        graph_version=decision.graph_version,
-                        stages=decision.stages,
-                        stage_links=decision.links,
-                        events=decision.events,
-                        cause=event.id,
-                        tenant=event.tenant,
-                        limit=queue.limit(event.tenant),
-                    )
-                    break
-                except AtLimitError:
-                    waiting = await queue.queue_if_full(event, now)
-                    if waiting is not None:
-                        ctx.log.info(
-                            "run queued: its tenant is at its concurrent-run limit",
-                            extra={"run_id": event.runid, "tenant": event.tenant},
-                        )
-                        return waiting
-                    # a slot came free meanwhile (a run of another process ended): again
-            else:
-                raise RetryableError(f"tenant {event.tenant}'s load kept changing")
+            waiting = await store_or_queue(event, decision, now)
+        if waiting is not None:
+            ctx.log.info(
+                "run queued: its tenant is at its concurrent-run limit",
+                extra={"run_id": event.runid, "tenant": event.tenant},
+            )
+            return waiting
         ctx.log.info(
             "run planned",
             extra={"graph_version": decision.graph_version, "stages": len(decision.stages)},
         )
         return decision.events
+
+    async def store_or_queue(
+        event: Envelope, decision: core.Planned, now: datetime
+    ) -> list[Envelope] | None:
+        """Inside the tenant's turn: store the plan while the tenant is under its limit
+        (checked in the plan's own transaction), else queue the run and return what that
+        announces."""
+        for _ in range(ADMISSION_TRIES):
+            try:
+                await ctx.store.record_plan(
+                    event.runid,
+                    graph_version=decision.graph_version,
+                    stages=decision.stages,
+                    stage_links=decision.links,
+                    events=decision.events,
+                    cause=event.id,
+                    tenant=event.tenant,
+                    limit=queue.limit(event.tenant),
+                )
+                return None
+            except AtLimitError:
+                waiting = await queue.queue_if_full(event, now)
+                if waiting is not None:
+                    return waiting
+                # a slot came free meanwhile (a run of another process ended): again
+        raise RetryableError(f"tenant {event.tenant}'s load kept changing")
 
     async def on_admitted(event: Envelope, now: datetime) -> Sequence[Envelope]:
         """A queued run's turn: plan it as its `run.accepted` asked, so that what it
