@@ -182,10 +182,10 @@ async def interleaved_throughput(
 async def main(runs: int, concurrent: int, batch: int, traced: bool = True) -> dict[str, Any]:
     import nats
 
+    from stratum.bus.nkeys import CORE_IDENTITY
     from stratum.config import load_settings
     from stratum.executor import curated_path
-    from stratum.nats_auth import CORE_IDENTITY
-    from stratum.server import StratumServer
+    from stratum_host.server import StratumServer
 
     with tempfile.TemporaryDirectory(prefix="stratum-bench-") as tmp:
         folder = Path(tmp) / "defs"

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 
+from stratum.bus.local_server import LocalNatsServer
 from stratum.config import Settings, load_settings
-from stratum.nats_server import LocalNatsServer
 from stratum.secrets import LocalOpenBao, SecretBroker, load_seed, seed
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,9 +19,9 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 
+from stratum.bus.subjects import Subjects
 from stratum.runtime.function import Function
 from stratum.runtime.http_adapter import accepts
-from stratum.subjects import Subjects
 from tests.conftest import eventually
 
 RETRIES = 5

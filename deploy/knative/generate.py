@@ -9,12 +9,12 @@ from typing import Any
 
 import yaml
 
+from stratum.bus.subjects import Subjects
 from stratum.config import load_settings
 from stratum.events import PAYLOADS
-from stratum.function_host import FUNCTION_NAMES, declared_functions
 from stratum.runtime.http_adapter import INTERNAL_TYPE_PREFIX, accepts
 from stratum.runtime.jetstream import durable_name
-from stratum.subjects import Subjects
+from stratum_host.function_host import FUNCTION_NAMES, declared_functions
 
 HERE = Path(__file__).resolve().parent
 NAMESPACE = "stratum"

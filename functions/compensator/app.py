@@ -1,6 +1,6 @@
 """Compensator: undoes a failed run's succeeded nodes in reverse order.
 
-The planner asks it only when one of them has a compensate script (`stratum.saga`); a
+The planner asks it only when one of them has a compensate script (`stratum.runs.saga`); a
 run with nothing to undo ends Failed without a saga.
 
 Each step's compensate script is retried per its node's retry policy; a step that still
@@ -27,11 +27,11 @@ from stratum.clock import iso, utc_now
 from stratum.errors import UnknownRunError
 from stratum.events import CompensateRun, CompensationRecorded, Envelope, RunCompensated
 from stratum.executor import ExecutorConfig
-from stratum.faults import crash_point
 from stratum.graph import ActionGraph
-from stratum.graph_registry import GraphRegistry
+from stratum.graph.registry import GraphRegistry
+from stratum.runs.saga import undo_order
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
-from stratum.saga import undo_order
+from stratum.runtime.faults import crash_point
 from stratum.telemetry import metrics, tracing
 
 

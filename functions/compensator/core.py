@@ -1,5 +1,5 @@
 """The saga, pure: what a step and the saga's end announce, which steps are final, and how
-a rerun is numbered (which nodes are undone, and in what order: `stratum.saga`)."""
+a rerun is numbered (which nodes are undone, and in what order: `stratum.runs.saga`)."""
 
 from __future__ import annotations
 

@@ -18,12 +18,12 @@ from stratum.clock import utc_now
 from stratum.errors import InvalidEventError, RefusedError, UnverifiedEventError
 from stratum.events import Envelope, RunAccepted, RunDenied
 from stratum.ids import run_id
-from stratum.logs import log_context
-from stratum.principal import Principal
-from stratum.publisher_auth import SignatureRules, claimed_key, verify_publisher
+from stratum.runs.tenant_limits import TenantLimits
 from stratum.runtime import Function, FunctionContext, Inbound
 from stratum.telemetry import metrics
-from stratum.tenant_limits import TenantLimits
+from stratum.telemetry.logs import log_context
+from stratum.trust.principal import Principal
+from stratum.trust.publisher_auth import SignatureRules, claimed_key, verify_publisher
 
 
 def build(

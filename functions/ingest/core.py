@@ -12,11 +12,11 @@ from cloudevents.core.bindings.http import HTTPMessage, from_http
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 
+from stratum.bus.subjects import Subjects
 from stratum.clock import iso
 from stratum.errors import InvalidEventError
 from stratum.events import Envelope, Payload, RunAccepted, RunDenied, emit, json_object
 from stratum.ids import run_id
-from stratum.subjects import Subjects
 
 # under NATS's default 1 MiB max_payload with room for run.accepted, which carries the data
 MAX_BODY_BYTES = 1024 * 1024 - 64 * 1024

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from stratum.errors import DeferredError, RefusedError
-from stratum.tenant_limits import TenantLimits
+from stratum.runs.tenant_limits import TenantLimits
 
 # events of one tenant that may wait at once, per instance
 MAX_WAITING = 32

@@ -25,11 +25,11 @@ from stratum.events import (
     RunRejected,
     RunSucceeded,
 )
-from stratum.graph_registry import GraphRegistry
+from stratum.graph.registry import GraphRegistry
+from stratum.runs.tenant_limits import TenantLimits
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
 from stratum.store import AtLimitError, StaleWriteError
 from stratum.telemetry import tracing
-from stratum.tenant_limits import TenantLimits
 
 # how often a run is offered a slot that keeps being taken before it is handled again
 ADMISSION_TRIES = 3

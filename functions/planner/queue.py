@@ -24,8 +24,8 @@ from datetime import datetime
 from functions.planner import core
 from stratum.events import Envelope
 from stratum.keyed_lock import KeyedLocks
+from stratum.runs.tenant_limits import TenantLimits
 from stratum.store import RunStore, StaleWriteError
-from stratum.tenant_limits import TenantLimits
 
 # shared by every planner instance of the process
 TENANT_LOCKS = KeyedLocks()

@@ -32,7 +32,7 @@ from stratum.events import (
     StageCompleted,
     StageFailed,
 )
-from stratum.status import RunStatus
+from stratum.runs.status import RunStatus
 
 _NODE_RANK = {"pending": 0, "running": 1, "cancelled": 2, "failed": 3, "succeeded": 3}
 

@@ -30,10 +30,10 @@ from stratum.events import (
     StageFailed,
 )
 from stratum.executor import ExecutorConfig, NodeOutcome, run_stage
-from stratum.faults import crash_point
-from stratum.graph_registry import GraphRegistry
+from stratum.graph.registry import GraphRegistry
+from stratum.runs.status import RunStatus
 from stratum.runtime import Function, FunctionContext, Inbound, run_key
-from stratum.status import RunStatus
+from stratum.runtime.faults import crash_point
 from stratum.store import RunChange
 from stratum.telemetry import metrics, tracing
 

@@ -28,7 +28,7 @@ from stratum.events import (
 )
 from stratum.executor import NodeOutcome
 from stratum.graph import ActionGraph, ActionNode
-from stratum.saga import undoable
+from stratum.runs.saga import undoable
 
 SOURCE = "stratum/stage-executor"
 

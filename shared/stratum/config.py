@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stratum.errors import ConfigError
-from stratum.tenant_limits import TenantLimits
+from stratum.runs.tenant_limits import TenantLimits
 
 ENV_PREFIX = "STRATUM_"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -69,7 +69,7 @@ class Settings(BaseModel):
     signature_window: float = 300.0
     duplicate_window: float = 120.0
     watchdog_interval: float = 15.0
-    # per-tenant limits (concurrent runs, events per second): stratum.tenant_limits
+    # per-tenant limits (concurrent runs, events per second): stratum.runs.tenant_limits
     tenant_limits: TenantLimits = TenantLimits()
 
     @property

@@ -3,7 +3,7 @@
 Every message on the runs stream is a CloudEvents 1.0 structured-mode JSON document: an
 `Envelope` whose `data` is one of the payload models below. Events are named in the past
 tense; the two commands (`ExecuteStage`, `CompensateRun`) in the imperative. The envelope's
-`type` is the payload's `TYPE`; the NATS subject is derived from it (`stratum.subjects`).
+`type` is the payload's `TYPE`; the NATS subject is derived from it (`stratum.bus.subjects`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 as containers of the local images (`make images`) or as local processes of the same
 binaries (tests/containers/launch.py decides which, once per session, and says so).
 
-- `nats`: a nats-server run from the configuration `stratum.nats_deploy` writes (every
+- `nats`: a nats-server run from the configuration `stratum.bus.deployment` writes (every
   function its own NKey user); its URL, the seeds folder, the subject prefix.
 - `openbao`: a dev OpenBao seeded from deploy/dev-secrets.json; address and root token.
 - `start_stratum(...)`: the functions image (or a local process) running `stratum up`
@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from stratum.function_host import declared_functions
-from stratum.nats_deploy import SEEDS, write_deployment
-from stratum.nats_server import free_port
+from stratum.bus.deployment import SEEDS, write_deployment
+from stratum.bus.local_server import free_port
+from stratum.bus.subjects import Subjects
 from stratum.secrets import SecretBroker, load_seed, seed
 from stratum.secrets.dev_server import bao_binary
-from stratum.subjects import Subjects
+from stratum_host.function_host import declared_functions
 from tests.conftest import make_settings
 from tests.containers.launch import (
     BIN,

@@ -21,11 +21,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from stratum.bus.nkeys import CORE_IDENTITY
 from stratum.config import Settings
 from stratum.ids import run_id
-from stratum.nats_auth import CORE_IDENTITY
-from stratum.server import StratumServer
 from stratum.telemetry import tracing
+from stratum_host.server import StratumServer
 from tests.conftest import ROOT, Vault, eventually, make_settings
 from tests.events import publisher_event
 

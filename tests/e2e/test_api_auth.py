@@ -13,12 +13,12 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from stratum.cli.signed import SignedRequest
+from stratum.bus.nkeys import CORE_IDENTITY
 from stratum.clock import iso, utc_now
 from stratum.ids import run_id
-from stratum.nats_auth import CORE_IDENTITY
-from stratum.signing import SIGNATURE_HEADER, new_user_seed, public_key, sign_event
 from stratum.store import PublisherRecord
+from stratum.trust.signing import SIGNATURE_HEADER, new_user_seed, public_key, sign_event
+from stratum_host.cli.signed import SignedRequest
 from tests.conftest import make_settings
 from tests.e2e.conftest import Harness, running
 
@@ -44,7 +44,7 @@ async def publisher(stratum: Harness, name: str, tenant: str) -> str:
 async def run_of(stratum: Harness, seed: str, tenant: str) -> str:
     """A finished run of `tenant`, triggered by an event `seed` signed."""
     ident = str(uuid.uuid4())
-    subject = stratum.subjects.event(tenant, "crate.push")
+    subject = stratum.bus.subjects.event(tenant, "crate.push")
     body = orjson.dumps(
         {"specversion": "1.0", "id": ident, "source": "ci", "type": "crate.push", "data": {}}
     )

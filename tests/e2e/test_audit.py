@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from stratum.audit_chain import verify_bytes
+from stratum.trust.audit_chain import verify_bytes
 from tests.e2e.conftest import Harness, cli
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

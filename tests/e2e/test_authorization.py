@@ -29,7 +29,7 @@ from stratum.config import Settings
 from stratum.errors import PolicyError
 from stratum.events import Envelope, RunDenied
 from stratum.ids import run_id
-from stratum.server import StratumServer
+from stratum_host.server import StratumServer
 from tests.conftest import ROOT, eventually, listening, make_settings
 from tests.e2e.conftest import Harness, running
 from tests.events import publisher_event

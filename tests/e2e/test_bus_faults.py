@@ -16,9 +16,9 @@ import nats
 import pytest
 import pytest_asyncio
 
+from stratum.bus.local_server import LocalNatsServer
 from stratum.ids import run_id
-from stratum.nats_server import LocalNatsServer
-from stratum.server import StratumServer
+from stratum_host.server import StratumServer
 from tests.conftest import make_settings
 from tests.e2e.conftest import Harness
 from tests.e2e.ledger import TOPIC, Ledger, write_workflow
@@ -52,7 +52,7 @@ async def stop_stratum(stratum: Harness) -> None:
 async def publish(stratum: Harness, ident: str, ledger: Ledger, *, msg_id: bool = True) -> None:
     """A publisher's CloudEvent; a careful publisher sets `Nats-Msg-Id` to its id."""
     await stratum.nc.jetstream().publish(
-        stratum.subjects.event("acme", TOPIC),
+        stratum.bus.subjects.event("acme", TOPIC),
         ledger.cloudevent(ident),
         headers={"Nats-Msg-Id": ident} if msg_id else None,
     )

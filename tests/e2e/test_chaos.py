@@ -3,7 +3,7 @@
 Pipelines of three stages (a, b -> c -> d; a quarter fail at d and are compensated) run
 as a real `stratum up` process (embedded SurrealDB on disk, the session's nats-server)
 that is killed with SIGKILL at named crash points (it kills itself there, see
-`stratum.faults`) and at random moments, and started again each time. The scripts keep a
+`stratum.runtime.faults`) and at random moments, and started again each time. The scripts keep a
 ledger (tests/e2e/ledger.py): every execution, and each effect, performed once per
 (run, node) as docs/guarantees.md tells script authors to, and undone once. At the end
 every run must have Succeeded (or been Compensated, for those asked to fail) with each
@@ -31,7 +31,7 @@ import nats
 import orjson
 import pytest
 
-from stratum.subjects import Subjects
+from stratum.bus.subjects import Subjects
 from tests.e2e.ledger import TOPIC, Ledger, write_workflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

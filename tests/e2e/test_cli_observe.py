@@ -24,8 +24,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from functions.projector.core import RunView
-from stratum.cli.fmt import ms
 from stratum.telemetry import tracing
+from stratum_host.cli.fmt import ms
 from tests.conftest import ROOT, Vault, make_settings
 from tests.e2e.conftest import STRATUM, Harness, cli, cli_env, running
 

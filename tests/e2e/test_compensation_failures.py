@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 from nats.js.api import ConsumerConfig
 
+from stratum.bus.subjects import Subjects
 from stratum.config import Settings
 from stratum.events import CompensationRecorded
-from stratum.server import StratumServer
-from stratum.subjects import Subjects
+from stratum_host.server import StratumServer
 from tests.conftest import eventually, make_settings
 from tests.e2e.conftest import Harness
 

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 from nats.js.api import StorageType, StreamConfig
 
-from stratum.api.http import create_app
 from stratum.errors import RetryableError
 from stratum.events import Envelope, RunSucceeded
 from stratum.runtime import Function, Inbound, JetStreamRunner, Publisher
+from stratum_host.api.http import create_app
 from tests.conftest import eventually
 from tests.e2e.conftest import Harness
 
@@ -57,7 +57,7 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
     js = stratum.nc.jetstream()
     # the planner and the projector both consume run.succeeded: each gives up on it
     ack = await js.publish(
-        stratum.subjects.internal(RunSucceeded.TYPE),
+        stratum.bus.subjects.internal(RunSucceeded.TYPE),
         GARBAGE,
         headers={
             "Nats-Msg-Id": "garbage-1",
@@ -65,7 +65,7 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
             "Authorization": "Bearer hunter2",
         },
     )
-    await js.publish(stratum.subjects.event("acme", "crate.push"), b"this is not json")
+    await js.publish(stratum.bus.subjects.event("acme", "crate.push"), b"this is not json")
     run = await stratum.emit("crate.push", {"source": SAMPLE})
     assert (await stratum.finished(run))["status"] == "Succeeded"
 
@@ -76,7 +76,7 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
     letters = {letter["function"]: letter for letter in await eventually(three)}
     assert sorted(letters) == ["ingest", "planner", "projector"]
     planner = letters["planner"]
-    assert planner["subject"] == stratum.subjects.internal(RunSucceeded.TYPE)
+    assert planner["subject"] == stratum.bus.subjects.internal(RunSucceeded.TYPE)
     assert (planner["stream"], planner["stream_sequence"]) == (ack.stream, ack.seq)
     assert planner["invalid"] is True and planner["deliveries"] == 1
     assert "InvalidEventError" in planner["error"]
@@ -96,7 +96,7 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
     assert missing.status_code == 404 and missing.json() == {"error": "unknown dead letter dl-nope"}
 
     # announced on the dead-letter subject, in a stream of its own
-    subjects = stratum.subjects
+    subjects = stratum.bus.subjects
     announced = await js.get_last_msg(subjects.dead_stream, subjects.dead("planner"))
     assert announced.data == GARBAGE
     assert announced.headers is not None
@@ -122,7 +122,7 @@ async def test_a_failing_message_is_dead_lettered_after_max_deliver_and_redriven
     """A real runner on a stream of the test's own, with a handler that fails until told
     otherwise: exactly `max_deliver` deliveries, then a dead letter; re-driven once the
     handler is fixed, it arrives again under a new message id and is handled."""
-    subjects, js = stratum.subjects, stratum.nc.jetstream()
+    subjects, js = stratum.bus.subjects, stratum.nc.jetstream()
     stream, subject = f"{subjects.runs_stream}_FLAKY", f"{subjects.prefix}.flaky.work"
     await js.add_stream(
         StreamConfig(

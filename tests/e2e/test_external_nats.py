@@ -1,5 +1,5 @@
 """A deployment's own nats-server (as compose or Kubernetes runs it), configured by
-`stratum.nats_deploy`: Stratum connects with `nats_url` + `nats_seeds`, each function as
+`stratum.bus.deployment`: Stratum connects with `nats_url` + `nats_seeds`, each function as
 its own NKey user, and a run goes through; a function's user may do only its own job and
 an unknown key cannot connect at all."""
 
@@ -19,12 +19,12 @@ import nkeys
 import orjson
 import pytest
 
-from stratum.function_host import declared_functions
+from stratum.bus.deployment import SEEDS, write_deployment
+from stratum.bus.local_server import free_port
+from stratum.bus.nkeys import CORE_IDENTITY
+from stratum.bus.subjects import Subjects
 from stratum.ids import run_id
-from stratum.nats_auth import CORE_IDENTITY
-from stratum.nats_deploy import SEEDS, write_deployment
-from stratum.nats_server import free_port
-from stratum.subjects import Subjects
+from stratum_host.function_host import declared_functions
 from tests.conftest import ROOT, Vault, eventually, make_settings, stop_process
 from tests.e2e.conftest import running
 
@@ -121,7 +121,7 @@ async def test_functions_run_as_their_own_users_on_a_deployments_nats(
 
 
 def nkeys_seed() -> bytes:
-    from stratum.nats_auth import new_user_seed
+    from stratum.bus.nkeys import new_user_seed
 
     return new_user_seed().encode()
 

@@ -28,7 +28,7 @@ import pytest_asyncio
 
 from stratum.clock import iso, utc_now
 from stratum.config import Settings
-from stratum.logs import JsonFormatter
+from stratum.telemetry.logs import JsonFormatter
 from tests.conftest import ROOT, eventually, listening, make_settings
 from tests.e2e.conftest import Harness, running
 from tests.e2e.test_cli_observe import cli, ok

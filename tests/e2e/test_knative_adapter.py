@@ -21,9 +21,9 @@ from starlette.routing import Route
 
 from stratum.clock import iso, utc_now
 from stratum.events import RunAccepted
-from stratum.function_host import FUNCTION_NAMES, FunctionHost
 from stratum.ids import run_id
 from stratum.runtime.http_adapter import binary_message
+from stratum_host.function_host import FUNCTION_NAMES, FunctionHost
 from tests.conftest import Vault, eventually, make_settings
 from tests.e2e.test_delivery_errors import planned_with_a_lost_graph
 from tests.e2e.test_pipelines import SAMPLE, tree

@@ -32,7 +32,7 @@ from stratum.errors import ArtifactError, DefinitionError
 from stratum.graph import load_graph
 from stratum.oci import RegistryDefinitions, parse_ref, publish, pull
 from stratum.oci.layers import GRAPH_VERSION, SHA256, TITLE, sha256_hex
-from stratum.server import StratumServer
+from stratum_host.server import StratumServer
 from tests.conftest import ROOT, Vault, eventually, make_settings, stop_process
 from tests.e2e.conftest import Harness, running
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import orjson
 
-from stratum.api.outputs import OUTPUT_LIMIT
-from stratum.cli.render import FIELD_LIMIT
+from stratum_host.api.outputs import OUTPUT_LIMIT
+from stratum_host.cli.render import FIELD_LIMIT
 from tests.conftest import Vault, make_settings
 from tests.e2e.conftest import Harness, running
 from tests.e2e.test_cli_observe import SAMPLE, cli, in_order, ok

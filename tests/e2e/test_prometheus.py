@@ -22,7 +22,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from stratum.nats_server import free_port
+from stratum.bus.local_server import free_port
 from tests.conftest import eventually, stop_process
 from tests.e2e.conftest import Harness
 

@@ -2,7 +2,7 @@
 HTTP POST of a CloudEvent to `/events/<tenant>` all start the same run. Everything as
 `make up` runs it: Stratum's own nats-server with NKey users, signatures required, the
 dev publisher of tenant acme; the nats-py client and the HTTP client sign as any
-publisher would (stratum.signing is ed25519 over subject, time and body; docs/auth.md)."""
+publisher would (stratum.trust.signing is ed25519 over subject, time and body; docs/auth.md)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from stratum.dev_publishers import seed_path
 from stratum.ids import run_id
-from stratum.signing import sign_event
+from stratum.trust.dev_publishers import seed_path
+from stratum.trust.signing import sign_event
 from tests.conftest import ROOT, Vault, make_settings
 from tests.e2e.conftest import Harness, running
 from tests.events import binary_event_headers, publisher_event

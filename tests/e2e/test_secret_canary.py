@@ -31,7 +31,7 @@ import orjson
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from stratum.logs import JsonFormatter
+from stratum.telemetry.logs import JsonFormatter
 from tests.conftest import ROOT, make_settings
 from tests.e2e.conftest import Harness, running
 

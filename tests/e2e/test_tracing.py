@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from stratum.clock import iso, utc_now
 from stratum.config import Settings
 from stratum.ids import run_id
-from stratum.logs import JsonFormatter
+from stratum.telemetry.logs import JsonFormatter
 from tests.conftest import eventually, listening, make_settings
 from tests.e2e.conftest import Harness, running
 

@@ -15,11 +15,11 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from stratum.bus.nkeys import CORE_IDENTITY
 from stratum.clock import iso, utc_now
 from stratum.ids import run_id
-from stratum.nats_auth import CORE_IDENTITY
-from stratum.signing import SIGNATURE_HEADER, new_user_seed, public_key, sign_event
 from stratum.store import PublisherRecord
+from stratum.trust.signing import SIGNATURE_HEADER, new_user_seed, public_key, sign_event
 from tests.conftest import make_settings
 from tests.e2e.conftest import Harness, running
 

@@ -13,9 +13,9 @@ import pytest
 import pytest_asyncio
 
 from functions.ingest import core as ingest
+from stratum.bus.subjects import Subjects
 from stratum.clock import utc_now
 from stratum.store import RunStore
-from stratum.subjects import Subjects
 from tests.conftest import make_settings
 from tests.e2e.conftest import Harness, running
 

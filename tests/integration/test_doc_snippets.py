@@ -35,9 +35,9 @@ import pytest
 import typer
 
 import nickel
-from stratum.cli.main import app
 from stratum.graph import load_graph
 from stratum.graph.loader import check_definitions
+from stratum_host.cli.main import app
 from tests.doc_snippets import NICKEL, SHELL, Block, Simple, blocks, commands, script
 from tests.doc_snippets import simple_commands as split
 

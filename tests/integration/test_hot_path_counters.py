@@ -11,12 +11,12 @@ import nats
 import pytest
 
 from bench.cost import Bus
+from stratum.bus.subjects import Subjects
 from stratum.events import NodeStarted, RunPlanned
 from stratum.runtime.jetstream import ensure_streams
 from stratum.runtime.publisher import Publisher
 from stratum.store import RunStore
 from stratum.store.database import StoreError
-from stratum.subjects import Subjects
 from stratum.telemetry.metrics import REGISTRY
 from tests.events import accepted, run_events
 

@@ -12,9 +12,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from stratum.function_host import FUNCTION_NAMES
-from stratum.nats_auth import CORE_IDENTITY
-from stratum.nats_deploy import CONFIG, SEEDS
+from stratum.bus.deployment import CONFIG, SEEDS
+from stratum.bus.nkeys import CORE_IDENTITY
+from stratum_host.function_host import FUNCTION_NAMES
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent

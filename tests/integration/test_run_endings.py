@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from stratum.events import RunAccepted, emit
+from stratum.runs.status import RunStatus
 from stratum.runtime.ending import end_run
-from stratum.status import RunStatus
 from stratum.store import RunStore, StaleWriteError
 from tests.events import T0, accepted
 

@@ -24,6 +24,7 @@ import hvac.exceptions
 import orjson
 import pytest
 
+from stratum.bus.local_server import free_port
 from stratum.errors import ConfigError, DependencyUnavailableError
 from stratum.executor import (
     ExecutionContext,
@@ -31,7 +32,6 @@ from stratum.executor import (
     run_node,
 )
 from stratum.graph.model import ActionNode, RetryPolicy, SecretRef
-from stratum.nats_server import free_port
 from stratum.secrets import (
     Lease,
     LocalOpenBao,

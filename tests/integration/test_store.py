@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from stratum.events import RunPlanned, emit
-from stratum.status import RunStatus
+from stratum.runs.status import RunStatus
 from stratum.store import AtLimitError, Database, RunChange, RunStore, StaleWriteError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

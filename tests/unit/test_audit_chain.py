@@ -7,8 +7,8 @@ import itertools
 import orjson
 import pytest
 
-from stratum.audit import AuditRecord, order_key, record_of
-from stratum.audit_chain import GENESIS, ChainWriter, chain, link_hash, verify_bytes
+from stratum.trust.audit import AuditRecord, order_key, record_of
+from stratum.trust.audit_chain import GENESIS, ChainWriter, chain, link_hash, verify_bytes
 
 RUNS = [
     {

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from stratum.authz import Decision, Policies, TriggerContext, decide, load_policies
-from stratum.principal import Principal
+from stratum.trust.principal import Principal
 from tests.conftest import ROOT
 
 ISOLATION = "tenant-isolation"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stratum.cli.plan import disk_body, not_authoritative, partial_note
 from stratum.graph import ActionGraph, ActionNode, DefinitionProblem, PartialGraph
+from stratum_host.cli.plan import disk_body, not_authoritative, partial_note
 
 NODE = ActionNode(id="fmt", trigger="crate.push", handler=Path("/defs/fmt.nu"))
 GRAPH = ActionGraph(version="abc", nodes={"fmt": NODE}, schemas={})

@@ -16,9 +16,6 @@ from prometheus_client.metrics import MetricWrapperBase
 from rich.console import Console
 
 from functions.projector.core import RunView, apply
-from stratum.cli.render import run_detail
-from stratum.cli.timeline import BAR, bar, spans
-from stratum.cli.top import Snapshot, parse, top_view
 from stratum.events import (
     CompensateRun,
     CompensationRecorded,
@@ -34,6 +31,9 @@ from stratum.events import (
     StageFailed,
 )
 from stratum.telemetry import metrics
+from stratum_host.cli.render import run_detail
+from stratum_host.cli.timeline import BAR, bar, spans
+from stratum_host.cli.top import Snapshot, parse, top_view
 from tests.events import T0, accepted, run_events
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

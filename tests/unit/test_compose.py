@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from stratum.cli.nats import config_command
+from stratum.bus.deployment import CONFIG, SEEDS
 from stratum.config import ENV_PREFIX, Settings
-from stratum.function_host import FUNCTION_NAMES
-from stratum.nats_deploy import CONFIG, SEEDS
+from stratum_host.cli.nats import config_command
+from stratum_host.function_host import FUNCTION_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

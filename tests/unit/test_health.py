@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from stratum.cli.top import Snapshot, degraded_lines, top_view, with_health
 from stratum.clock import iso
-from stratum.health import LoadState, LoadTracker, health_body, unready
+from stratum.telemetry.health import LoadState, LoadTracker, health_body, unready
+from stratum_host.cli.top import Snapshot, degraded_lines, top_view, with_health
 from tests.events import T0
 from tests.unit.test_cli_render import text_of
 

@@ -18,8 +18,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from functions.ingest.core import accept, parse_incoming
+from stratum.bus.subjects import Subjects
 from stratum.errors import InvalidEventError
-from stratum.subjects import Subjects
 
 SUBJECTS = Subjects("stratum")
 SUBJECT = "stratum.events.acme.crate.push"

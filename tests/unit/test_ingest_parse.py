@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from functions.ingest.core import MAX_BODY_BYTES, accept, parse_incoming
+from stratum.bus.subjects import Subjects
 from stratum.errors import InvalidEventError
 from stratum.ids import run_id
-from stratum.subjects import Subjects
 
 SUBJECTS = Subjects("stratum")
 GOOD = {

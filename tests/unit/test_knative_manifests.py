@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from stratum.bus.subjects import Subjects
 from stratum.events import PAYLOADS
-from stratum.function_host import FUNCTION_NAMES, build_functions
 from stratum.runtime import Function, FunctionContext
 from stratum.runtime.http_adapter import INTERNAL_TYPE_PREFIX, accepts
 from stratum.runtime.jetstream import durable_name
-from stratum.subjects import Subjects
+from stratum_host.function_host import FUNCTION_NAMES, build_functions
 from tests.conftest import ROOT, make_settings
 
 KNATIVE = ROOT / "deploy" / "knative"

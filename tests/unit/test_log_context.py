@@ -6,10 +6,10 @@ import logging
 
 import orjson
 
-from stratum.logs import JsonFormatter, log_context
+from stratum.bus.subjects import Subjects
 from stratum.runtime.function import Inbound
 from stratum.runtime.handling import context_of as _context_of
-from stratum.subjects import Subjects
+from stratum.telemetry.logs import JsonFormatter, log_context
 
 SUBJECTS = Subjects("stratum")
 
@@ -74,7 +74,7 @@ def test_fields_named_like_credentials_are_masked_whatever_they_hold() -> None:
 
 
 def test_a_terminal_gets_readable_lines() -> None:
-    from stratum.logs import ConsoleFormatter
+    from stratum.telemetry.logs import ConsoleFormatter
 
     record = logging.makeLogRecord({"msg": "node a succeeded", "levelname": "INFO", "name": "t"})
     record.__dict__["attempts"] = 1

@@ -1,6 +1,6 @@
 """A failed stage with nothing to undo ends the run Failed; a saga runs only when a node
 that succeeded has a compensate script (the stage executor's pure decision at a stage's
-end, `after_stage`, with `stratum.saga`)."""
+end, `after_stage`, with `stratum.runs.saga`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from functions.planner.core import ends_run
 from functions.stage_executor.core import after_stage
 from stratum.events import CompensateRun, RunCompensated, RunFailed, RunSucceeded, StageFailed
 from stratum.graph import ActionGraph, ActionNode
-from stratum.saga import undoable
+from stratum.runs.saga import undoable
 from tests.events import T0, run_events
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stratum.status import RunStatus
+from stratum.runs.status import RunStatus
 from stratum.telemetry.metrics import REGISTRY, exported_names
 
 ROOT = Path(__file__).resolve().parents[2]

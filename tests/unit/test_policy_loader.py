@@ -12,7 +12,7 @@ import pytest
 from stratum.authz import PolicyRegistry, TriggerContext, check_policies, load_policies
 from stratum.authz._statements import split_statements
 from stratum.errors import PolicyError
-from stratum.principal import Principal
+from stratum.trust.principal import Principal
 from tests.conftest import ROOT
 
 CLI = Principal(kind="source", name="stratum-cli", tenant="acme")

@@ -1,4 +1,4 @@
-"""What the run detail shows of the nodes' outputs (`stratum.api.outputs`) and how `show`
+"""What the run detail shows of the nodes' outputs (`stratum_host.api.outputs`) and how `show`
 prints it: masked by field name, cut past a size with a note, nodes in plan order. Pure."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import json
 
 import orjson
 
-from stratum.api.outputs import Produced, node_outputs, shown
-from stratum.cli.render import FIELD_LIMIT, outputs_tree
-from stratum.logs import REDACTED, masked
+from stratum.telemetry.logs import REDACTED, masked
+from stratum_host.api.outputs import Produced, node_outputs, shown
+from stratum_host.cli.render import FIELD_LIMIT, outputs_tree
 from tests.unit.test_cli_render import in_order, text_of
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from functions.compensator.core import Undone, compensated, ended, first_attempt, step
 from stratum.events import CompensateRun, CompensationRecorded, Envelope, RunCompensated, emit
-from stratum.saga import undo_order
+from stratum.runs.saga import undo_order
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from stratum.errors import UnverifiedEventError
-from stratum.publisher_auth import verify_publisher
-from stratum.signing import SIGNATURE_HEADER, new_user_seed, public_key, sign_event
 from stratum.store import PublisherRecord
+from stratum.trust.publisher_auth import verify_publisher
+from stratum.trust.signing import SIGNATURE_HEADER, new_user_seed, public_key, sign_event
 
 SUBJECT = "stratum.events.acme.crate.push"
 BODY = b'{"specversion": "1.0", "id": "e-1"}'

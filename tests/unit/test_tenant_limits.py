@@ -12,7 +12,7 @@ from functions.ingest.limits import FORGET_AFTER, EventRateLimiter
 from functions.planner import core
 from stratum.errors import DeferredError, RefusedError
 from stratum.events import Envelope, RunAccepted, emit
-from stratum.tenant_limits import (
+from stratum.runs.tenant_limits import (
     BUILT_IN_EVENTS_PER_SECOND,
     BUILT_IN_MAX_CONCURRENT_RUNS,
     Limits,

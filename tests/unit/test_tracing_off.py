@@ -10,8 +10,8 @@ import orjson
 import pytest
 from opentelemetry import trace
 
-from stratum.logs import JsonFormatter
 from stratum.telemetry import tracing
+from stratum.telemetry.logs import JsonFormatter
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -15,7 +15,7 @@ import cedarpy
 from stratum.authz import entities
 from stratum.authz.loader import Policies
 from stratum.authz.model import Decision, TriggerContext
-from stratum.principal import Principal
+from stratum.trust.principal import Principal
 
 
 def decide(

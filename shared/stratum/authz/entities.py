@@ -20,8 +20,8 @@ from typing import Any
 import cedarpy
 
 from stratum.authz.model import TriggerContext
-from stratum.principal import Principal
-from stratum.subjects import TENANT_PATTERN
+from stratum.bus.subjects import TENANT_PATTERN
+from stratum.trust.principal import Principal
 
 NAMESPACE = "Stratum"
 TENANT = f"{NAMESPACE}::Tenant"

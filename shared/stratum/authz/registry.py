@@ -10,9 +10,9 @@ from stratum.authz.decide import decide
 from stratum.authz.loader import Policies, load_policies
 from stratum.authz.model import Decision, TriggerContext
 from stratum.errors import PolicyError
-from stratum.health import LoadState, LoadTracker
-from stratum.principal import Principal
 from stratum.telemetry import metrics
+from stratum.telemetry.health import LoadState, LoadTracker
+from stratum.trust.principal import Principal
 
 log = logging.getLogger("stratum.authz")
 

@@ -25,8 +25,8 @@ from jsonschema import Draft202012Validator
 
 from stratum.errors import CredentialsError, DefinitionError, DependencyUnavailableError
 from stratum.graph.model import ActionNode
-from stratum.logs import log_context
 from stratum.telemetry import tracing
+from stratum.telemetry.logs import log_context
 
 from ._text import Redactor, secret_forms, stderr_summary
 from .bundle import attempt_dir, close_bundle, compensation_dir, log_paths, open_bundle

@@ -3,7 +3,7 @@
 Every `interval` seconds the reference is resolved again; a new manifest digest is pulled,
 verified and loaded. A refused artifact (tampered, unverifiable) leaves the previous graph
 live with the reason as the graph error — the definitions are degraded, as after a bad
-local edit (`stratum.health`) — and is not pulled again until the reference moves; moved
+local edit (`stratum.telemetry.health`) — and is not pulled again until the reference moves; moved
 back to the artifact in force, that one is loaded again, which clears the error. A
 registry that does not answer is only logged (the graph in force is fine).
 """
@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from stratum.errors import ArtifactError
-from stratum.graph_registry import GraphRegistry
+from stratum.graph.registry import GraphRegistry
 from stratum.oci.pull import Pulled, pull
 from stratum.oci.ref import parse_ref
 from stratum.oci.registry import Registry

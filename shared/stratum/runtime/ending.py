@@ -27,10 +27,10 @@ from typing import Any
 
 from stratum.clock import utc_now
 from stratum.events import Envelope, Payload, RunCompensated, RunFailed, RunRejected, emit
+from stratum.runs.saga import undo_order
+from stratum.runs.status import RunStatus
 from stratum.runtime.function import RUN_ENDINGS, Function, Inbound, run_key
 from stratum.runtime.handling import message_id
-from stratum.saga import undo_order
-from stratum.status import RunStatus
 from stratum.store import DeadLetter, RunStore, StaleWriteError
 
 SOURCE = "stratum/runtime"

@@ -14,10 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from stratum.bus.subjects import Subjects
 from stratum.events import Envelope, RunCompensated, RunFailed, RunRejected
 from stratum.runtime.publisher import Announcer
 from stratum.store import RunStore
-from stratum.subjects import Subjects
 
 
 @dataclass(frozen=True)

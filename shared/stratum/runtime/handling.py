@@ -16,14 +16,14 @@ from typing import Protocol
 
 from opentelemetry.trace import Span
 
+from stratum.bus.subjects import Subjects
 from stratum.events import Envelope
 from stratum.keyed_lock import KeyedLocks
-from stratum.logs import log_context
 from stratum.runtime.function import Function, Inbound
 from stratum.runtime.publisher import ORIGINAL_MSG_ID, TENANT_HEADER, Announcer
 from stratum.store import StaleWriteError
-from stratum.subjects import Subjects
 from stratum.telemetry import metrics, tracing
+from stratum.telemetry.logs import log_context
 
 
 class EventLog(Protocol):

@@ -21,7 +21,7 @@ ends the message's run as on the bus, the end POSTed to the sink before the answ
 
 `GET /healthz` answers 200 while the process serves (liveness), its `status` "degraded"
 while what the function reads (definitions, policies) is left over from a failed load, as
-`stratum up` says it (`stratum.health`); `GET /readyz` only when what the function needs
+`stratum up` says it (`stratum.telemetry.health`); `GET /readyz` only when what the function needs
 (the database, a graph, the policies) is there.
 """
 
@@ -44,11 +44,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from stratum.bus.subjects import Subjects
 from stratum.errors import DeferredError, InvalidEventError, RetryableError, StratumError
 from stratum.events import Envelope, json_object
 from stratum.graph.triggers import matches
-from stratum.health import LoadState, health_body
-from stratum.logs import log_context
 from stratum.runtime.delivery import GIVE_UP_AT_ONCE, Delivery, backoff, delivery_of
 from stratum.runtime.ending import end_run_of
 from stratum.runtime.function import Function, Inbound
@@ -56,8 +55,9 @@ from stratum.runtime.handling import Handling
 from stratum.runtime.jetstream import dead_letter_of
 from stratum.runtime.publisher import TENANT_HEADER
 from stratum.store import RunStore
-from stratum.subjects import Subjects
 from stratum.telemetry import metrics, tracing
+from stratum.telemetry.health import LoadState, health_body
+from stratum.telemetry.logs import log_context
 
 log = logging.getLogger("stratum.runtime.http")
 FORMAT = JSONFormat()

@@ -24,18 +24,18 @@ from typing import Any
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from stratum.bus.subjects import Subjects
 from stratum.clock import iso, utc_now
 from stratum.errors import InvalidEventError, StratumError
-from stratum.faults import crash_point
-from stratum.logs import log_context
 from stratum.runtime.delivery import GIVE_UP_AT_ONCE, Delivery, backoff, delivery_of, retry_delay
 from stratum.runtime.ending import end_run_of
+from stratum.runtime.faults import crash_point
 from stratum.runtime.function import Function, Inbound
 from stratum.runtime.handling import Handling, original_msg_id
 from stratum.runtime.publisher import ORIGINAL_MSG_ID, Publisher
 from stratum.store import DeadLetter, RunStore
-from stratum.subjects import Subjects
 from stratum.telemetry import metrics
+from stratum.telemetry.logs import log_context
 
 log = logging.getLogger("stratum.runtime")
 # how long an idle worker's pull request waits before it is renewed

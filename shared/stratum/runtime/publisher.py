@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from stratum.bus.subjects import Subjects
 from stratum.events import Envelope
-from stratum.subjects import Subjects
 from stratum.telemetry import tracing
 from stratum.telemetry.metrics import EVENTS_PUBLISHED
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import hvac
 import hvac.exceptions
 
+from stratum.bus.local_server import _die_with_parent, free_port
 from stratum.errors import DependencyUnavailableError
-from stratum.nats_server import _die_with_parent, free_port
 
 
 def bao_binary() -> Path:

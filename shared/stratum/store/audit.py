@@ -6,9 +6,9 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
-from stratum.audit import AuditRecord, record_of
 from stratum.store.database import Database
 from stratum.store.read_models import plain_record
+from stratum.trust.audit import AuditRecord, record_of
 
 PAGE = 500
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from stratum.events import Envelope
-from stratum.status import RunStatus
+from stratum.runs.status import RunStatus
 from stratum.store.database import Database
 from stratum.store.guarded import GuardedWrites
 from stratum.store.read_models import plain_record

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from stratum.clock import iso, utc_now
 from stratum.events import Envelope
-from stratum.status import RunStatus
+from stratum.runs.status import RunStatus
 from stratum.store.audit import AuditTrail
 from stratum.store.database import STALE_MARKER, Database
 from stratum.store.dead_letters import DeadLetters

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stratum.events import Envelope
-from stratum.status import RunStatus
+from stratum.runs.status import RunStatus
 from stratum.store.database import AT_LIMIT_MARKER, Database
 from stratum.store.guarded import GuardedWrites
 

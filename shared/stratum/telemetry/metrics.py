@@ -14,7 +14,7 @@ Where each is counted, and why there:
 - queue depth: read from each function's JetStream consumer when `/metrics` is scraped.
 - graph reloads and the graph version: the graph registry.
 - degraded (a reload error pending, the previous version serving) and the time of the last
-  good load, of the definitions and of the policies: their registries (`stratum.health`).
+  good load, of the definitions and of the policies: their registries (`stratum.telemetry.health`).
 - database transactions: `stratum.store.Database`, the one way every query goes out.
 - events published: `stratum.runtime.Publisher`, the one way the functions' events go out.
   These two say what a run costs in round trips (`python -m bench.pipeline` divides them

@@ -1,0 +1,1 @@
+"""What a run is, beside its events: its statuses, the saga order, the tenant limits."""
