@@ -17,11 +17,14 @@ tolerate running twice, as handlers must).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from functions.compensator import core
 from functions.compensator.core import Undone
+from functions.compensator.ports import CompensatorStore
 from functions.compensator.undo import undo
 from stratum.clock import iso, utc_now
 from stratum.errors import UnknownRunError
@@ -30,21 +33,47 @@ from stratum.executor import ExecutorConfig
 from stratum.graph import ActionGraph
 from stratum.graph.registry import GraphRegistry
 from stratum.runs.saga import undo_order
-from stratum.runtime import Function, FunctionContext, Inbound, run_key
+from stratum.runtime import Declaration, Dependencies, Inbound, run_key
 from stratum.runtime.faults import crash_point
 from stratum.telemetry import metrics, tracing
 
 
-def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -> Function:
-    async def handle(inbound: Inbound) -> Sequence[Envelope]:
+@dataclass(frozen=True)
+class Saga:
+    """Every step of the saga, ended (this delivery's and earlier ones'), by node."""
+
+    steps: dict[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class SagaEnd:
+    command: Envelope
+    failed: list[str]
+    final: Envelope
+
+
+class CompensatorHandler:
+    def __init__(self, dependencies: Dependencies) -> None:
+        self.store: CompensatorStore = dependencies.store
+        self.graphs: GraphRegistry = dependencies.graph_registry()
+        self.config: ExecutorConfig = dependencies.executor_config()
+        self.publisher = dependencies.publisher
+        self.log = dependencies.log
+
+    def parse(self, inbound: Inbound) -> Envelope:
         command = Envelope.from_bytes(inbound.body)
         command.payload(CompensateRun)
-        run_id = command.runid
-        run, executions, capabilities = await ctx.store.run_state(run_id)
+        return command
+
+    async def load(self, event: Envelope) -> Saga:
+        """Run the saga's steps that have not ended: each is recorded and announced as it
+        ends, so the state its end is decided from is every step's record."""
+        run_id = event.runid
+        run, executions, capabilities = await self.store.run_state(run_id)
         if run is None:
-            raise UnknownRunError(f"compensation command {command.id} names unknown run {run_id}")
-        graph = await graphs.version(run["graph_version"])
-        steps = core.ended(await ctx.store.compensations(run_id))
+            raise UnknownRunError(f"compensation command {event.id} names unknown run {run_id}")
+        graph = await self.graphs.version(run["graph_version"])
+        steps = core.ended(await self.store.compensations(run_id))
         for order, (stage, node_id) in enumerate(undo_order(executions)):
             if node_id in steps:
                 continue  # ended in an earlier delivery: never run again
@@ -52,23 +81,30 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
                 f"compensation step {node_id}",
                 {"stratum.node.id": node_id, "stratum.stage": stage, "stratum.order": order},
             ) as span:
-                steps[node_id] = await step(
-                    command, run, capabilities, graph, order, stage, node_id
+                steps[node_id] = await self.step(
+                    event, run, capabilities, graph, order, stage, node_id
                 )
                 span.set_attribute("stratum.compensation.status", steps[node_id]["status"])
                 if steps[node_id]["status"] == "failed":
                     tracing.failed(span, str(steps[node_id].get("error")))
-        final = core.compensated(command, steps, utc_now())
-        failed = final.data["failed"]
-        await ctx.store.finish_compensation(run_id, failed, [final], command.id)
-        ctx.log.log(
+        return Saga(steps)
+
+    def decide(self, event: Envelope, state: Saga, now: datetime) -> SagaEnd:
+        final = core.compensated(event, state.steps, now)
+        return SagaEnd(event, final.data["failed"], final)
+
+    async def commit(self, decision: SagaEnd) -> Sequence[Envelope]:
+        command, failed = decision.command, decision.failed
+        await self.store.finish_compensation(command.runid, failed, [decision.final], command.id)
+        self.log.log(
             logging.WARNING if failed else logging.INFO,
             "compensation failed" if failed else "run compensated",
             extra={"failed": failed},
         )
-        return [final]
+        return [decision.final]
 
     async def step(
+        self,
         command: Envelope,
         run: dict[str, Any],
         capabilities: dict[str, Any],
@@ -85,11 +121,11 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             done = Undone(status="skipped", attempts=0, duration_ms=0.0)
         else:
             payload = core.compensation_payload(run, node.consumes, node.produces, capabilities)
-            execution = config.context(run_id, command.tenant, stage)
-            nth = await ctx.store.begin_compensation(run_id, node_id)
+            execution = self.config.context(run_id, command.tenant, stage)
+            nth = await self.store.begin_compensation(run_id, node_id)
             first = core.first_attempt(nth, node.retries.max)
             crash_point("compensator.step-starting")  # marked running, script not yet
-            done = await undo(node, payload, execution, first, config.credentials)
+            done = await undo(node, payload, execution, first, self.config.credentials)
         now = utc_now()
         event = core.step(command, order, stage, node_id, done, now)
         record = {
@@ -99,24 +135,26 @@ def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -
             "started_at": iso(started),
             "finished_at": iso(now),
         }
-        await ctx.store.record_compensation(run_id, node_id, record, [event], command.id)
+        await self.store.record_compensation(run_id, node_id, record, [event], command.id)
         metrics.COMPENSATIONS.labels(command.tenant, node_id, done.status).inc()
-        ctx.log.log(
+        self.log.log(
             logging.WARNING if done.status == "failed" else logging.INFO,
             f"compensation of {node_id} {done.status}",
             extra={"node": node_id, "status": done.status, "attempts": done.attempts},
         )
-        await ctx.publisher.publish(event)
+        await self.publisher.publish(event)
         crash_point("compensator.step-recorded")  # later steps not yet run
         return record
 
-    return Function(
-        name="compensator",
-        stream=ctx.subjects.runs_stream,
-        subjects=(ctx.subjects.internal(CompensateRun.TYPE),),
-        handle=handle,
-        key=run_key,
-        ends_runs=True,
-        concurrency=16,
-        emits=(CompensationRecorded.TYPE, RunCompensated.TYPE),
-    )
+
+DECLARATION = Declaration(
+    name="compensator",
+    handler=CompensatorHandler,
+    consumes=(CompensateRun.TYPE,),
+    emits=(CompensationRecorded.TYPE, RunCompensated.TYPE),
+    key=run_key,
+    ends_runs=True,
+    concurrency=16,
+    reads_graph=True,
+    runs_scripts=True,
+)

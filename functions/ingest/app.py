@@ -3,116 +3,124 @@
 Per event: parse (CloudEvents) -> rate limit -> verify the publisher's signature (NKeys)
 -> ask the policies (Cedar) -> accept. An event that fails verification or that the
 policies refuse is recorded as a Denied run with the reason and announced
-(`stratum.run.denied`); nothing of it runs."""
+(`stratum.run.denied`); nothing of it runs. A malformed event is recorded as a rejection
+and dead-lettered (InvalidEventError)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from functions.ingest import core
 from functions.ingest.limits import EventRateLimiter
+from functions.ingest.ports import IngestStore
 from stratum.authz import PolicyRegistry, TriggerContext
-from stratum.clock import utc_now
 from stratum.errors import InvalidEventError, RefusedError, UnverifiedEventError
 from stratum.events import Envelope, RunAccepted, RunDenied
 from stratum.ids import run_id
-from stratum.runs.tenant_limits import TenantLimits
-from stratum.runtime import Function, FunctionContext, Inbound
+from stratum.runtime import Declaration, Dependencies, Inbound
+from stratum.store import PublisherRecord
 from stratum.telemetry import metrics
 from stratum.telemetry.logs import log_context
 from stratum.trust.principal import Principal
 from stratum.trust.publisher_auth import SignatureRules, claimed_key, verify_publisher
 
 
-def build(
-    ctx: FunctionContext,
-    policies: PolicyRegistry,
-    limits: TenantLimits | None = None,
-    signatures: SignatureRules | None = None,
-) -> Function:
-    rate = EventRateLimiter(limits or TenantLimits())
-    rules = signatures or SignatureRules()
+@dataclass(frozen=True)
+class Malformed:
+    """A message that is no event: recorded as a rejection, then dead-lettered."""
 
-    async def principal_of(incoming: core.IncomingEvent, inbound: Inbound) -> Principal:
-        """Who published the event: the registered publisher whose signature verifies
-        (UnverifiedEventError if none does), or — only where signatures are not required
-        and the event carries none — its unverified CloudEvents `source`."""
-        key = claimed_key(inbound.headers)
-        if key is None and not rules.required:
-            return Principal(kind="source", name=incoming.source, tenant=incoming.tenant)
-        return verify_publisher(
-            inbound.headers,
-            inbound.subject,
-            inbound.body,
-            incoming.tenant,
-            await ctx.store.publisher_by_key(key) if key else None,
-            now_ms=int(time.time() * 1000),
-            window_seconds=rules.window_seconds,
-        )
+    inbound: Inbound
+    error: InvalidEventError
 
-    async def refuse(
-        incoming: core.IncomingEvent,
-        actor: str,
-        reason: str,
-        policy_ids: list[str],
-        now: Any,
-        key: str | None = None,
-        *,
-        why: str,
-    ) -> Sequence[Envelope]:
-        """Record the trigger as a Denied run and announce it; nothing of it runs. `why`
-        is the kind of reason (metrics.DENIED_*)."""
-        run, denied = core.deny(
-            incoming, actor=actor, reason=reason, policy_ids=policy_ids, now=now
-        )
-        run["actor_key"] = key  # the key the event named (verified or not): for the audit
-        if not await ctx.store.deny_run(run, denied, cause=run["id"]):
-            return await ctx.store.events_caused_by(run["id"])
-        metrics.EVENTS_DENIED.labels(incoming.tenant, why).inc()
-        ctx.log.warning(
-            "trigger denied",
-            extra={
-                "run_id": run["id"],
-                "actor": actor,
-                "subject": incoming.subject,
-                "policy_ids": policy_ids,
-                "reason": reason,
-            },
-        )
-        return [denied]
 
-    async def handle(inbound: Inbound) -> Sequence[Envelope]:
-        now = utc_now()
+@dataclass(frozen=True)
+class Incoming:
+    event: core.IncomingEvent
+    inbound: Inbound
+
+
+@dataclass(frozen=True)
+class Accept:
+    run: dict[str, Any]
+    accepted: Envelope
+
+
+@dataclass(frozen=True)
+class Deny:
+    """The trigger recorded as a Denied run; `why` is the kind of reason (metrics.DENIED_*)."""
+
+    incoming: core.IncomingEvent
+    run: dict[str, Any]
+    denied: Envelope
+    why: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    record: dict[str, Any]
+    error: InvalidEventError
+    subject: str
+
+
+IngestEvent = Malformed | Incoming
+# the publisher the event names (None: it names none, or an unknown key)
+Publisher = PublisherRecord | None
+IngestDecision = Accept | Deny | Reject
+
+
+class IngestHandler:
+    """Decides whether a publisher's event starts a run."""
+
+    def __init__(self, dependencies: Dependencies) -> None:
+        settings = dependencies.settings
+        self.store: IngestStore = dependencies.store
+        self.subjects = dependencies.subjects
+        self.log = dependencies.log
+        self.policies: PolicyRegistry = dependencies.policy_registry()
+        self.rate = EventRateLimiter(settings.tenant_limits)
+        self.rules = SignatureRules(settings.require_signatures, settings.signature_window)
+
+    def parse(self, inbound: Inbound) -> IngestEvent:
         try:
-            incoming = core.parse_incoming(
-                inbound.subject, inbound.headers, inbound.body, ctx.subjects
+            event = core.parse_incoming(
+                inbound.subject, inbound.headers, inbound.body, self.subjects
             )
         except InvalidEventError as error:
-            record = core.rejection(inbound.subject, inbound.body, str(error), now)
-            await ctx.store.record_rejection(record)
-            ctx.log.warning(
-                "event rejected", extra={"subject": inbound.subject, "reason": str(error)}
-            )
-            tenant = log_context.get().get("tenant", "")
-            metrics.EVENTS_DENIED.labels(tenant, metrics.DENIED_INVALID).inc()
-            raise
-        # a tenant over its events per second: the event waits, or is refused (limits.py)
+            return Malformed(inbound, error)
+        return Incoming(event, inbound)
+
+    async def load(self, event: IngestEvent) -> Publisher:
+        """The rate limit first (a tenant over its events per second: the event waits, or
+        is refused, `limits.py`), then the publisher the event names."""
+        if isinstance(event, Malformed):
+            return None
+        incoming = event.event
         try:
-            rate.admit(incoming.tenant, run_id(incoming.tenant, incoming.id), time.monotonic())
+            self.rate.admit(incoming.tenant, run_id(incoming.tenant, incoming.id), time.monotonic())
         except RefusedError:
             metrics.EVENTS_DENIED.labels(incoming.tenant, metrics.DENIED_RATE_LIMITED).inc()
             raise
-        try:
-            principal = await principal_of(incoming, inbound)
-        except UnverifiedEventError as error:
-            key = claimed_key(inbound.headers)
-            actor = f"key:{key}" if key else f"unsigned:{incoming.source}"
-            return await refuse(
-                incoming, actor, str(error), [], now, key, why=metrics.DENIED_UNVERIFIED
+        key = claimed_key(event.inbound.headers)
+        return await self.store.publisher_by_key(key) if key else None
+
+    def decide(self, event: IngestEvent, state: Publisher, now: datetime) -> IngestDecision:
+        if isinstance(event, Malformed):
+            record = core.rejection(
+                event.inbound.subject, event.inbound.body, str(event.error), now
             )
-        decision = policies.decide(
+            return Reject(record, event.error, event.inbound.subject)
+        incoming, headers = event.event, event.inbound.headers
+        key = claimed_key(headers)
+        try:
+            principal = self.principal_of(event, state, now)
+        except UnverifiedEventError as error:
+            actor = f"key:{key}" if key else f"unsigned:{incoming.source}"
+            return deny(incoming, actor, str(error), [], now, key, why=metrics.DENIED_UNVERIFIED)
+        verdict = self.policies.decide(
             principal,
             incoming.tenant,
             incoming.topic,
@@ -124,12 +132,12 @@ def build(
                 event_source=incoming.source,
             ),
         )
-        if not decision.allowed:
-            return await refuse(
+        if not verdict.allowed:
+            return deny(
                 incoming,
                 principal.actor,
-                decision.reason,
-                decision.policy_ids,
+                verdict.reason,
+                verdict.policy_ids,
                 now,
                 principal.public_key,
                 why=metrics.DENIED_POLICY,
@@ -138,19 +146,81 @@ def build(
         # for the audit trail: what decided, and the verified publisher's key
         run |= {
             "decision": "allow",
-            "policy_ids": decision.policy_ids,
+            "policy_ids": verdict.policy_ids,
             "actor_key": principal.public_key,
         }
-        if not await ctx.store.accept_run(run, accepted, cause=run["id"]):
-            # a duplicate: re-announce what the first copy caused (the bus drops repeats)
-            return await ctx.store.events_caused_by(run_id(incoming.tenant, incoming.id))
-        return [accepted]
+        return Accept(run, accepted)
 
-    return Function(
-        name="ingest",
-        stream=ctx.subjects.events_stream,
-        subjects=(ctx.subjects.events_wildcard,),
-        handle=handle,
-        concurrency=16,
-        emits=(RunAccepted.TYPE, RunDenied.TYPE),
-    )
+    def principal_of(self, event: Incoming, publisher: Publisher, now: datetime) -> Principal:
+        """Who published the event: the registered publisher whose signature verifies
+        (UnverifiedEventError if none does), or — only where signatures are not required
+        and the event carries none — its unverified CloudEvents `source`."""
+        incoming, inbound = event.event, event.inbound
+        if claimed_key(inbound.headers) is None and not self.rules.required:
+            return Principal(kind="source", name=incoming.source, tenant=incoming.tenant)
+        return verify_publisher(
+            inbound.headers,
+            inbound.subject,
+            inbound.body,
+            incoming.tenant,
+            publisher,
+            now_ms=int(now.timestamp() * 1000),
+            window_seconds=self.rules.window_seconds,
+        )
+
+    async def commit(self, decision: IngestDecision) -> Sequence[Envelope]:
+        if isinstance(decision, Reject):
+            await self.store.record_rejection(decision.record)
+            self.log.warning(
+                "event rejected", extra={"subject": decision.subject, "reason": str(decision.error)}
+            )
+            tenant = log_context.get().get("tenant", "")
+            metrics.EVENTS_DENIED.labels(tenant, metrics.DENIED_INVALID).inc()
+            raise decision.error
+        run = decision.run
+        if isinstance(decision, Deny):
+            if not await self.store.deny_run(run, decision.denied, cause=run["id"]):
+                return await self.store.events_caused_by(run["id"])
+            metrics.EVENTS_DENIED.labels(decision.incoming.tenant, decision.why).inc()
+            self.log.warning(
+                "trigger denied",
+                extra={
+                    "run_id": run["id"],
+                    "actor": run["actor"],
+                    "subject": decision.incoming.subject,
+                    "policy_ids": run["policy_ids"],
+                    "reason": run["reason"],
+                },
+            )
+            return [decision.denied]
+        if not await self.store.accept_run(run, decision.accepted, cause=run["id"]):
+            # a duplicate: re-announce what the first copy caused (the bus drops repeats)
+            return await self.store.events_caused_by(run["id"])
+        return [decision.accepted]
+
+
+def deny(
+    incoming: core.IncomingEvent,
+    actor: str,
+    reason: str,
+    policy_ids: list[str],
+    now: datetime,
+    key: str | None,
+    *,
+    why: str,
+) -> Deny:
+    """The trigger as a Denied run; nothing of it runs."""
+    run, denied = core.deny(incoming, actor=actor, reason=reason, policy_ids=policy_ids, now=now)
+    run["actor_key"] = key  # the key the event named (verified or not): for the audit
+    return Deny(incoming, run, denied, why)
+
+
+DECLARATION = Declaration(
+    name="ingest",
+    handler=IngestHandler,
+    source="publishers",
+    consumes=None,
+    concurrency=16,
+    emits=(RunAccepted.TYPE, RunDenied.TYPE),
+    decides_triggers=True,
+)

@@ -5,13 +5,12 @@ its tenant. From stage to stage the stage executor drives the run itself."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from opentelemetry.trace import Span
-
 from functions.planner import core
+from functions.planner.ports import PlannerStore
 from functions.planner.queue import RunQueue
-from stratum.clock import utc_now
 from stratum.errors import RetryableError, UnknownRunError
 from stratum.events import (
     Envelope,
@@ -25,9 +24,9 @@ from stratum.events import (
     RunRejected,
     RunSucceeded,
 )
+from stratum.graph import ActionGraph
 from stratum.graph.registry import GraphRegistry
-from stratum.runs.tenant_limits import TenantLimits
-from stratum.runtime import Function, FunctionContext, Inbound, run_key
+from stratum.runtime import Declaration, Dependencies, Inbound, run_key
 from stratum.store import AtLimitError, StaleWriteError
 from stratum.telemetry import tracing
 
@@ -37,112 +36,155 @@ ADMISSION_TRIES = 3
 ENDED = (RunSucceeded.TYPE, RunCompensated.TYPE, RunFailed.TYPE)
 
 
-def build(
-    ctx: FunctionContext, graphs: GraphRegistry, limits: TenantLimits | None = None
-) -> Function:
-    queue = RunQueue(ctx.store, limits or TenantLimits())
+@dataclass(frozen=True)
+class ToPlan:
+    """A run to plan: its `run.accepted` (for an admitted run, read back from the store,
+    so that what planning causes is recorded as caused by that event) and the graph."""
 
-    async def on_accepted(event: Envelope, now: datetime) -> Sequence[Envelope]:
-        accepted = event.payload(RunAccepted)
-        with tracing.span("plan", {"stratum.topic": accepted.topic}) as planning:
-            return await plan(event, accepted, now, planning)
+    accepted: Envelope
+    graph: ActionGraph | None
+    graph_error: str | None
+    admitted: bool = False
 
-    async def plan(
-        event: Envelope, accepted: RunAccepted, now: datetime, planning: Span
-    ) -> Sequence[Envelope]:
-        graph = graphs.current
-        decision = core.on_accepted(event, accepted.topic, graph, graphs.error, now)
-        if isinstance(decision, core.Rejected):
-            tracing.failed(planning, decision.error)
-            await ctx.store.reject_run(event.runid, decision.error, decision.events, event.id)
-            return decision.events
-        assert graph is not None
-        planning.set_attribute("stratum.graph.version", decision.graph_version)
-        planning.set_attribute("stratum.stages", len(decision.stages))
-        await graphs.remember(graph)
-        async with queue.turn(event.tenant):
-            waiting = await store_or_queue(event, decision, now)
+
+@dataclass(frozen=True)
+class Plan:
+    accepted: Envelope
+    outcome: core.Planned | core.Rejected
+    graph: ActionGraph | None
+    admitted: bool
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Wake:
+    """A run ended: its tenant's oldest queued runs that now fit are admitted."""
+
+    ended: Envelope
+    now: datetime
+
+
+class Ignore:
+    """A `run.failed` that a saga follows: the saga ends the run."""
+
+
+PlannerDecision = Plan | Wake | Ignore
+
+
+class PlannerHandler:
+    def __init__(self, dependencies: Dependencies) -> None:
+        self.store: PlannerStore = dependencies.store
+        self.graphs: GraphRegistry = dependencies.graph_registry()
+        self.queue = RunQueue(dependencies.store, dependencies.settings.tenant_limits)
+        self.log = dependencies.log
+
+    def parse(self, inbound: Inbound) -> Envelope:
+        return Envelope.from_bytes(inbound.body)
+
+    async def load(self, event: Envelope) -> ToPlan | None:
+        if event.type == RunAccepted.TYPE:
+            return ToPlan(event, self.graphs.current, self.graphs.error)
+        if event.type != RunAdmitted.TYPE:
+            return None
+        # a queued run's turn: plan it as its `run.accepted` asked
+        found = await self.store.last_event_of(event.runid, [RunAccepted.TYPE])
+        if found is None:
+            raise UnknownRunError(f"event {event.id} admits run {event.runid}, which has none")
+        accepted, trace = found
+        tracing.adopt(trace)  # the admitted run's own trace, not the ender's
+        return ToPlan(accepted, self.graphs.current, self.graphs.error, admitted=True)
+
+    def decide(self, event: Envelope, state: ToPlan | None, now: datetime) -> PlannerDecision:
+        if state is not None:
+            accepted = state.accepted
+            topic = accepted.payload(RunAccepted).topic
+            outcome = core.on_accepted(accepted, topic, state.graph, state.graph_error, now)
+            return Plan(accepted, outcome, state.graph, state.admitted, now)
+        if core.ends_run(event):
+            return Wake(event, now)
+        return Ignore()
+
+    async def commit(self, decision: PlannerDecision) -> Sequence[Envelope]:
+        if isinstance(decision, Wake):
+            return await self.queue.wake(decision.ended, decision.now)
+        if isinstance(decision, Ignore):
+            return []
+        try:
+            return await self.plan(decision)
+        except StaleWriteError:
+            if not decision.admitted:
+                raise  # the runner re-announces what this message caused
+            # planned already (by an earlier delivery or admission): announce that plan
+            return await self.store.events_caused_by(decision.accepted.id)
+
+    async def plan(self, decision: Plan) -> Sequence[Envelope]:
+        accepted, outcome = decision.accepted, decision.outcome
+        topic = accepted.payload(RunAccepted).topic
+        with tracing.span("plan", {"stratum.topic": topic}) as planning:
+            if isinstance(outcome, core.Rejected):
+                tracing.failed(planning, outcome.error)
+                await self.store.reject_run(
+                    accepted.runid, outcome.error, outcome.events, accepted.id
+                )
+                return outcome.events
+            assert decision.graph is not None
+            planning.set_attribute("stratum.graph.version", outcome.graph_version)
+            planning.set_attribute("stratum.stages", len(outcome.stages))
+            await self.graphs.remember(decision.graph)
+            async with self.queue.turn(accepted.tenant):
+                waiting = await self.store_or_queue(accepted, outcome, decision.now)
         if waiting is not None:
-            ctx.log.info(
+            self.log.info(
                 "run queued: its tenant is at its concurrent-run limit",
-                extra={"run_id": event.runid, "tenant": event.tenant},
+                extra={"run_id": accepted.runid, "tenant": accepted.tenant},
             )
             return waiting
-        ctx.log.info(
+        self.log.info(
             "run planned",
-            extra={"graph_version": decision.graph_version, "stages": len(decision.stages)},
+            extra={"graph_version": outcome.graph_version, "stages": len(outcome.stages)},
         )
-        return decision.events
+        return outcome.events
 
     async def store_or_queue(
-        event: Envelope, decision: core.Planned, now: datetime
+        self, accepted: Envelope, planned: core.Planned, now: datetime
     ) -> list[Envelope] | None:
         """Inside the tenant's turn: store the plan while the tenant is under its limit
         (checked in the plan's own transaction), else queue the run and return what that
         announces."""
         for _ in range(ADMISSION_TRIES):
             try:
-                await ctx.store.record_plan(
-                    event.runid,
-                    graph_version=decision.graph_version,
-                    stages=decision.stages,
-                    stage_links=decision.links,
-                    events=decision.events,
-                    cause=event.id,
-                    tenant=event.tenant,
-                    limit=queue.limit(event.tenant),
+                await self.store.record_plan(
+                    accepted.runid,
+                    graph_version=planned.graph_version,
+                    stages=planned.stages,
+                    stage_links=planned.links,
+                    events=planned.events,
+                    cause=accepted.id,
+                    tenant=accepted.tenant,
+                    limit=self.queue.limit(accepted.tenant),
                 )
                 return None
             except AtLimitError:
-                waiting = await queue.queue_if_full(event, now)
+                waiting = await self.queue.queue_if_full(accepted, now)
                 if waiting is not None:
                     return waiting
                 # a slot came free meanwhile (a run of another process ended): again
-        raise RetryableError(f"tenant {event.tenant}'s load kept changing")
+        raise RetryableError(f"tenant {accepted.tenant}'s load kept changing")
 
-    async def on_admitted(event: Envelope, now: datetime) -> Sequence[Envelope]:
-        """A queued run's turn: plan it as its `run.accepted` asked, so that what it
-        causes is recorded as caused by that event (which the watchdog drives again)."""
-        found = await ctx.store.last_event_of(event.runid, [RunAccepted.TYPE])
-        if found is None:
-            raise UnknownRunError(f"event {event.id} admits run {event.runid}, which has none")
-        accepted, trace = found
-        tracing.adopt(trace)  # the admitted run's own trace, not the ender's
-        try:
-            return await on_accepted(accepted, now)
-        except StaleWriteError:
-            # planned already (by an earlier delivery or admission): announce that plan
-            return await ctx.store.events_caused_by(accepted.id)
 
-    async def handle(inbound: Inbound) -> Sequence[Envelope]:
-        event = Envelope.from_bytes(inbound.body)
-        now = utc_now()
-        if event.type == RunAccepted.TYPE:
-            return await on_accepted(event, now)
-        if event.type == RunAdmitted.TYPE:
-            return await on_admitted(event, now)
-        if core.ends_run(event):
-            return await queue.wake(event, now)
-        return []  # a run.failed that a saga follows: the saga ends the run
-
-    subjects = ctx.subjects
-    return Function(
-        name="planner",
-        stream=subjects.runs_stream,
-        subjects=(
-            subjects.internal(RunAccepted.TYPE),
-            subjects.internal(RunAdmitted.TYPE),
-            *(subjects.internal(kind) for kind in ENDED),
-        ),
-        handle=handle,
-        key=run_key,
-        ends_runs=True,
-        concurrency=16,
-        emits=(
-            RunPlanned.TYPE,
-            ExecuteStage.TYPE,
-            RunRejected.TYPE,
-            RunQueued.TYPE,
-            RunAdmitted.TYPE,
-        ),
-    )
+DECLARATION = Declaration(
+    name="planner",
+    handler=PlannerHandler,
+    consumes=(RunAccepted.TYPE, RunAdmitted.TYPE, *ENDED),
+    emits=(
+        RunPlanned.TYPE,
+        ExecuteStage.TYPE,
+        RunRejected.TYPE,
+        RunQueued.TYPE,
+        RunAdmitted.TYPE,
+    ),
+    key=run_key,
+    ends_runs=True,
+    concurrency=16,
+    reads_graph=True,
+)

@@ -22,10 +22,11 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 from functions.planner import core
+from functions.planner.ports import QueueStore
 from stratum.events import Envelope
 from stratum.keyed_lock import KeyedLocks
 from stratum.runs.tenant_limits import TenantLimits
-from stratum.store import RunStore, StaleWriteError
+from stratum.store import StaleWriteError
 
 # shared by every planner instance of the process
 TENANT_LOCKS = KeyedLocks()
@@ -36,7 +37,7 @@ WAKE_BATCH = 64
 class RunQueue:
     """Admission of runs against their tenant's `max_concurrent_runs`."""
 
-    def __init__(self, store: RunStore, limits: TenantLimits) -> None:
+    def __init__(self, store: QueueStore, limits: TenantLimits) -> None:
         self._store = store
         self._limits = limits
 

@@ -7,13 +7,15 @@ import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from functions.projector import core
+from functions.projector.ports import ProjectorStore
 from stratum.events import Envelope
 from stratum.keyed_lock import KeyedLocks
-from stratum.runtime import Function, FunctionContext, Inbound
-from stratum.store import RunStore, StaleWriteError, ViewWrite
+from stratum.runtime import Declaration, Dependencies, Inbound
+from stratum.store import StaleWriteError, ViewWrite
 from stratum.telemetry import metrics, tracing
 
 CACHED_VIEWS = 2048
@@ -52,7 +54,7 @@ class Projector:
     """
 
     def __init__(
-        self, store: RunStore, *, coalesce: float = COALESCE_SECONDS, versioned: bool = True
+        self, store: ProjectorStore, *, coalesce: float = COALESCE_SECONDS, versioned: bool = True
     ) -> None:
         self.store = store
         self.coalesce = coalesce
@@ -208,16 +210,37 @@ def _clean(stored: dict[str, object]) -> dict[str, object]:
     return {key: value for key, value in stored.items() if key != "_id"}
 
 
-def build(ctx: FunctionContext, projector: Projector) -> Function:
-    async def handle(inbound: Inbound) -> Sequence[Envelope]:
-        await projector.project(Envelope.from_bytes(inbound.body), tracing.trace_id())
-        return []
+@dataclass(frozen=True)
+class ProjectedEvent:
+    event: Envelope
+    trace_id: str
 
-    return Function(
-        name="projector",
-        stream=ctx.subjects.runs_stream,
-        subjects=ctx.subjects.internal_wildcards,
-        handle=handle,
-        key=None,  # the projector orders a run's events itself (and writes them together)
-        concurrency=128,
-    )
+
+class ProjectorHandler:
+    """Every run event folds into its run's view; the fold and the batched write are the
+    projector's (`Projector.project`), so `commit` is where its one transaction happens."""
+
+    def __init__(self, dependencies: Dependencies) -> None:
+        self.projections = dependencies.projections or Projector(dependencies.store)
+
+    def parse(self, inbound: Inbound) -> ProjectedEvent:
+        return ProjectedEvent(Envelope.from_bytes(inbound.body), tracing.trace_id())
+
+    async def load(self, event: ProjectedEvent) -> None:
+        return None  # the view is the projector's (cached, or read as it folds)
+
+    def decide(self, event: ProjectedEvent, state: None, now: datetime) -> ProjectedEvent:
+        return event
+
+    async def commit(self, decision: ProjectedEvent) -> Sequence[Envelope]:
+        await self.projections.project(decision.event, decision.trace_id)
+        return []  # it announces nothing
+
+
+DECLARATION = Declaration(
+    name="projector",
+    handler=ProjectorHandler,
+    consumes=None,  # every run event
+    key=None,  # the projector orders a run's events itself (and writes them together)
+    concurrency=128,
+)

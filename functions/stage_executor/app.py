@@ -14,9 +14,14 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from functions.stage_executor import core
+from functions.stage_executor.ports import StageStore
 from stratum.clock import utc_now
+from stratum.config import Settings
 from stratum.events import (
     CompensateRun,
     Envelope,
@@ -29,152 +34,236 @@ from stratum.events import (
     StageCompleted,
     StageFailed,
 )
-from stratum.executor import ExecutorConfig, NodeOutcome, run_stage
+from stratum.executor import ExecutorConfig, NodeOutcome, StageOutcome, run_stage
+from stratum.graph import ActionGraph
 from stratum.graph.registry import GraphRegistry
 from stratum.runs.status import RunStatus
-from stratum.runtime import Function, FunctionContext, Inbound, run_key
+from stratum.runtime import Declaration, Dependencies, Inbound, run_key
 from stratum.runtime.faults import crash_point
+from stratum.runtime.publisher import Announcer
 from stratum.store import RunChange
 from stratum.telemetry import metrics, tracing
 
 
-def build(ctx: FunctionContext, graphs: GraphRegistry, config: ExecutorConfig) -> Function:
-    async def handle(inbound: Inbound) -> Sequence[Envelope]:
+@dataclass(frozen=True)
+class StageCommand:
+    """An `execute stage` command, and the tag its node events carry for this execution."""
+
+    command: Envelope
+    order: ExecuteStage
+    tag: str
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What the stage's nodes did, with what `begin_stage` read of the run."""
+
+    run: dict[str, Any]
+    capabilities: dict[str, Any]
+    executions: dict[str, dict[str, Any]]
+    graph: ActionGraph
+    result: StageOutcome
+    lease: str
+    # the node that ended last: written with the stage's result, in one transaction
+    last: NodeOutcome | None
+
+
+@dataclass(frozen=True)
+class StageEnd:
+    """The stage's result and what it does to the run, stored together."""
+
+    command: Envelope
+    stage: int
+    status: str
+    events: list[Envelope]
+    lease: str
+    last_node: tuple[str, dict[str, Any], dict[str, Any]] | None
+    step: core.RunStep
+
+
+@dataclass
+class NodeRecorder:
+    """Records each node as it ends (DB, then its event), but the stage's last one, which
+    is stored with the stage's result (`StageRun.last`)."""
+
+    store: StageStore
+    publisher: Announcer
+    log: logging.Logger
+    command: Envelope
+    tag: str
+    lease: str
+    unrecorded: int
+    last: list[NodeOutcome] = field(default_factory=list)
+
+    async def __call__(self, outcome: NodeOutcome) -> None:
+        command = self.command
+        seconds = (outcome.finished_at - outcome.started_at).total_seconds()
+        metrics.NODE_DURATION.labels(command.tenant, outcome.node_id, outcome.status).observe(
+            seconds
+        )
+        self.log.log(
+            logging.INFO if outcome.status == "succeeded" else logging.WARNING,
+            f"node {outcome.node_id} {outcome.status}",
+            extra={
+                "node": outcome.node_id,
+                "status": outcome.status,
+                "attempts": len(outcome.attempts),
+                "duration_ms": round(seconds * 1000, 1),
+                "error": outcome.error,
+            },
+        )
+        self.unrecorded -= 1
+        if self.unrecorded == 0:
+            self.last.append(outcome)
+            return
+        stage = command.payload(ExecuteStage).stage
+        node_record, event = core.finished(command, stage, outcome, self.tag)
+        await self.store.finish_node(
+            command.runid,
+            outcome.node_id,
+            node_record,
+            outcome.outputs,
+            [event],
+            command.id,
+            self.lease,
+        )
+        await self.publisher.publish(event)
+        crash_point("stage-executor.node-recorded")  # siblings may still be running
+
+
+class StageExecutorHandler:
+    def __init__(self, dependencies: Dependencies) -> None:
+        self.store: StageStore = dependencies.store
+        self.graphs: GraphRegistry = dependencies.graph_registry()
+        self.config: ExecutorConfig = dependencies.executor_config()
+        self.publisher = dependencies.publisher
+        self.log = dependencies.log
+
+    def parse(self, inbound: Inbound) -> StageCommand:
         command = Envelope.from_bytes(inbound.body)
-        order = command.payload(ExecuteStage)
+        tag = core.execution_tag(
+            command.id, inbound.headers.get("Nats-Msg-Id", ""), inbound.delivery
+        )
+        return StageCommand(command, command.payload(ExecuteStage), tag)
+
+    async def load(self, event: StageCommand) -> StageRun:
+        """Begin the stage and run its nodes: the state its end is decided from."""
+        order = event.order
         with tracing.span(
             f"stage {order.stage}",
             {"stratum.stage": order.stage, "stratum.stage.nodes": len(order.nodes)},
         ) as span:
-            events = await execute(inbound, command, order)
-            if any(event.type == StageFailed.TYPE for event in events):
+            ran = await self.run_nodes(event)
+            if ran.result.failed:
                 tracing.failed(span, "a node failed")
-            return events
+            return ran
 
-    async def execute(
-        inbound: Inbound, command: Envelope, order: ExecuteStage
-    ) -> Sequence[Envelope]:
-        run_id, stage = command.runid, order.stage
+    async def run_nodes(self, event: StageCommand) -> StageRun:
+        command, stage, tag = event.command, event.order.stage, event.tag
+        run_id = command.runid
         # one transaction checks the stage may start, marks it and its pending nodes
         # started under this execution's lease, and reads what they need; a stage that
         # already ended is stale
         lease = uuid.uuid4().hex
-        tag = core.execution_tag(
-            command.id, inbound.headers.get("Nats-Msg-Id", ""), inbound.delivery
+        every_start = core.started(command, stage, event.order.nodes, utc_now(), tag)
+        run, capabilities, todo, executions = await self.store.begin_stage(
+            run_id, stage, event.order.nodes, every_start, command.id, lease
         )
-        every_start = core.started(command, stage, order.nodes, utc_now(), tag)
-        run, capabilities, todo, executions = await ctx.store.begin_stage(
-            run_id, stage, order.nodes, every_start, command.id, lease
-        )
-        started = [event for event in every_start if event.data["node"] in todo]
-        await asyncio.gather(*(ctx.publisher.publish(event) for event in started))
-        graph = await graphs.version(run["graph_version"])
+        started = [start for start in every_start if start.data["node"] in todo]
+        await asyncio.gather(*(self.publisher.publish(start) for start in started))
+        graph = await self.graphs.version(run["graph_version"])
 
         nodes = [graph.nodes[node] for node in todo]
         payloads = {node.id: core.node_payload(run, node, capabilities) for node in nodes}
         first_attempts = {
             node.id: core.first_attempt(todo[node.id], node.retries.max) for node in nodes
         }
-        execution = config.context(run_id, command.tenant, stage)
-
-        unrecorded = len(nodes)
-        last: list[NodeOutcome] = []
-
-        async def record(outcome: NodeOutcome) -> None:
-            nonlocal unrecorded
-            seconds = (outcome.finished_at - outcome.started_at).total_seconds()
-            metrics.NODE_DURATION.labels(command.tenant, outcome.node_id, outcome.status).observe(
-                seconds
-            )
-            ctx.log.log(
-                logging.INFO if outcome.status == "succeeded" else logging.WARNING,
-                f"node {outcome.node_id} {outcome.status}",
-                extra={
-                    "node": outcome.node_id,
-                    "status": outcome.status,
-                    "attempts": len(outcome.attempts),
-                    "duration_ms": round(seconds * 1000, 1),
-                    "error": outcome.error,
-                },
-            )
-            unrecorded -= 1
-            if unrecorded == 0:
-                last.append(outcome)  # written with the stage's result, in one transaction
-                return
-            node_record, event = core.finished(command, stage, outcome, tag)
-            await ctx.store.finish_node(
-                run_id, outcome.node_id, node_record, outcome.outputs, [event], command.id, lease
-            )
-            await ctx.publisher.publish(event)
-            crash_point("stage-executor.node-recorded")  # siblings may still be running
-
+        recorder = NodeRecorder(
+            self.store, self.publisher, self.log, command, tag, lease, unrecorded=len(nodes)
+        )
         metrics.STAGE_FANOUT.labels(command.tenant).observe(len(nodes))
         crash_point("stage-executor.nodes-starting")  # marked started, no script runs yet
         result = await run_stage(
             nodes,
             payloads,
             graph.schemas,
-            execution,
-            on_node_done=record,
+            self.config.context(run_id, command.tenant, stage),
+            on_node_done=recorder,
             first_attempts=first_attempts,
-            credentials=config.credentials,
+            credentials=self.config.credentials,
         )
-        now = utc_now()
-        final = core.stage_result(command, stage, order.nodes, result.nodes, now)
-        status = "Failed" if result.failed else "Succeeded"
-        for outcome in result.nodes:
+        last = recorder.last[0] if recorder.last else None
+        return StageRun(run, capabilities, executions, graph, result, lease, last)
+
+    def decide(self, event: StageCommand, state: StageRun, now: datetime) -> StageEnd:
+        command, stage = event.command, event.order.stage
+        outcomes = state.result.nodes
+        final = core.stage_result(command, stage, event.order.nodes, outcomes, now)
+        executions = dict(state.executions)
+        capabilities = dict(state.capabilities)
+        for outcome in outcomes:
             executions[outcome.node_id] = {"stage": stage, "status": outcome.status}
             capabilities |= outcome.outputs
-        step = core.after_stage(final, run["plan"], executions, capabilities, graph, now)
+        step = core.after_stage(
+            final, state.run["plan"], executions, capabilities, state.graph, now
+        )
         events = [final, *step.events]
         last_node = None
-        if last:
-            node_record, node_event = core.finished(command, stage, last[0], tag)
-            last_node = (last[0].node_id, node_record, last[0].outputs)
+        if state.last is not None:
+            node_record, node_event = core.finished(command, stage, state.last, event.tag)
+            last_node = (state.last.node_id, node_record, state.last.outputs)
             events.insert(0, node_event)
-        await ctx.store.finish_stage(
-            run_id,
-            stage,
-            status,
-            events,
-            command.id,
-            lease=lease,
-            last_node=last_node,
-            then=run_change(step),
-        )
-        log_step(stage, step)
-        return events
+        status = "Failed" if state.result.failed else "Succeeded"
+        return StageEnd(command, stage, status, events, state.lease, last_node, step)
 
-    def log_step(stage: int, step: core.RunStep) -> None:
+    async def commit(self, decision: StageEnd) -> Sequence[Envelope]:
+        await self.store.finish_stage(
+            decision.command.runid,
+            decision.stage,
+            decision.status,
+            decision.events,
+            decision.command.id,
+            lease=decision.lease,
+            last_node=decision.last_node,
+            then=run_change(decision.step),
+        )
+        step = decision.step
         if step.kind == "succeed":
-            ctx.log.info("run succeeded")
+            self.log.info("run succeeded")
         elif step.kind == "fail":
-            ctx.log.warning(
-                f"run failed at stage {stage}; "
+            self.log.warning(
+                f"run failed at stage {decision.stage}; "
                 + (f"compensating {', '.join(step.undo)}" if step.undo else "nothing to undo"),
                 extra={"error": step.error},
             )
+        return decision.events
 
-    return Function(
-        name="stage-executor",
-        stream=ctx.subjects.runs_stream,
-        subjects=(ctx.subjects.internal(ExecuteStage.TYPE),),
-        handle=handle,
-        key=run_key,
-        ends_runs=True,
-        concurrency=config.concurrency,
-        emits=(
-            NodeStarted.TYPE,
-            NodeSucceeded.TYPE,
-            NodeFailed.TYPE,
-            StageCompleted.TYPE,
-            StageFailed.TYPE,
-            ExecuteStage.TYPE,
-            RunSucceeded.TYPE,
-            RunFailed.TYPE,
-            CompensateRun.TYPE,
-        ),
-    )
+
+def stage_concurrency(settings: Settings) -> int:
+    return settings.stage_concurrency
+
+
+DECLARATION = Declaration(
+    name="stage-executor",
+    handler=StageExecutorHandler,
+    consumes=(ExecuteStage.TYPE,),
+    emits=(
+        NodeStarted.TYPE,
+        NodeSucceeded.TYPE,
+        NodeFailed.TYPE,
+        StageCompleted.TYPE,
+        StageFailed.TYPE,
+        ExecuteStage.TYPE,
+        RunSucceeded.TYPE,
+        RunFailed.TYPE,
+        CompensateRun.TYPE,
+    ),
+    key=run_key,
+    ends_runs=True,
+    concurrency=stage_concurrency,
+    reads_graph=True,
+    runs_scripts=True,
+)
 
 
 def run_change(step: core.RunStep) -> RunChange:

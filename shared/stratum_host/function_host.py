@@ -10,109 +10,34 @@ import logging
 import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from functions.compensator import app as compensator
-from functions.ingest import app as ingest
-from functions.planner import app as planner
-from functions.projector import app as projector
-from functions.stage_executor import app as stage_executor
 from stratum.authz import PolicyRegistry
 from stratum.bus.subjects import Subjects
 from stratum.config import Settings
-from stratum.errors import ConfigError, PolicyError
+from stratum.errors import PolicyError
 from stratum.executor import ExecutorConfig, curated_path, sweep_orphans
 from stratum.graph.registry import GraphRegistry
-from stratum.runtime import Function, FunctionContext
+from stratum.runtime import Dependencies, Function
 from stratum.runtime.http_adapter import FunctionEndpoint, SinkPublisher
 from stratum.runtime.jetstream import durable_name
 from stratum.runtime.publisher import Announcer
 from stratum.store import Database, RunStore
 from stratum.telemetry import tracing
 from stratum.telemetry.health import LoadState, unready
-from stratum.trust.publisher_auth import SignatureRules
+from stratum_host.registry import FUNCTION_NAMES, chosen
 
 if TYPE_CHECKING:
     from stratum.secrets import SecretStore
 
 log = logging.getLogger("stratum")
-FUNCTION_NAMES = ("ingest", "planner", "stage-executor", "compensator", "projector")
-# what runs scripts needs the secret store and an executor; who decides triggers, policies
-RUNS_SCRIPTS = frozenset({"stage-executor", "compensator"})
-# who plans or runs nodes reads the graph
-READS_GRAPH = frozenset({"planner", "stage-executor", "compensator"})
 
 
 def build_functions(
-    ctx: FunctionContext,
-    settings: Settings,
-    *,
-    graphs: GraphRegistry,
-    policies: PolicyRegistry | None,
-    executor: ExecutorConfig | None,
-    projections: projector.Projector | None = None,
-    names: Collection[str] = FUNCTION_NAMES,
+    dependencies: Dependencies, names: Collection[str] = FUNCTION_NAMES
 ) -> list[Function]:
-    """The functions named (all five by default, in pipeline order) on `ctx`."""
-    unknown = sorted(set(names) - set(FUNCTION_NAMES))
-    if unknown:
-        raise ConfigError(f"unknown function(s) {', '.join(unknown)}; one of {FUNCTION_NAMES}")
-    built: list[Function] = []
-    for name in (name for name in FUNCTION_NAMES if name in names):
-        if name == "ingest":
-            assert policies is not None, "ingest decides triggers with the policies"
-            rules = SignatureRules(settings.require_signatures, settings.signature_window)
-            built.append(ingest.build(ctx, policies, settings.tenant_limits, rules))
-        elif name == "planner":
-            built.append(planner.build(ctx, graphs, settings.tenant_limits))
-        elif name == "projector":
-            built.append(projector.build(ctx, projections or projector.Projector(ctx.store)))
-        else:
-            assert executor is not None, f"{name} runs scripts with an executor"
-            build = stage_executor.build if name == "stage-executor" else compensator.build
-            built.append(build(ctx, graphs, executor))
-    return built
-
-
-class _Silent:
-    """A publisher for functions that are only read, never run."""
-
-    def __init__(self, subjects: Subjects) -> None:
-        self.subjects = subjects
-
-    async def publish(self, event: object) -> None:
-        raise RuntimeError("a declared function does not run")
-
-    async def publish_all(self, events: object) -> None:
-        raise RuntimeError("a declared function does not run")
-
-
-def declared_functions(settings: Settings, subjects: Subjects) -> list[Function]:
-    """The five Functions as the server builds them, for their declarations only (name,
-    stream, subjects, what they emit): nothing is opened and no handler may run. What
-    deployment files are written from (`stratum nats config`, deploy/knative)."""
-    ctx = FunctionContext(
-        None,  # type: ignore[arg-type]
-        subjects,
-        _Silent(subjects),
-        logging.getLogger("stratum.declared"),
-    )
-    executor = ExecutorConfig(
-        data_dir=settings.data_dir,
-        workdir=settings.root,
-        nu_bin=Path("nu"),
-        nu_path="",
-        kill_grace=settings.kill_grace,
-        concurrency=settings.stage_concurrency,
-    )
-    return build_functions(
-        ctx,
-        settings,
-        graphs=None,  # type: ignore[arg-type]
-        policies=PolicyRegistry(settings.policies),
-        executor=executor,
-    )
+    """The functions named (all by default, in pipeline order), built on `dependencies`."""
+    return [declaration.bind(dependencies) for declaration in chosen(names)]
 
 
 async def open_database(settings: Settings) -> Database:
@@ -174,10 +99,8 @@ class FunctionHost:
     @classmethod
     async def open(cls, settings: Settings, names: Collection[str]) -> FunctionHost:
         s = settings
-        wanted = tuple(name for name in FUNCTION_NAMES if name in names)
-        if len(wanted) != len(set(names)):
-            unknown = sorted(set(names) - set(FUNCTION_NAMES))
-            raise ConfigError(f"unknown function(s) {', '.join(unknown)}; one of {FUNCTION_NAMES}")
+        declarations = chosen(names)
+        wanted = tuple(declaration.name for declaration in declarations)
         tracing.setup_from_env()  # OTEL_* decide, as for `stratum up`
         s.data_dir.mkdir(parents=True, exist_ok=True)
         database = await open_database(s)
@@ -193,11 +116,11 @@ class FunctionHost:
         try:
             await store.ensure_schema()
             host.graphs.reload()
-            if "ingest" in wanted:
+            if any(declaration.decides_triggers for declaration in declarations):
                 host.policies = PolicyRegistry(s.policies)
                 if not host.policies.reload():
                     raise PolicyError(host.policies.error or f"no policies in {s.policies}")
-            if RUNS_SCRIPTS & set(wanted):
+            if any(declaration.runs_scripts for declaration in declarations):
                 from stratum.secrets import SecretStore
 
                 kill_orphans(s)
@@ -217,17 +140,17 @@ class FunctionHost:
         self, announcer: Announcer, names: Collection[str] | None = None
     ) -> list[Function]:
         """The named functions (the host's by default), announcing on `announcer`."""
-        ctx = FunctionContext(
-            self.store, self.subjects, announcer, logging.getLogger("stratum.functions")
-        )
-        return build_functions(
-            ctx,
+        dependencies = Dependencies(
+            self.store,
+            self.subjects,
+            announcer,
+            logging.getLogger("stratum.functions"),
             self.settings,
             graphs=self.graphs,
             policies=self.policies,
             executor=self.executor,
-            names=self.names if names is None else names,
         )
+        return build_functions(dependencies, self.names if names is None else names)
 
     def endpoint(self, name: str, sink: str) -> FunctionEndpoint:
         """Function `name` as a CloudEvents HTTP endpoint whose further events go to
@@ -248,8 +171,9 @@ class FunctionHost:
     def loaded(self, name: str) -> dict[str, LoadState]:
         """What function `name` reads that a failed load can leave degraded: the
         definitions for those that plan or run nodes, the policies for ingest."""
-        parts = {"definitions": self.graphs.health()} if name in READS_GRAPH else {}
-        if name == "ingest":
+        [declaration] = chosen([name])
+        parts = {"definitions": self.graphs.health()} if declaration.reads_graph else {}
+        if declaration.decides_triggers:
             no_policies = LoadState(degraded=True, error="no policies loaded")
             parts["policies"] = self.policies.health() if self.policies else no_policies
         return parts

@@ -29,7 +29,7 @@ from stratum.config import Settings
 from stratum.errors import DependencyUnavailableError, PolicyError
 from stratum.executor import ExecutorConfig
 from stratum.graph.registry import GraphRegistry
-from stratum.runtime import FunctionContext, JetStreamRunner, Publisher, ensure_streams
+from stratum.runtime import Dependencies, JetStreamRunner, Publisher, ensure_streams
 from stratum.runtime.jetstream import durable_name, record_queue_depths
 from stratum.store import Database, RunStore
 from stratum.telemetry import tracing
@@ -42,6 +42,7 @@ from stratum_host.function_host import (
     kill_orphans,
     open_database,
 )
+from stratum_host.registry import FUNCTION_NAMES
 from stratum_host.watchdog import Watchdog
 
 if TYPE_CHECKING:  # hvac costs ~0.1 s to import: not for CLI commands that only read
@@ -68,7 +69,7 @@ class StratumServer:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     watchdog: Watchdog | None = None
     secrets: SecretStore | None = None
-    _context: FunctionContext = field(init=False)
+    _publisher: Publisher = field(init=False)
     _executor: ExecutorConfig = field(init=False)
 
     async def start(self, *, http: bool = True) -> None:
@@ -89,7 +90,7 @@ class StratumServer:
         )
 
         await ensure_dev_publishers(self.store, s.data_dir, s.dev_publishers)
-        self.transport = Transport(s, self.subjects, self.store)
+        self.transport = Transport(s, self.subjects, self.store, FUNCTION_NAMES)
         await self.transport.start()
         self.nats_url = self.transport.url
         js = self.transport.core.jetstream()
@@ -110,9 +111,7 @@ class StratumServer:
             await self._start_http()
 
         publisher = Publisher(js, self.subjects)
-        self._context = FunctionContext(
-            self.store, self.subjects, publisher, logging.getLogger("stratum.functions")
-        )
+        self._publisher = publisher
         self._executor = executor_config(s, self.secrets)
         await self.add_instance(self.projections)
         if s.watchdog_interval > 0:
@@ -132,14 +131,18 @@ class StratumServer:
         a second call adds an instance of every function beside the first (with its own
         projector cache), as another process would: they share the work (queue semantics)
         and must not lose each other's updates."""
-        functions = build_functions(
-            self._context,
+        dependencies = Dependencies(
+            self.store,
+            self.subjects,
+            self._publisher,
+            logging.getLogger("stratum.functions"),
             self.settings,
             graphs=self.graphs,
             policies=self.policies,
             executor=self._executor,
             projections=projections,
         )
+        functions = build_functions(dependencies)
         prefix = self.settings.subject_prefix.replace(".", "-")
         await self.transport.admit((f, durable_name(prefix, f)) for f in functions)
         for function in functions:

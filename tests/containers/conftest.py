@@ -25,7 +25,7 @@ from stratum.bus.local_server import free_port
 from stratum.bus.subjects import Subjects
 from stratum.secrets import SecretBroker, load_seed, seed
 from stratum.secrets.dev_server import bao_binary
-from stratum_host.function_host import declared_functions
+from stratum_host.registry import placed
 from tests.conftest import make_settings
 from tests.containers.launch import (
     BIN,
@@ -110,7 +110,7 @@ def nats(decision: Decision, tmp_path: Path) -> Iterator[Nats]:
     start = launcher(decision, tmp_path)
     store = tmp_path / "jetstream"
     store.mkdir()
-    functions = declared_functions(make_settings(tmp_path, "", subject_prefix=prefix), subjects)
+    functions = placed(make_settings(tmp_path, "", subject_prefix=prefix), subjects)
     config = write_deployment(
         tmp_path / "nats",
         functions,

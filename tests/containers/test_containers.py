@@ -23,7 +23,7 @@ from stratum.bus.local_server import free_port
 from stratum.bus.nkeys import CORE_IDENTITY
 from stratum.bus.subjects import Subjects
 from stratum.ids import run_id
-from stratum_host.function_host import FUNCTION_NAMES, declared_functions
+from stratum_host.registry import FUNCTION_NAMES, placed
 from tests.conftest import eventually, make_settings
 from tests.containers.conftest import Nats, StartStratum, Stratum
 from tests.e2e.test_pipelines import SAMPLE
@@ -82,7 +82,7 @@ async def test_a_pipeline_runs_with_the_functions_in_the_container(
 ) -> None:
     run = await emit(nats, "crate.push", {"source": SAMPLE})
     result = await finished(stratum, run)
-    assert result["status"] == "Succeeded", (result.get("error"), stratum.telemetry.logs()[-2000:])
+    assert result["status"] == "Succeeded", (result.get("error"), stratum.logs()[-2000:])
     assert [stage["nodes"] for stage in result["stages"]] == [
         ["fmt-crate", "lint-crate"],
         ["build-crate"],
@@ -112,9 +112,9 @@ async def test_a_run_resumes_after_a_hard_restart_of_its_container(
     await asyncio.to_thread(stratum.restart)  # killed mid-node, then started again
 
     result = await finished(stratum, run)
-    assert result["status"] == "Succeeded", (result.get("error"), stratum.telemetry.logs()[-3000:])
+    assert result["status"] == "Succeeded", (result.get("error"), stratum.logs()[-3000:])
     assert result["nodes"]["nap"]["status"] == "succeeded"
-    assert stratum.telemetry.logs().count("Stratum is up") == 2
+    assert stratum.logs().count("Stratum is up") == 2
     async with httpx.AsyncClient(timeout=10) as client:
         listed = (await client.get(f"{stratum.http}/api/runs")).json()["runs"]
     assert [item["run_id"] for item in listed] == [run]  # the same run, not a new one
@@ -125,7 +125,7 @@ async def test_the_knative_adapters_in_the_container_chain_a_pipeline_over_http(
 ) -> None:
     subjects = Subjects(nats.prefix)
     settings = make_settings(tmp_path, "", subject_prefix=nats.prefix)
-    functions = declared_functions(settings, subjects)  # what the Triggers filter on
+    functions = placed(settings, subjects)  # what the Triggers filter on
     async with httpx.AsyncClient(timeout=httpx.Timeout(90.0)) as client:
         broker = Broker(subjects, functions, client)
         server, task, ingress = await serve_app(

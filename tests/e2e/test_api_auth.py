@@ -44,7 +44,7 @@ async def publisher(stratum: Harness, name: str, tenant: str) -> str:
 async def run_of(stratum: Harness, seed: str, tenant: str) -> str:
     """A finished run of `tenant`, triggered by an event `seed` signed."""
     ident = str(uuid.uuid4())
-    subject = stratum.bus.subjects.event(tenant, "crate.push")
+    subject = stratum.subjects.event(tenant, "crate.push")
     body = orjson.dumps(
         {"specversion": "1.0", "id": ident, "source": "ci", "type": "crate.push", "data": {}}
     )

@@ -52,7 +52,7 @@ async def stop_stratum(stratum: Harness) -> None:
 async def publish(stratum: Harness, ident: str, ledger: Ledger, *, msg_id: bool = True) -> None:
     """A publisher's CloudEvent; a careful publisher sets `Nats-Msg-Id` to its id."""
     await stratum.nc.jetstream().publish(
-        stratum.bus.subjects.event("acme", TOPIC),
+        stratum.subjects.event("acme", TOPIC),
         ledger.cloudevent(ident),
         headers={"Nats-Msg-Id": ident} if msg_id else None,
     )

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
     js = stratum.nc.jetstream()
     # the planner and the projector both consume run.succeeded: each gives up on it
     ack = await js.publish(
-        stratum.bus.subjects.internal(RunSucceeded.TYPE),
+        stratum.subjects.internal(RunSucceeded.TYPE),
         GARBAGE,
         headers={
             "Nats-Msg-Id": "garbage-1",
@@ -65,7 +66,7 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
             "Authorization": "Bearer hunter2",
         },
     )
-    await js.publish(stratum.bus.subjects.event("acme", "crate.push"), b"this is not json")
+    await js.publish(stratum.subjects.event("acme", "crate.push"), b"this is not json")
     run = await stratum.emit("crate.push", {"source": SAMPLE})
     assert (await stratum.finished(run))["status"] == "Succeeded"
 
@@ -76,7 +77,7 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
     letters = {letter["function"]: letter for letter in await eventually(three)}
     assert sorted(letters) == ["ingest", "planner", "projector"]
     planner = letters["planner"]
-    assert planner["subject"] == stratum.bus.subjects.internal(RunSucceeded.TYPE)
+    assert planner["subject"] == stratum.subjects.internal(RunSucceeded.TYPE)
     assert (planner["stream"], planner["stream_sequence"]) == (ack.stream, ack.seq)
     assert planner["invalid"] is True and planner["deliveries"] == 1
     assert "InvalidEventError" in planner["error"]
@@ -96,7 +97,7 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
     assert missing.status_code == 404 and missing.json() == {"error": "unknown dead letter dl-nope"}
 
     # announced on the dead-letter subject, in a stream of its own
-    subjects = stratum.bus.subjects
+    subjects = stratum.subjects
     announced = await js.get_last_msg(subjects.dead_stream, subjects.dead("planner"))
     assert announced.data == GARBAGE
     assert announced.headers is not None
@@ -122,7 +123,7 @@ async def test_a_failing_message_is_dead_lettered_after_max_deliver_and_redriven
     """A real runner on a stream of the test's own, with a handler that fails until told
     otherwise: exactly `max_deliver` deliveries, then a dead letter; re-driven once the
     handler is fixed, it arrives again under a new message id and is handled."""
-    subjects, js = stratum.bus.subjects, stratum.nc.jetstream()
+    subjects, js = stratum.subjects, stratum.nc.jetstream()
     stream, subject = f"{subjects.runs_stream}_FLAKY", f"{subjects.prefix}.flaky.work"
     await js.add_stream(
         StreamConfig(
@@ -135,17 +136,28 @@ async def test_a_failing_message_is_dead_lettered_after_max_deliver_and_redriven
     seen: list[Inbound] = []
     fixed = asyncio.Event()
 
-    async def handle(inbound: Inbound) -> list[Envelope]:
-        seen.append(inbound)
-        if not fixed.is_set():
-            raise RetryableError("the downstream is down")
-        return []
+    class Flaky:
+        """Fails until the downstream is fixed."""
+
+        def parse(self, inbound: Inbound) -> Inbound:
+            seen.append(inbound)
+            return inbound
+
+        async def load(self, event: Inbound) -> None:
+            if not fixed.is_set():
+                raise RetryableError("the downstream is down")
+
+        def decide(self, event: Inbound, state: None, now: datetime) -> None:
+            return None
+
+        async def commit(self, decision: None) -> list[Envelope]:
+            return []
 
     function = Function(
         name="flaky",
         stream=stream,
         subjects=(subject,),
-        handle=handle,
+        handler=Flaky(),
         concurrency=1,
         ack_wait=5.0,
         max_deliver=3,

@@ -48,10 +48,10 @@ async def planned_with_a_lost_graph(store: RunStore, subjects: Subjects) -> tupl
 async def test_a_permanent_error_is_a_dead_letter_at_once_and_ends_its_run_failed(
     stratum: Harness,
 ) -> None:
-    run, command = await planned_with_a_lost_graph(stratum.store, stratum.bus.subjects)
+    run, command = await planned_with_a_lost_graph(stratum.store, stratum.subjects)
     js = stratum.nc.jetstream()
     await js.publish(
-        stratum.bus.subjects.internal(ExecuteStage.TYPE),
+        stratum.subjects.internal(ExecuteStage.TYPE),
         command.to_bytes(),
         headers={"Nats-Msg-Id": command.id, "Stratum-Run-Id": run, "Stratum-Tenant": "acme"},
     )
@@ -64,15 +64,15 @@ async def test_a_permanent_error_is_a_dead_letter_at_once_and_ends_its_run_faile
     assert letter["deliveries"] == 1, "given up on at its first delivery, not after max_deliver"
     assert (letter["permanent"], letter["invalid"]) == (True, False)
     assert letter["error"] == "DefinitionError: graph version v-lost is not stored"
-    durable = f"{stratum.bus.subjects.prefix}-stage-executor"
-    info = await js.consumer_info(stratum.bus.subjects.runs_stream, durable)
+    durable = f"{stratum.subjects.prefix}-stage-executor"
+    info = await js.consumer_info(stratum.subjects.runs_stream, durable)
     assert info.num_redelivered == 0 and info.num_ack_pending == 0
 
     # the run ended Failed, its reason naming who gave up, on what, and the dead letter
     record = await stratum.store.get_run(run)
     assert record is not None and record["status"] == "Failed" and record["finished_at"]
     reason = record["error"]
-    subject = stratum.bus.subjects.internal(ExecuteStage.TYPE)
+    subject = stratum.subjects.internal(ExecuteStage.TYPE)
     assert reason.startswith(f"stage-executor gave up on {subject} message {command.id} ")
     assert letter["id"] in reason and reason.endswith(letter["error"])
     # stored with its event (caused by the message given up on) before it was published

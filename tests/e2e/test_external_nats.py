@@ -24,7 +24,7 @@ from stratum.bus.local_server import free_port
 from stratum.bus.nkeys import CORE_IDENTITY
 from stratum.bus.subjects import Subjects
 from stratum.ids import run_id
-from stratum_host.function_host import declared_functions
+from stratum_host.registry import placed
 from tests.conftest import ROOT, Vault, eventually, make_settings, stop_process
 from tests.e2e.conftest import running
 
@@ -41,7 +41,7 @@ def deployment(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     port = free_port("127.0.0.1")
     config = write_deployment(
         tmp_path / "nats",
-        declared_functions(settings, Subjects(prefix)),
+        placed(settings, Subjects(prefix)),
         Subjects(prefix),
         listen=f"127.0.0.1:{port}",
         store_dir=str(tmp_path / "jetstream"),

@@ -33,7 +33,7 @@ async def test_three_instances_share_the_work_and_lose_no_update(
     ledger = Ledger(tmp_path / "ledger").create()
     try:
         runs, failing = await ledger.emit(
-            nc.jetstream(), stratum.bus.subjects.event("acme", TOPIC), PIPELINES
+            nc.jetstream(), stratum.subjects.event("acme", TOPIC), PIPELINES
         )
 
         views = {run: await stratum.finished(run, timeout=120) for run in runs}

@@ -23,7 +23,8 @@ from stratum.clock import iso, utc_now
 from stratum.events import RunAccepted
 from stratum.ids import run_id
 from stratum.runtime.http_adapter import binary_message
-from stratum_host.function_host import FUNCTION_NAMES, FunctionHost
+from stratum_host.function_host import FunctionHost
+from stratum_host.registry import FUNCTION_NAMES
 from tests.conftest import Vault, eventually, make_settings
 from tests.e2e.test_delivery_errors import planned_with_a_lost_graph
 from tests.e2e.test_pipelines import SAMPLE, tree

@@ -111,9 +111,9 @@ async def test_invalid_events_are_recorded_and_valid_traffic_keeps_flowing(
     stratum: Harness,
 ) -> None:
     js = stratum.nc.jetstream()
-    await js.publish(stratum.bus.subjects.event("acme", "crate.push"), b"this is not json")
+    await js.publish(stratum.subjects.event("acme", "crate.push"), b"this is not json")
     await js.publish(
-        stratum.bus.subjects.event("acme", "crate.push"), orjson.dumps({"specversion": "1.0"})
+        stratum.subjects.event("acme", "crate.push"), orjson.dumps({"specversion": "1.0"})
     )
     run = await stratum.emit("crate.push", {"source": SAMPLE})
     assert (await stratum.finished(run))["status"] == "Succeeded"
@@ -161,7 +161,7 @@ async def test_every_event_is_in_the_database_before_it_is_on_the_bus(stratum: H
 
     subscriptions = [
         await stratum.nc.subscribe(subject, cb=check)
-        for subject in stratum.bus.subjects.internal_wildcards
+        for subject in stratum.subjects.internal_wildcards
     ]
     run = await stratum.emit("crate.push", {"source": SAMPLE})
     await stratum.finished(run)

@@ -16,7 +16,7 @@ async def redeliver(stratum: Harness, event_type: str, **match: object) -> None:
     for event in await stratum.store.all_events():
         if event.type == event_type and all(event.data.get(k) == v for k, v in match.items()):
             await stratum.nc.jetstream().publish(
-                stratum.bus.subjects.internal(event.type),
+                stratum.subjects.internal(event.type),
                 event.to_bytes(),
                 headers={"Nats-Msg-Id": f"{event.id}-again", "Stratum-Run-Id": event.runid},
             )
@@ -26,7 +26,7 @@ async def redeliver(stratum: Harness, event_type: str, **match: object) -> None:
 
 async def settled(stratum: Harness, function: str) -> bool:
     info = await stratum.nc.jetstream().consumer_info(
-        stratum.bus.subjects.runs_stream, f"{stratum.bus.subjects.prefix}-{function}"
+        stratum.subjects.runs_stream, f"{stratum.subjects.prefix}-{function}"
     )
     return bool(info.num_ack_pending == 0 and info.num_pending == 0)
 

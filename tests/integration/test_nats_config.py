@@ -14,7 +14,7 @@ from pathlib import Path
 
 from stratum.bus.deployment import CONFIG, SEEDS
 from stratum.bus.nkeys import CORE_IDENTITY
-from stratum_host.function_host import FUNCTION_NAMES
+from stratum_host.registry import FUNCTION_NAMES
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent

@@ -17,7 +17,7 @@ import yaml
 from stratum.bus.deployment import CONFIG, SEEDS
 from stratum.config import ENV_PREFIX, Settings
 from stratum_host.cli.nats import config_command
-from stratum_host.function_host import FUNCTION_NAMES
+from stratum_host.registry import FUNCTION_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

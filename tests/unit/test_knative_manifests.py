@@ -4,9 +4,7 @@ ScaledObject on its own durable consumer."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,39 +12,21 @@ import yaml
 
 from stratum.bus.subjects import Subjects
 from stratum.events import PAYLOADS
-from stratum.runtime import Function, FunctionContext
+from stratum.runtime import Function
 from stratum.runtime.http_adapter import INTERNAL_TYPE_PREFIX, accepts
 from stratum.runtime.jetstream import durable_name
-from stratum_host.function_host import FUNCTION_NAMES, build_functions
+from stratum_host.registry import FUNCTION_NAMES, placed
 from tests.conftest import ROOT, make_settings
 
 KNATIVE = ROOT / "deploy" / "knative"
 PREFIX = "stratum"
 
 
-class _Silent:
-    subjects = Subjects(PREFIX)
-
-    async def publish(self, event: Any) -> None:
-        raise AssertionError("declarations only")
-
-    async def publish_all(self, events: Any) -> None:
-        raise AssertionError("declarations only")
-
-
 @pytest.fixture(scope="module")
 def functions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Function]:
-    """The five Functions as the server builds them (only their declarations are read)."""
+    """Every function as the registry places it (only its declaration is read)."""
     settings = make_settings(tmp_path_factory.mktemp("k"), "", subject_prefix=PREFIX)
-    ctx = FunctionContext(None, Subjects(PREFIX), _Silent(), logging.getLogger("t"))  # type: ignore[arg-type]
-    built = build_functions(
-        ctx,
-        settings,
-        graphs=None,  # type: ignore[arg-type]
-        policies=object(),  # type: ignore[arg-type]
-        executor=SimpleNamespace(concurrency=4),  # type: ignore[arg-type]
-    )
-    return {function.name: function for function in built}
+    return {function.name: function for function in placed(settings, Subjects(PREFIX))}
 
 
 def documents(path: Path) -> list[dict[str, Any]]:

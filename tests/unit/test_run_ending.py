@@ -9,7 +9,7 @@ import pytest
 
 from stratum.events import Envelope, RunCompensated, RunFailed, RunRejected
 from stratum.runtime.ending import ending
-from stratum.runtime.function import RUN_ENDINGS, Function, Inbound
+from stratum.runtime.function import RUN_ENDINGS, Function
 from tests.events import T0
 
 REASON = "planner gave up on t.stage.completed message evt-1 (dead letter dl-1): UnknownRunError"
@@ -75,13 +75,9 @@ def test_the_end_is_named_by_the_message_so_a_repeat_is_the_same_event() -> None
     assert other is not None and other.id != first.id
 
 
-async def _handle(inbound: Inbound) -> list[Envelope]:
-    return []
-
-
 def test_a_function_that_ends_runs_may_publish_the_ends() -> None:
-    driver = Function("f", "S", ("s",), _handle, emits=(RunFailed.TYPE, "x"), ends_runs=True)
+    driver = Function("f", "S", ("s",), emits=(RunFailed.TYPE, "x"), ends_runs=True)
     assert driver.emits[:2] == (RunFailed.TYPE, "x")  # its own first, nothing twice
     assert sorted(driver.emits) == sorted({RunFailed.TYPE, "x", *RUN_ENDINGS})
-    watcher = Function("g", "S", ("s",), _handle, emits=("x",))
+    watcher = Function("g", "S", ("s",), emits=("x",))
     assert watcher.emits == ("x",) and not watcher.ends_runs

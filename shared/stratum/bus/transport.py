@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,19 @@ from stratum.store import RunStore
 log = logging.getLogger("stratum.transport")
 CONNECT_SECONDS = 10.0
 RELOAD_WAITS = 50  # x 0.1 s: how long a new user may wait for nats-server to admit it
-FUNCTIONS = ("ingest", "planner", "stage-executor", "compensator", "projector")
 
 
 class Transport:
-    def __init__(self, settings: Settings, subjects: Subjects, store: RunStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        subjects: Subjects,
+        store: RunStore,
+        functions: Sequence[str],
+    ) -> None:
+        """`functions`: the names of the functions that connect, each as its own user."""
         self.settings = settings
+        self.functions = tuple(functions)
         self.subjects = subjects
         self.store = store
         self.url = ""
@@ -71,11 +78,11 @@ class Transport:
         if s.nats_url:
             self.url = s.nats_url
             if s.nats_seeds:
-                self._seeds = existing_seeds(Path(s.nats_seeds), (CORE_IDENTITY, *FUNCTIONS))
+                self._seeds = existing_seeds(Path(s.nats_seeds), (CORE_IDENTITY, *self.functions))
         else:
             config = None
             if s.nats_auth:
-                self._seeds = identity_seeds(s.data_dir / "nkeys", (CORE_IDENTITY, *FUNCTIONS))
+                self._seeds = identity_seeds(s.data_dir / "nkeys", (CORE_IDENTITY, *self.functions))
                 config = s.data_dir / "nats-auth.conf"
                 await self._write_config()
             self._server = LocalNatsServer(s.data_dir / "nats", config_file=config)

@@ -1,12 +1,22 @@
-"""Runs function declarations: the JetStream consumer adapter and the bus plumbing."""
+"""Runs function declarations: the one runner (`handling`), its JetStream and HTTP
+adapters, and the bus plumbing."""
 
-from stratum.runtime.function import Function, FunctionContext, Inbound, run_key
+from stratum.runtime.function import (
+    Declaration,
+    Dependencies,
+    Function,
+    Handler,
+    Inbound,
+    run_key,
+)
 from stratum.runtime.jetstream import JetStreamRunner, ensure_streams
 from stratum.runtime.publisher import Publisher
 
 __all__ = [
+    "Declaration",
+    "Dependencies",
     "Function",
-    "FunctionContext",
+    "Handler",
     "Inbound",
     "JetStreamRunner",
     "Publisher",

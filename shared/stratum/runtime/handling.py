@@ -1,6 +1,7 @@
 """What every adapter does around one message, however it arrived (JetStream, HTTP).
 
-`Handling` holds a function's per-run locks and runs its handler the one way: in the
+`Handling` holds a function's per-run locks and runs its handler the one way
+(`run_steps`: parse -> load -> decide -> commit): in the
 message's log context and CONSUMER span, one message of a run at a time, re-announcing
 what an earlier handling caused when the message was seen before. The adapter decides
 what the outcome means for delivery (ack/nak/term, or an HTTP status).
@@ -12,14 +13,15 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from opentelemetry.trace import Span
 
 from stratum.bus.subjects import Subjects
+from stratum.clock import utc_now
 from stratum.events import Envelope
 from stratum.keyed_lock import KeyedLocks
-from stratum.runtime.function import Function, Inbound
+from stratum.runtime.function import Function, Handler, Inbound
 from stratum.runtime.publisher import ORIGINAL_MSG_ID, TENANT_HEADER, Announcer
 from stratum.store import StaleWriteError
 from stratum.telemetry import metrics, tracing
@@ -91,10 +93,20 @@ class Handling:
             # first ones are announced now or never. Repeats are dropped by the bus.
             await self.announcer.publish_all(await self.store.events_caused_by(message_id(inbound)))
         try:
-            return await self.function.handle(inbound)
+            return await run_steps(self.function.runnable, inbound)
         except StaleWriteError:
             # handled before (a redelivery): re-announce what it caused; the bus drops repeats
             return await self.store.events_caused_by(message_id(inbound))
+
+
+async def run_steps(handler: Handler[Any, Any, Any], inbound: Inbound) -> Sequence[Envelope]:
+    """The one path of a message through a function: validate -> load state -> decide ->
+    commit (state and events in one transaction). The adapter publishes what it returns,
+    then acks."""
+    event = handler.parse(inbound)
+    state = await handler.load(event)
+    decision = handler.decide(event, state, utc_now())
+    return await handler.commit(decision)
 
 
 def context_of(function: str, inbound: Inbound, subjects: Subjects) -> dict[str, str]:

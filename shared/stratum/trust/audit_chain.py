@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 # the hash line 1 chains from: names the format, so a chain of another kind never verifies
-GENESIS = hashlib.sha256(b"stratum.trust.audit.v1").hexdigest()
+GENESIS = hashlib.sha256(b"stratum.audit.v1").hexdigest()
 FIELDS = ("hash", "prev", "record", "seq")
 
 

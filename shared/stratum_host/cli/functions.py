@@ -53,7 +53,7 @@ def serve(
     with several names, under `/<name>/`)."""
     from stratum.telemetry.logs import setup_logging
     from stratum_host.cli.main import fail, settings_from
-    from stratum_host.function_host import FUNCTION_NAMES
+    from stratum_host.registry import FUNCTION_NAMES
 
     chosen = list(FUNCTION_NAMES) if "all" in names else list(dict.fromkeys(names))
     unknown = sorted(set(chosen) - set(FUNCTION_NAMES))
@@ -136,7 +136,7 @@ async def _run(settings: Settings, name: str) -> None:
     if not settings.nats_url:
         raise ConfigError("`stratum function run` needs the deployment's NATS: set nats_url")
     function_host = await FunctionHost.open(settings, [name])
-    transport = Transport(settings, function_host.subjects, function_host.store)
+    transport = Transport(settings, function_host.subjects, function_host.store, [name])
     runner = None
     try:
         await transport.start()

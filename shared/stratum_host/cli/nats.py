@@ -36,11 +36,11 @@ def config_command(
     from stratum.bus.subjects import Subjects
     from stratum_host.cli.main import out as console
     from stratum_host.cli.main import settings_from
-    from stratum_host.function_host import declared_functions
+    from stratum_host.registry import placed
 
     settings = settings_from(config)
     subjects = Subjects(settings.subject_prefix)
-    functions = declared_functions(settings, subjects)
+    functions = placed(settings, subjects)
     path = write_deployment(out, functions, subjects, listen=listen, store_dir=store_dir)
     seeds = out / SEEDS
     names = sorted(seed.stem for seed in seeds.glob("*.seed"))
