@@ -1,6 +1,7 @@
-"""Ending a run whose message was given up on for good (`stratum.runtime.ending.end_run`),
-against the real embedded SurrealDB: the end is stored with its event, in every state a
-run can be stuck in, once, and not at all for a run that ended."""
+"""The store's contract, part two: ending a run whose message was given up on for good
+(`stratum.runtime.ending.end_run`), on every store implementation (`contract_store`): the
+end is stored with its event, in every state a run can be stuck in, once, and not at all
+for a run that ended."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ from stratum.runs.status import RunStatus
 from stratum.runtime.ending import end_run
 from stratum.store import RunStore, StaleWriteError
 from tests.events import T0, accepted
+
+
+@pytest.fixture
+def store(contract_store: RunStore) -> RunStore:
+    return contract_store
+
 
 REASON = "stage-executor gave up on t.stage.execute message evt-x (dead letter dl-x): boom"
 

@@ -1,28 +1,22 @@
-"""RunStore against the real embedded SurrealDB engine (mem://): guarded writes and the
-event log behave as the runner relies on."""
+"""The store's contract, part one: guarded writes and the event log behave as the runner
+relies on, on every store implementation (`contract_store`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-import pytest_asyncio
 
 from stratum.events import RunPlanned, emit
 from stratum.runs.status import RunStatus
-from stratum.store import AtLimitError, Database, RunChange, RunStore, StaleWriteError
+from stratum.store import AtLimitError, RunChange, RunStore, StaleWriteError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def store() -> AsyncIterator[RunStore]:
-    database = await Database.open("mem://", namespace="t", database="t", durable_writes=False)
-    runs = RunStore(database)
-    await runs.ensure_schema()
-    yield runs
-    await database.close()
+@pytest.fixture
+def store(contract_store: RunStore) -> RunStore:
+    return contract_store
 
 
 async def accepted_run(store: RunStore, run_id: str = "run-1") -> None:

@@ -4,7 +4,8 @@ from stratum.store.database import AtLimitError, Database, StaleWriteError, Stor
 from stratum.store.dead_letters import DeadLetter
 from stratum.store.publishers import PublisherRecord
 from stratum.store.read_models import ViewWrite
-from stratum.store.runs import RunChange, RunStore, StageStart
+from stratum.store.runs import RunStore
+from stratum.store.stages import RunChange, StageStart
 
 __all__ = [
     "AtLimitError",
