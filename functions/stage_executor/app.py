@@ -92,6 +92,8 @@ class NodeRecorder:
     command: Envelope
     tag: str
     lease: str
+    # the stage's node.started events, being announced: they go out before any node's end
+    announcing: asyncio.Future[None]
     unrecorded: int
     last: list[NodeOutcome] = field(default_factory=list)
 
@@ -127,6 +129,7 @@ class NodeRecorder:
             command.id,
             self.lease,
         )
+        await self.announcing
         await self.publisher.publish(event)
         crash_point("stage-executor.node-recorded")  # siblings may still be running
 
@@ -166,11 +169,36 @@ class StageExecutorHandler:
         # already ended is stale
         lease = uuid.uuid4().hex
         every_start = core.started(command, stage, event.order.nodes, utc_now(), tag)
-        run, capabilities, todo, executions = await self.store.begin_stage(
-            run_id, stage, event.order.nodes, every_start, command.id, lease
-        )
+        preparing = asyncio.create_task(self.config.prepare_stage(run_id, stage, event.order.nodes))
+        try:
+            run, capabilities, todo, executions = await self.store.begin_stage(
+                run_id, stage, event.order.nodes, every_start, command.id, lease
+            )
+        finally:
+            await preparing  # the folders are there before a script starts
         started = [start for start in every_start if start.data["node"] in todo]
-        await asyncio.gather(*(self.publisher.publish(start) for start in started))
+        # announced while the scripts start (they are stored already); awaited before any
+        # node's end is announced, so the bus keeps the order
+        announcing = asyncio.ensure_future(self.publisher.publish_all(started))
+        try:
+            return await self.run_started(
+                event, run, capabilities, todo, executions, lease, announcing
+            )
+        finally:
+            await announcing
+
+    async def run_started(
+        self,
+        event: StageCommand,
+        run: dict[str, Any],
+        capabilities: dict[str, Any],
+        todo: dict[str, int],
+        executions: dict[str, dict[str, Any]],
+        lease: str,
+        announcing: asyncio.Future[None],
+    ) -> StageRun:
+        command, stage, tag = event.command, event.order.stage, event.tag
+        run_id = command.runid
         graph = await self.graphs.version(run["graph_version"])
 
         nodes = [graph.nodes[node] for node in todo]
@@ -179,7 +207,14 @@ class StageExecutorHandler:
             node.id: core.first_attempt(todo[node.id], node.retries.max) for node in nodes
         }
         recorder = NodeRecorder(
-            self.store, self.publisher, self.log, command, tag, lease, unrecorded=len(nodes)
+            self.store,
+            self.publisher,
+            self.log,
+            command,
+            tag,
+            lease,
+            announcing,
+            unrecorded=len(nodes),
         )
         metrics.STAGE_FANOUT.labels(command.tenant).observe(len(nodes))
         crash_point("stage-executor.nodes-starting")  # marked started, no script runs yet

@@ -10,6 +10,7 @@ the real sizes and hashes and says if a log was cut.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -50,6 +51,14 @@ def _dir(data_dir: Path, run_id: str, stage: str, node_id: str, attempt: int) ->
 def log_paths(directory: Path) -> tuple[Path, Path]:
     """Where a bundle's stdout and stderr go."""
     return directory / "stdout.log", directory / "stderr.log"
+
+
+def make_folders(folders: Iterable[Path]) -> None:
+    """Create `folders` (and their parents) ahead of the attempts that write into them; a
+    failure is left for the attempt itself to meet and report."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.mkdir(parents=True, exist_ok=True)
 
 
 def open_bundle(directory: Path, stdin: bytes) -> None:

@@ -13,6 +13,7 @@ it; their values reach that process's environment and are masked in everything w
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -270,8 +271,10 @@ class NodeRun:
         self, attempt: _Try, validators: Mapping[str, Draft202012Validator] | None
     ) -> tuple[AttemptRecord, dict[str, Any] | None]:
         ctx, node, redactor = self.ctx, self.node, attempt.redactor
-        ctx.workspace_dir.mkdir(parents=True, exist_ok=True)
-        open_bundle(attempt.directory, redactor.data(attempt.stdin)[0])
+        # off the event loop: folders and files cost metadata writes, and siblings start too
+        await asyncio.to_thread(
+            _open_attempt, ctx.workspace_dir, attempt.directory, redactor.data(attempt.stdin)[0]
+        )
         stdout_log, stderr_log = log_paths(attempt.directory)
         head = STDOUT_LIMIT if validators is not None else 0  # a compensation's is not read
         proc = GroupProcess(
@@ -359,12 +362,13 @@ class NodeRun:
         """Write the bundle, keep the record, tell the caller."""
         if error is not None:
             error = attempt.redactor.text(error)
-        close_bundle(
+        manifest = functools.partial(
+            close_bundle,
             attempt.directory,
             result,
             stdin=attempt.stdin,
             cwd=self.ctx.workdir,
-            env_names=attempt.env.keys(),
+            env_names=list(attempt.env.keys()),
             outcome=status,
             error=error,
             extra={
@@ -378,6 +382,8 @@ class NodeRun:
                 "credential_lease": attempt.lease,
             },
         )
+        # written in a thread; shielded, so a cancellation meanwhile still leaves it written
+        await asyncio.shield(asyncio.to_thread(manifest))
         record = AttemptRecord(
             attempt=attempt.number,
             idempotency_key=attempt.key,
@@ -397,3 +403,8 @@ class NodeRun:
         if self.on_attempt is not None:
             await self.on_attempt(record)
         return record
+
+
+def _open_attempt(workspace: Path, directory: Path, stdin: bytes) -> None:
+    workspace.mkdir(parents=True, exist_ok=True)
+    open_bundle(directory, stdin)
