@@ -12,7 +12,9 @@ per node, and pipelines/s at 1 and N concurrent pipelines, with ratios to the ba
 Then Stratum alone, `--runs` pipelines one at a time and `--batch` at N concurrent, for what
 a pipeline costs (bench/cost.py): database transactions (writes, reads), events
 (published by the functions, stored and delivered by nats-server) and CPU ms by process
-(Stratum's Python, the embedded SurrealDB engine's threads, nats-server, the nu scripts).
+(Stratum's Python, the embedded SurrealDB engine's threads, nats-server, the nu scripts),
+and what SurrealDB's CBOR costs per pipeline with the SDK's codec and with Stratum's
+(bench/codec_cost.py).
 
 Then (unless --no-tracing; ~1-2 more minutes on 2 cores) the same Stratum pipeline with
 tracing off against tracing on, exporting OTLP/HTTP protobuf to a local sink (see
@@ -32,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from bench import cost, tracing_cost
+from bench import codec_cost, cost, tracing_cost
 from bench.measure import Pipeline, busy_seconds, latencies, pct
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,7 +238,9 @@ async def main(runs: int, concurrent: int, batch: int, traced: bool = True) -> d
                 nc.jetstream(), [server.subjects.events_stream, server.subjects.runs_stream]
             )
             nats_pid = cost.child_named("nats-server")
-            cost_1 = await cost.measure(stratum.pipeline, bus, nats_pid, runs, 1)
+            with codec_cost.recording() as corpus:
+                cost_1 = await cost.measure(stratum.pipeline, bus, nats_pid, runs, 1)
+            cbor = codec_cost.compare(corpus, runs)
             cost_n = await cost.measure(stratum.pipeline, bus, nats_pid, batch, concurrent)
             tracing = (
                 await tracing_cost.compare(stratum.pipeline, runs, batch, concurrent)
@@ -272,6 +276,7 @@ async def main(runs: int, concurrent: int, batch: int, traced: bool = True) -> d
         f"throughput_ratio_{concurrent}": strat_n / base_n,
         "median_baseline_ms": statistics.median(base_ms),
         "cost": {"at_1": cost_1, f"at_{concurrent}": cost_n},
+        "cbor": cbor,
         "tracing": tracing,
     }
 
@@ -295,6 +300,7 @@ def report(result: dict[str, Any]) -> str:
     if result["tracing"] is not None:
         lines.append(tracing_cost.report(result["tracing"]))
     lines.append(cost.report(result["cost"]["at_1"], result["cost"][f"at_{c}"]))
+    lines.append(codec_cost.report(result["cbor"]))
     return "\n".join(lines)
 
 

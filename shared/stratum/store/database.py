@@ -22,6 +22,7 @@ from stratum.errors import (
     StratumError,
 )
 from stratum.keyed_lock import KeyedLocks
+from stratum.store import codec
 from stratum.telemetry import tracing
 from stratum.telemetry.metrics import DB_TRANSACTIONS
 
@@ -80,6 +81,8 @@ class Database:
             # the embedded engine reads this when it opens: fsync on every commit
             os.environ.setdefault("SURREAL_SYNC_DATA", "true")
         from surrealdb import AsyncSurreal
+
+        codec.install()  # the SDK's CBOR, written and read by cbor2's C extension
 
         try:
             connection = AsyncSurreal(url)
