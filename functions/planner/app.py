@@ -50,6 +50,7 @@ class ToPlan:
 @dataclass(frozen=True)
 class Plan:
     accepted: Envelope
+    topic: str
     outcome: core.Planned | core.Rejected
     graph: ActionGraph | None
     admitted: bool
@@ -99,7 +100,7 @@ class PlannerHandler:
             accepted = state.accepted
             topic = accepted.payload(RunAccepted).topic
             outcome = core.on_accepted(accepted, topic, state.graph, state.graph_error, now)
-            return Plan(accepted, outcome, state.graph, state.admitted, now)
+            return Plan(accepted, topic, outcome, state.graph, state.admitted, now)
         if core.ends_run(event):
             return Wake(event, now)
         return Ignore()
@@ -119,8 +120,7 @@ class PlannerHandler:
 
     async def plan(self, decision: Plan) -> Sequence[Envelope]:
         accepted, outcome = decision.accepted, decision.outcome
-        topic = accepted.payload(RunAccepted).topic
-        with tracing.span("plan", {"stratum.topic": topic}) as planning:
+        with tracing.span("plan", {"stratum.topic": decision.topic}) as planning:
             if isinstance(outcome, core.Rejected):
                 tracing.failed(planning, outcome.error)
                 await self.store.reject_run(

@@ -90,6 +90,7 @@ class NodeRecorder:
     publisher: Announcer
     log: logging.Logger
     command: Envelope
+    stage: int
     tag: str
     lease: str
     # the stage's node.started events, being announced: they go out before any node's end
@@ -118,8 +119,7 @@ class NodeRecorder:
         if self.unrecorded == 0:
             self.last.append(outcome)
             return
-        stage = command.payload(ExecuteStage).stage
-        node_record, event = core.finished(command, stage, outcome, self.tag)
+        node_record, event = core.finished(command, self.stage, outcome, self.tag)
         await self.store.finish_node(
             command.runid,
             outcome.node_id,
@@ -211,6 +211,7 @@ class StageExecutorHandler:
             self.publisher,
             self.log,
             command,
+            stage,
             tag,
             lease,
             announcing,
