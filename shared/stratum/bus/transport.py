@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.aio.client import Client
 
 from stratum.bus.local_server import LocalNatsServer
 from stratum.bus.nkeys import (
@@ -55,11 +56,11 @@ class Transport:
         self.subjects = subjects
         self.store = store
         self.url = ""
-        self.core: Any = None
+        self._core: Client | None = None
         self._server: LocalNatsServer | None = None
         self._seeds: dict[str, str] = {}
         self._grants: dict[str, FunctionGrant] = {}
-        self._connections: list[Any] = []
+        self._connections: list[Client] = []
 
     @property
     def seeds(self) -> dict[str, str]:
@@ -88,7 +89,7 @@ class Transport:
             self._server = LocalNatsServer(s.data_dir / "nats", config_file=config)
             await self._server.start()
             self.url = self._server.url
-        self.core = await self._connect(CORE_IDENTITY)
+        self._core = await self._connect(CORE_IDENTITY)
 
     async def admit(self, functions: Iterable[tuple[Function, str]]) -> None:
         """Allow each (function, its durable) what it needs: one reload of nats-server
@@ -104,13 +105,20 @@ class Transport:
         if changed:
             await self.reload()
 
-    async def connection_for(self, function: Function) -> Any:
+    @property
+    def core(self) -> Client:
+        """The core identity's connection (streams, the API, publishers' admin)."""
+        if self._core is None:
+            raise RuntimeError("the transport is not started")
+        return self._core
+
+    async def connection_for(self, function: Function) -> Client:
         """The connection an admitted `function` consumes and publishes on: as its own
         NKey user when it has a seed (always, when this process runs the server), else
         the shared one."""
         return await self.connection_as(function.name)
 
-    async def connection_as(self, name: str) -> Any:
+    async def connection_as(self, name: str) -> Client:
         """A connection as the function called `name` (see `connection_for`)."""
         if name not in self._seeds:
             return self.core
@@ -137,7 +145,7 @@ class Transport:
         await asyncio.sleep(0.1)  # nats-server applies a reload within milliseconds
 
     async def stop(self) -> None:
-        for connection in [*self._connections, self.core]:
+        for connection in [*self._connections, self._core]:
             if connection is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(connection.close(), 5)
@@ -151,7 +159,7 @@ class Transport:
         path.write_text(text)
         path.chmod(0o600)
 
-    async def _connect(self, identity: str) -> Any:
+    async def _connect(self, identity: str) -> Client:
         credentials: dict[str, Any] = {}
         if identity in self._seeds:
             credentials = {

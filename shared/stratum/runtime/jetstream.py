@@ -19,9 +19,10 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Any
 
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from stratum.bus.subjects import Subjects
@@ -48,7 +49,7 @@ def durable_name(prefix: str, function: Function) -> str:
 
 
 async def ensure_streams(
-    jetstream: Any, subjects: Subjects, duplicate_window: float = 120.0
+    jetstream: JetStreamContext, subjects: Subjects, duplicate_window: float = 120.0
 ) -> None:
     """Create (or update) the streams: publishers' events, the functions' events, and dead
     letters (a stream of their own, so no function's consumer ever receives one). A
@@ -79,7 +80,7 @@ class JetStreamRunner:
     def __init__(
         self,
         function: Function,
-        jetstream: Any,
+        jetstream: JetStreamContext,
         publisher: Publisher,
         store: RunStore,
         *,
@@ -138,7 +139,7 @@ class JetStreamRunner:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def _work(self, subscription: Any) -> None:
+    async def _work(self, subscription: JetStreamContext.PullSubscription) -> None:
         while not self._stopping.is_set():
             try:
                 messages = await subscription.fetch(1, timeout=FETCH_SECONDS)
@@ -171,7 +172,7 @@ class JetStreamRunner:
             finally:
                 self._busy.discard(current)
 
-    async def _process(self, message: Any) -> None:
+    async def _process(self, message: Msg) -> None:
         delivery = 1
         with contextlib.suppress(Exception):
             delivery = message.metadata.num_delivered
@@ -184,7 +185,7 @@ class JetStreamRunner:
         with self._handling.processing(inbound) as handled:
             handled.outcome = await self._settle(message, inbound, delivery)
 
-    async def _settle(self, message: Any, inbound: Inbound, delivery: int) -> str:
+    async def _settle(self, message: Msg, inbound: Inbound, delivery: int) -> str:
         """Handle, publish, settle; how it was settled: acked, retried or dead_lettered."""
         fn = self.function
         heartbeat = self._heartbeat(message)
@@ -201,7 +202,7 @@ class JetStreamRunner:
         finally:
             heartbeat.cancel()
 
-    async def _failed(self, message: Any, inbound: Inbound, delivery: int, error: Exception) -> str:
+    async def _failed(self, message: Msg, inbound: Inbound, delivery: int, error: Exception) -> str:
         """Settle a message whose handling raised `error`, as the error's type decides."""
         fn = self.function
         kind = delivery_of(error)
@@ -236,7 +237,7 @@ class JetStreamRunner:
         return "dead_lettered"
 
     async def _dead_letter(
-        self, message: Any, inbound: Inbound, error: Exception, *, end_run: bool = False
+        self, message: Msg, inbound: Inbound, error: Exception, *, end_run: bool = False
     ) -> None:
         """Give up on a message: the DB first (the run's end, if `end_run`, and the dead
         letter: its record is what a re-drive publishes), then the run's end and the
@@ -257,7 +258,7 @@ class JetStreamRunner:
             )
         await message.term()
 
-    def _heartbeat(self, message: Any) -> _Heartbeat:
+    def _heartbeat(self, message: Msg) -> _Heartbeat:
         return _Heartbeat(message, max(self.function.ack_wait / 3, 0.5))
 
 
@@ -277,7 +278,7 @@ class _Heartbeat:
     A timer rather than a task per message: most handlers finish before the first beat.
     """
 
-    def __init__(self, message: Any, interval: float) -> None:
+    def __init__(self, message: Msg, interval: float) -> None:
         self._message = message
         self._interval = interval
         self._loop = asyncio.get_running_loop()
@@ -301,15 +302,18 @@ class _Heartbeat:
 # -- dead letters ---------------------------------------------------------------------------
 
 
-def dead_letter_of(function: str, message: Any, inbound: Inbound, error: Exception) -> DeadLetter:
-    """The record of `message` given up on by `function`. Its id derives from the stream
-    position and the function, so recording the same give-up twice is one record."""
+def dead_letter_of(
+    function: str, message: Msg | None, inbound: Inbound, error: Exception
+) -> DeadLetter:
+    """The record of `message` given up on by `function` (None: it came over HTTP). Its id
+    derives from the stream position and the function, so recording the same give-up
+    twice is one record."""
     now = utc_now()
-    try:
-        meta = message.metadata
-        stream, sequence, first_at = meta.stream, meta.sequence.stream, meta.timestamp
-    except Exception:  # not a JetStream message: no position to name it by
-        stream, sequence, first_at = "", 0, now
+    stream, sequence, first_at = "", 0, now  # not a JetStream message: no position
+    if message is not None:
+        with contextlib.suppress(Exception):  # a plain NATS message has no metadata
+            meta = message.metadata
+            stream, sequence, first_at = meta.stream, meta.sequence.stream, meta.timestamp
     key = f"{stream}\x00{sequence}\x00{function}"
     if not stream:
         key += "\x00" + hashlib.sha256(inbound.subject.encode() + inbound.body).hexdigest()
@@ -330,7 +334,7 @@ def dead_letter_of(function: str, message: Any, inbound: Inbound, error: Excepti
     )
 
 
-async def redrive(jetstream: Any, store: RunStore, letter: DeadLetter) -> DeadLetter:
+async def redrive(jetstream: JetStreamContext, store: RunStore, letter: DeadLetter) -> DeadLetter:
     """Publish a dead letter's message again, body and headers as they arrived, on its
     original subject (every consumer of that subject sees it again; handlers are
     idempotent). The caller checks `letter.redrivable`.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
+
+from nats.js.client import JetStreamContext
 
 from stratum.bus.subjects import Subjects
 from stratum.events import Envelope
@@ -32,7 +34,7 @@ class Announcer(Protocol):
 class Publisher:
     """Publishes envelopes on their derived subjects; the event id is the `Nats-Msg-Id`."""
 
-    def __init__(self, jetstream: Any, subjects: Subjects) -> None:
+    def __init__(self, jetstream: JetStreamContext, subjects: Subjects) -> None:
         self._js = jetstream
         self.subjects = subjects
 
