@@ -31,7 +31,7 @@ from stratum.events import (
     StageFailed,
 )
 from stratum.telemetry import metrics
-from stratum_host.cli.render import run_detail
+from stratum_host.cli.render import dead_letters_table, run_detail
 from stratum_host.cli.timeline import BAR, bar, spans
 from stratum_host.cli.top import Snapshot, parse, top_view
 from tests.events import T0, accepted, run_events
@@ -301,3 +301,18 @@ def test_top_reads_the_graph_version_and_tolerates_an_empty_scrape() -> None:
     assert parse(generate_latest(registry).decode()).graph_version == "g-42"
     empty = parse("")
     assert empty == Snapshot() and "graph ?" in text_of(top_view(empty))
+
+
+def test_a_dead_letter_says_why_it_was_given_up_on() -> None:
+    letter = {"function": "planner", "subject": "s", "error": "boom", "deliveries": 10}
+    letters = [
+        {**letter, "id": "dl-retried"},
+        {**letter, "id": "dl-invalid", "invalid": True, "deliveries": 1},
+        {**letter, "id": "dl-permanent", "permanent": True, "deliveries": 1},
+    ]
+    console = Console(file=io.StringIO(), record=True, width=200, color_system=None)
+    console.print(dead_letters_table(letters))
+    lines = {line.split()[0]: line for line in console.export_text().splitlines() if "dl-" in line}
+    assert " 10 " in lines["dl-retried"]
+    assert "invalid" in lines["dl-invalid"] and "permanent" not in lines["dl-invalid"]
+    assert "permanent (1)" in lines["dl-permanent"]

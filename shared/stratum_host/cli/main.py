@@ -262,7 +262,8 @@ def dead_letters(
     as_json: bool = JsonOption,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Messages a function gave up on (invalid, or failed every delivery), newest first."""
+    """Messages a function gave up on (invalid, a permanent error, or failed every
+    delivery), newest first."""
     body = api_get(settings_from(config), "/api/dead-letters", {"limit": limit})
     if as_json:
         render.print_json(out, body["dead_letters"])

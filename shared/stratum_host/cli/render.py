@@ -51,13 +51,23 @@ def dead_letters_table(letters: list[dict[str, Any]]) -> Table:
             letter["function"],
             letter["subject"],
             Text(letter["error"][:160], style="red"),
-            "invalid" if letter.get("invalid") else str(letter["deliveries"]),
+            given_up(letter),
             (letter.get("last_at") or "")[5:19].replace("T", " "),
             f"{redriven}x, {(letter.get('redriven_at') or '')[5:19].replace('T', ' ')}"
             if redriven
             else "-",
         )
     return table
+
+
+def given_up(letter: dict[str, Any]) -> str:
+    """Why a letter was given up on, in its deliveries column: invalid and permanent ones
+    end at their first failure; the rest failed every delivery allowed."""
+    if letter.get("invalid"):
+        return "invalid"
+    if letter.get("permanent"):
+        return f"permanent ({letter['deliveries']})"
+    return str(letter["deliveries"])
 
 
 def run_tree(view: dict[str, Any]) -> Tree:
