@@ -133,9 +133,13 @@ async def test_every_event_is_in_the_database_before_it_is_on_the_bus(stratum: H
     violations: list[str] = []
     seen: list[str] = []
 
+    node_order: list[tuple[str, str]] = []
+
     async def check(msg: Any) -> None:
         event = orjson.loads(msg.data)
         seen.append(event["type"])
+        if event["type"].startswith("stratum.node."):
+            node_order.append((event["data"]["node"], event["type"]))
         rows = (
             await stratum.store.db.query(
                 "SELECT id FROM type::thing('event', $id);", {"id": event["id"]}
@@ -169,6 +173,12 @@ async def test_every_event_is_in_the_database_before_it_is_on_the_bus(stratum: H
         await subscription.unsubscribe()
     assert "stratum.run.succeeded" in seen and "stratum.node.succeeded" in seen
     assert violations == []
+    # a node's start is announced while its script starts, yet always before its end
+    ended = [node for node, kind in node_order if kind == "stratum.node.succeeded"]
+    assert ended
+    for node in ended:
+        kinds = [kind for name, kind in node_order if name == node]
+        assert kinds.index("stratum.node.started") < kinds.index("stratum.node.succeeded")
 
 
 async def test_replay_rebuilds_the_same_read_models(stratum: Harness, tmp_path: Path) -> None:
