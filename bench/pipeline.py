@@ -13,8 +13,9 @@ Then Stratum alone, `--runs` pipelines one at a time and `--batch` at N concurre
 a pipeline costs (bench/cost.py): database transactions (writes, reads), events
 (published by the functions, stored and delivered by nats-server) and CPU ms by process
 (Stratum's Python, the embedded SurrealDB engine's threads, nats-server, the nu scripts),
-and what SurrealDB's CBOR costs per pipeline with the SDK's codec and with Stratum's
-(bench/codec_cost.py).
+what SurrealDB's CBOR costs per pipeline with the SDK's codec and with Stratum's
+(bench/codec_cost.py), and where a pipeline's latency goes, hop by hop along its critical
+path (bench/critical_path.py).
 
 Then (unless --no-tracing; ~1-2 more minutes on 2 cores) the same Stratum pipeline with
 tracing off against tracing on, exporting OTLP/HTTP protobuf to a local sink (see
@@ -28,13 +29,14 @@ import asyncio
 import os
 import statistics
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench import codec_cost, cost, tracing_cost
+from bench import codec_cost, cost, critical_path, tracing_cost
 from bench.measure import Pipeline, busy_seconds, latencies, pct
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,11 +138,16 @@ class StratumSide:
             await self.nc.subscribe(f"{subjects.prefix}.{kind}", cb=done)
 
     async def pipeline(self) -> None:
+        await self.traced()
+
+    async def traced(self) -> tuple[str, float]:
+        """One pipeline; its run id and when its trigger was published."""
         from stratum.ids import run_id
 
         ident = str(uuid.uuid4())
+        run = run_id("bench", ident)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.waiting[run_id("bench", ident)] = future
+        self.waiting[run] = future
         body = {
             "specversion": "1.0",
             "id": ident,
@@ -149,12 +156,14 @@ class StratumSide:
             "datacontenttype": "application/json",
             "data": {},
         }
+        published = time.perf_counter()
         await self.nc.jetstream().publish(
             self.server.subjects.event("bench", "bench.run"), orjson.dumps(body)
         )
         subject = await asyncio.wait_for(future, 60)
         if not subject.endswith("run.succeeded"):
             raise RuntimeError(f"bench run ended with {subject}")
+        return run, published
 
 
 async def interleaved_latencies(
@@ -241,6 +250,7 @@ async def main(runs: int, concurrent: int, batch: int, traced: bool = True) -> d
             with codec_cost.recording() as corpus:
                 cost_1 = await cost.measure(stratum.pipeline, bus, nats_pid, runs, 1)
             cbor = codec_cost.compare(corpus, runs)
+            hops = await critical_path.measure(nc, server.subjects.prefix, stratum.traced, runs)
             cost_n = await cost.measure(stratum.pipeline, bus, nats_pid, batch, concurrent)
             tracing = (
                 await tracing_cost.compare(stratum.pipeline, runs, batch, concurrent)
@@ -277,6 +287,7 @@ async def main(runs: int, concurrent: int, batch: int, traced: bool = True) -> d
         "median_baseline_ms": statistics.median(base_ms),
         "cost": {"at_1": cost_1, f"at_{concurrent}": cost_n},
         "cbor": cbor,
+        "critical_path_ms": hops,
         "tracing": tracing,
     }
 
@@ -301,6 +312,7 @@ def report(result: dict[str, Any]) -> str:
         lines.append(tracing_cost.report(result["tracing"]))
     lines.append(cost.report(result["cost"]["at_1"], result["cost"][f"at_{c}"]))
     lines.append(codec_cost.report(result["cbor"]))
+    lines.append(critical_path.report(result["critical_path_ms"]))
     return "\n".join(lines)
 
 

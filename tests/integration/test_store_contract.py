@@ -24,8 +24,8 @@ def new_id() -> str:
     return f"run-{uuid.uuid4().hex[:8]}"
 
 
-async def an_accepted_run(ingest: IngestStore, tenant: str = "acme") -> str:
-    run_id = new_id()
+async def an_accepted_run(ingest: IngestStore, tenant: str = "acme", run_id: str = "") -> str:
+    run_id = run_id or new_id()
     event = emit(accepted(), cause=run_id, run_id=run_id, tenant=tenant, source="t", now=T0)
     record = {"id": run_id, "tenant": tenant, "event_id": run_id, "topic": "t.x"}
     assert await ingest.accept_run(record, event, cause=run_id)
@@ -172,3 +172,20 @@ async def test_a_view_is_written_only_over_the_version_it_was_based_on(
     stored = await views.get_view(run_id)
     assert stored is not None and stored["status"] == "Planned" and stored["version"] == 2
     assert await views.get_view(run_id, tenant="other") is None
+
+
+async def test_a_queued_runs_place_counts_only_older_queued_runs_of_its_tenant(
+    contract_store: RunStore,
+) -> None:
+    queue: QueueStore = contract_store
+    # ids in creation order too: runs created in the same instant are ordered by id
+    prefix = new_id()
+    first, second, third = [
+        await an_accepted_run(contract_store, "line", f"{prefix}-{n}") for n in range(3)
+    ]
+    other = await an_accepted_run(contract_store, "elsewhere")
+    for run in (first, second, third, other):
+        await queue.queue_run(run, "full", [], cause=f"q-{run}")
+    loads = [await queue.tenant_load("line", run) for run in (first, second, third)]
+    assert [(load.in_progress, load.ahead) for load in loads] == [(0, 0), (0, 1), (0, 2)]
+    assert (await queue.tenant_load("elsewhere", other)).ahead == 0

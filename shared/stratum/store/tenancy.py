@@ -14,12 +14,15 @@ from stratum.store.guarded import GuardedWrites
 # runs that hold one of their tenant's `max_concurrent_runs` slots
 IN_PROGRESS = [RunStatus.PLANNED.value, RunStatus.RUNNING.value, RunStatus.COMPENSATING.value]
 QUEUED = "status = 'Accepted' AND queued_at != NONE"
-# $load: the tenant's runs in progress, and its queued runs older than $run
+# $load: the tenant's runs in progress, and its queued runs older than $run. The queued
+# ones are read through the (tenant, status) index first and filtered after: with the
+# age test in the same WHERE, SurrealDB scans every run of the table instead.
 LOAD_SQL = (
     "LET $me = (SELECT created_at FROM ONLY type::thing('run', $run));\n"
     "LET $load = {in_progress: count(SELECT id FROM run WHERE tenant = $tenant "
     "AND status IN $busy), "
-    f"ahead: count(SELECT id FROM run WHERE tenant = $tenant AND {QUEUED} "
+    "ahead: count(SELECT id FROM (SELECT id, created_at, queued_at FROM run "
+    "WHERE tenant = $tenant AND status = 'Accepted') WHERE queued_at != NONE "
     "AND (created_at < $me.created_at OR (created_at = $me.created_at "
     "AND id < type::thing('run', $run))))};\n"
 )
