@@ -41,6 +41,8 @@ class Malformed:
 class Incoming:
     event: core.IncomingEvent
     inbound: Inbound
+    # the publisher key the event says signed it (None: it names none)
+    key: str | None
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class IngestHandler:
             )
         except InvalidEventError as error:
             return Malformed(inbound, error)
-        return Incoming(event, inbound)
+        return Incoming(event, inbound, claimed_key(inbound.headers))
 
     async def load(self, event: IngestEvent) -> Publisher:
         """The rate limit first (a tenant over its events per second: the event waits, or
@@ -104,8 +106,7 @@ class IngestHandler:
         except RefusedError:
             metrics.EVENTS_DENIED.labels(incoming.tenant, metrics.DENIED_RATE_LIMITED).inc()
             raise
-        key = claimed_key(event.inbound.headers)
-        return await self.store.publisher_by_key(key) if key else None
+        return await self.store.publisher_by_key(event.key) if event.key else None
 
     def decide(self, event: IngestEvent, state: Publisher, now: datetime) -> IngestDecision:
         if isinstance(event, Malformed):
@@ -113,8 +114,7 @@ class IngestHandler:
                 event.inbound.subject, event.inbound.body, str(event.error), now
             )
             return Reject(record, event.error, event.inbound.subject)
-        incoming, headers = event.event, event.inbound.headers
-        key = claimed_key(headers)
+        incoming, key = event.event, event.key
         try:
             principal = self.principal_of(event, state, now)
         except UnverifiedEventError as error:
@@ -156,7 +156,7 @@ class IngestHandler:
         (UnverifiedEventError if none does), or — only where signatures are not required
         and the event carries none — its unverified CloudEvents `source`."""
         incoming, inbound = event.event, event.inbound
-        if claimed_key(inbound.headers) is None and not self.rules.required:
+        if event.key is None and not self.rules.required:
             return Principal(kind="source", name=incoming.source, tenant=incoming.tenant)
         return verify_publisher(
             inbound.headers,

@@ -41,7 +41,7 @@ from stratum.runs.status import RunStatus
 from stratum.runtime import Declaration, Dependencies, Inbound, run_key
 from stratum.runtime.faults import crash_point
 from stratum.runtime.publisher import Announcer
-from stratum.store import RunChange
+from stratum.store import RunChange, StageStart
 from stratum.telemetry import metrics, tracing
 
 
@@ -171,34 +171,30 @@ class StageExecutorHandler:
         every_start = core.started(command, stage, event.order.nodes, utc_now(), tag)
         preparing = asyncio.create_task(self.config.prepare_stage(run_id, stage, event.order.nodes))
         try:
-            run, capabilities, todo, executions = await self.store.begin_stage(
+            start = await self.store.begin_stage(
                 run_id, stage, event.order.nodes, every_start, command.id, lease
             )
         finally:
             await preparing  # the folders are there before a script starts
-        started = [start for start in every_start if start.data["node"] in todo]
+        started = [begun for begun in every_start if begun.data["node"] in start.todo]
         # announced while the scripts start (they are stored already); awaited before any
         # node's end is announced, so the bus keeps the order
         announcing = asyncio.ensure_future(self.publisher.publish_all(started))
         try:
-            return await self.run_started(
-                event, run, capabilities, todo, executions, lease, announcing
-            )
+            return await self.run_started(event, start, lease, announcing)
         finally:
             await announcing
 
     async def run_started(
         self,
         event: StageCommand,
-        run: dict[str, Any],
-        capabilities: dict[str, Any],
-        todo: dict[str, int],
-        executions: dict[str, dict[str, Any]],
+        start: StageStart,
         lease: str,
         announcing: asyncio.Future[None],
     ) -> StageRun:
         command, stage, tag = event.command, event.order.stage, event.tag
         run_id = command.runid
+        run, capabilities, todo, executions = start
         graph = await self.graphs.version(run["graph_version"])
 
         nodes = [graph.nodes[node] for node in todo]

@@ -73,7 +73,6 @@ def executor_config(settings: Settings, secrets: SecretStore) -> ExecutorConfig:
         nu_bin=settings.resolve_nu(),
         nu_path=nu_path,
         kill_grace=settings.kill_grace,
-        concurrency=settings.stage_concurrency,
         credentials=secrets.broker.credentials,
     )
 

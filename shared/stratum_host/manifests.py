@@ -15,7 +15,7 @@ from stratum.events import PAYLOADS
 from stratum.runtime import Declaration, Function
 from stratum.runtime.http_adapter import INTERNAL_TYPE_PREFIX, accepts
 from stratum.runtime.jetstream import durable_name
-from stratum_host.registry import DECLARATIONS
+from stratum_host.registry import DECLARATIONS, placed
 
 NAMESPACE = "stratum"
 BROKER = "stratum"
@@ -53,7 +53,7 @@ def functions(root: Path) -> list[tuple[Declaration, Function]]:
     """Every function's declaration, and the function placed under the prefix (nothing is
     opened, no handler is built)."""
     settings = load_settings(None, root=root, environ={}, overrides={"data_dir": "/tmp/unused"})
-    return [(d, d.place(Subjects(PREFIX), settings)) for d in DECLARATIONS]
+    return list(zip(DECLARATIONS, placed(settings, Subjects(PREFIX)), strict=True))
 
 
 def consumed_types(function: Function) -> list[str]:

@@ -21,7 +21,6 @@ class ExecutorConfig:
     nu_bin: Path
     nu_path: str
     kill_grace: float
-    concurrency: int
     # each attempt's secrets (the secret broker's `credentials`); None: no secret store
     credentials: CredentialsHook | None = None
 

@@ -15,6 +15,7 @@ step raises decides the message's delivery by its type (`stratum.runtime.deliver
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -192,18 +193,7 @@ class Function:
             object.__setattr__(self, "emits", tuple(dict.fromkeys((*self.emits, *RUN_ENDINGS))))
 
     def with_handler(self, handler: Handler[Any, Any, Any]) -> Function:
-        return Function(
-            self.name,
-            self.stream,
-            self.subjects,
-            handler,
-            self.key,
-            self.concurrency,
-            self.ack_wait,
-            self.emits,
-            self.max_deliver,
-            self.ends_runs,
-        )
+        return dataclasses.replace(self, handler=handler)
 
     @property
     def runnable(self) -> Handler[Any, Any, Any]:

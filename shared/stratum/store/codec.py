@@ -11,7 +11,7 @@ tests/unit/test_codec.py holds it to the SDK's bytes and values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Any
 
@@ -69,7 +69,7 @@ def _thawed(value: Any) -> Any:
     forms cbor2 builds inside tags."""
     if isinstance(value, (list, tuple)):
         return [_thawed(item) for item in value]
-    if isinstance(value, dict) or type(value).__name__ == "frozendict":
+    if isinstance(value, Mapping):  # cbor2's frozendict too
         return {key: _thawed(item) for key, item in value.items()}
     return value
 
