@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import cast
 
 from .capture import STDERR_TAIL, STDOUT_LIMIT, Capture, StreamStats
+from .children import watch_children_by_pidfd
 from .orphans import GroupLabel, register, unregister
 
 
@@ -132,6 +133,7 @@ class GroupProcess:
     async def run(self, stdin: bytes, timeout: float) -> ProcessResult:
         """Feed `stdin`, drain stdout/stderr, stop the group after `timeout` s."""
         loop = asyncio.get_running_loop()
+        watch_children_by_pidfd()
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
         try:
