@@ -6,8 +6,10 @@ acked: waiting holds no message, no redelivery and no consumer slot. When a run 
 tenant ends (`stratum.run.succeeded`, `stratum.run.compensated`, or a
 `stratum.run.failed` that no saga follows), the oldest queued runs that fit are sent
 `stratum.run.admitted`, stored before it is published like every event, and the planner
-plans them. A wake-up lost with a crash is made good by the redelivery of the message
-that caused it, or by the watchdog, which drives a run quiet in Accepted again.
+plans them. An admitted run holds its slot until it is planned and is admitted once:
+without that, every run's end would admit the same oldest runs again. A wake-up lost
+with a crash is made good by the redelivery of the message that caused it, or by the
+watchdog, which drives a run quiet in Accepted again.
 
 Deciding and recording a run's place is serialised per tenant within the process (one
 lock shared by every planner instance in it), so two runs never take the last slot
@@ -79,14 +81,16 @@ class RunQueue:
 
     async def _wake(self, tenant: str, cause: Envelope, now: datetime) -> list[Envelope]:
         limit = self.limit(tenant)
-        in_progress, head = await self._store.queue_head(tenant, limit if limit > 0 else WAKE_BATCH)
-        free = limit - in_progress if limit > 0 else len(head)
+        # runs admitted before and not planned yet hold their slots: a wake-up admits
+        # each waiting run once, not the same oldest ones again at every run's end
+        holding, head = await self._store.queue_head(tenant, limit if limit > 0 else WAKE_BATCH)
+        free = limit - holding if limit > 0 else len(head)
         woken = []
         for run_id in head[: max(free, 0)]:
-            event = core.admitted(run_id, tenant, cause, limit, in_progress, now)
+            event = core.admitted(run_id, tenant, cause, limit, holding, now)
             try:
                 await self._store.admit_queued(run_id, [event], cause=cause.id)
             except StaleWriteError:
-                continue  # planned meanwhile (a redelivery, the watchdog)
+                continue  # planned or admitted meanwhile (a redelivery, the watchdog)
             woken.append(event)
         return woken

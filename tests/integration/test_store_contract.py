@@ -94,6 +94,14 @@ async def test_the_planner_queues_admits_and_rejects_runs(contract_store: RunSto
         now=T0,
     )
     await queue.admit_queued(waiting, [admitted], cause="w")
+    # admitted, it holds a slot and is no longer in line: a second wake-up passes it by
+    assert await queue.queue_head("q", 10) == (2, [])
+    with pytest.raises(StaleWriteError):
+        await queue.admit_queued(waiting, [admitted], cause="w2")
+    # one that finds the tenant full when it comes to be planned waits in line again
+    await queue.queue_run(waiting, "full", [queued], cause="c2")
+    assert await queue.queue_head("q", 10) == (1, [waiting])
+    await queue.admit_queued(waiting, [admitted], cause="w3")
     # its turn is recorded; once planned, it is no longer queued and cannot be admitted again
     await planner.record_plan(
         waiting, graph_version="v", stages=[["a"]], stage_links=[], events=[], cause="p2"

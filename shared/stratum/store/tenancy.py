@@ -14,6 +14,12 @@ from stratum.store.guarded import GuardedWrites
 # runs that hold one of their tenant's `max_concurrent_runs` slots
 IN_PROGRESS = [RunStatus.PLANNED.value, RunStatus.RUNNING.value, RunStatus.COMPENSATING.value]
 QUEUED = "status = 'Accepted' AND queued_at != NONE"
+# a tenant's queued runs, read through the (tenant, status) index and filtered after (see
+# LOAD_SQL below)
+WAITING_SQL = (
+    "SELECT id, created_at, admitted_at FROM run WHERE tenant = $tenant "
+    "AND status = 'Accepted' AND queued_at != NONE"
+)
 # $load: the tenant's runs in progress, and its queued runs older than $run. The queued
 # ones are read through the (tenant, status) index first and filtered after: with the
 # age test in the same WHERE, SurrealDB scans every run of the table instead.
@@ -70,7 +76,8 @@ class Tenancy(GuardedWrites):
         await self._guarded(
             run_id,
             condition="status = 'Accepted'",
-            assignments="queued_at = queued_at ?? $now, queue_reason = $reason",
+            # waiting again (an admitted run that found the tenant full): in line once more
+            assignments="queued_at = queued_at ?? $now, queue_reason = $reason, admitted_at = NONE",
             what=f"run {run_id} is past Accepted",
             events=events,
             cause=cause,
@@ -78,25 +85,29 @@ class Tenancy(GuardedWrites):
         )
 
     async def queue_head(self, tenant: str, limit: int) -> tuple[int, list[str]]:
-        """The tenant's runs in progress, and its `limit` oldest queued runs."""
-        counted, queued = await self.db.query(
+        """The tenant's runs holding a slot — in progress, or admitted and not planned yet
+        (their `run.admitted` is on its way to the planner) — and its `limit` oldest
+        queued runs not admitted yet: the ones a free slot goes to."""
+        counted, admitted, queued = await self.db.query(
             "SELECT count() AS n FROM run WHERE tenant = $tenant AND status IN $busy "
             "GROUP ALL;\n"
-            f"SELECT id, created_at FROM run WHERE tenant = $tenant AND {QUEUED} "
+            f"SELECT count() AS n FROM ({WAITING_SQL}) WHERE admitted_at != NONE GROUP ALL;\n"
+            f"SELECT id, created_at FROM ({WAITING_SQL}) WHERE admitted_at = NONE "
             "ORDER BY created_at, id LIMIT $limit;",
             {"tenant": tenant, "busy": IN_PROGRESS, "limit": limit},
         )
-        in_progress = int(counted[0]["n"]) if counted else 0
-        return in_progress, [str(row["id"].id) for row in queued]
+        holding = sum(int(rows[0]["n"]) if rows else 0 for rows in (counted, admitted))
+        return holding, [str(row["id"].id) for row in queued]
 
     async def admit_queued(self, run_id: str, events: Sequence[Envelope], cause: str) -> None:
         """Record that a queued run got its turn, with the command to plan it.
-        StaleWriteError if it is no longer queued (planned meanwhile)."""
+        StaleWriteError if it is no longer queued (planned meanwhile) or was admitted
+        already: a run is admitted once per wait, however many wake-ups find it."""
         await self._guarded(
             run_id,
-            condition=QUEUED,
+            condition=f"{QUEUED} AND admitted_at = NONE",
             assignments="admitted_at = $now",
-            what=f"run {run_id} is not queued",
+            what=f"run {run_id} is not queued, or was admitted already",
             events=events,
             cause=cause,
         )
