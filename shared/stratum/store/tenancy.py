@@ -14,23 +14,18 @@ from stratum.store.guarded import GuardedWrites
 # runs that hold one of their tenant's `max_concurrent_runs` slots
 IN_PROGRESS = [RunStatus.PLANNED.value, RunStatus.RUNNING.value, RunStatus.COMPENSATING.value]
 QUEUED = "status = 'Accepted' AND queued_at != NONE"
-# a tenant's queued runs, read through the (tenant, status) index and filtered after (see
-# LOAD_SQL below)
-WAITING_SQL = (
-    "SELECT id, created_at, admitted_at FROM run WHERE tenant = $tenant "
-    "AND status = 'Accepted' AND queued_at != NONE"
-)
-# $load: the tenant's runs in progress, and its queued runs older than $run. The queued
-# ones are read through the (tenant, status) index first and filtered after: with the
-# age test in the same WHERE, SurrealDB scans every run of the table instead.
+# a tenant's queued runs, read through the (tenant, status) index; what else a reader
+# asks of them (their age, their admission) is filtered after: with the age test in the
+# same WHERE, SurrealDB scans every run of the table instead
+WAITING_SQL = f"SELECT id, created_at, admitted_at FROM run WHERE tenant = $tenant AND {QUEUED}"
+# $load: the tenant's runs in progress, and its queued runs older than $run
 LOAD_SQL = (
     "LET $me = (SELECT created_at FROM ONLY type::thing('run', $run));\n"
     "LET $load = {in_progress: count(SELECT id FROM run WHERE tenant = $tenant "
     "AND status IN $busy), "
-    "ahead: count(SELECT id FROM (SELECT id, created_at, queued_at FROM run "
-    "WHERE tenant = $tenant AND status = 'Accepted') WHERE queued_at != NONE "
-    "AND (created_at < $me.created_at OR (created_at = $me.created_at "
-    "AND id < type::thing('run', $run))))};\n"
+    f"ahead: count(SELECT id FROM ({WAITING_SQL}) "
+    "WHERE created_at < $me.created_at OR (created_at = $me.created_at "
+    "AND id < type::thing('run', $run)))};\n"
 )
 
 
