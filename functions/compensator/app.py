@@ -3,9 +3,12 @@
 The planner asks it only when one of them has a compensate script (`stratum.runs.saga`); a
 run with nothing to undo ends Failed without a saga.
 
+It undoes a cancelled run the same way (the stage executor hands it over once the
+cancelled stage has stopped); that run ends Cancelled instead of Compensated.
+
 Each step's compensate script is retried per its node's retry policy; a step that still
-fails is recorded and the rest still run. The run ends Compensated, or CompensationFailed
-naming the failed steps.
+fails is recorded and the rest still run. The run ends Compensated (Cancelled), or
+CompensationFailed naming the failed steps.
 
 A step is marked running before its script starts and recorded as it ends, so a
 redelivery (the process died mid-saga) resumes where the saga stopped: a step that ended —
@@ -28,10 +31,17 @@ from functions.compensator.ports import CompensatorStore
 from functions.compensator.undo import undo
 from stratum.clock import iso, utc_now
 from stratum.errors import UnknownRunError
-from stratum.events import CompensateRun, CompensationRecorded, Envelope, RunCompensated
+from stratum.events import (
+    CompensateRun,
+    CompensationRecorded,
+    Envelope,
+    RunCancelled,
+    RunCompensated,
+)
 from stratum.executor import ExecutorConfig
 from stratum.graph import ActionGraph
 from stratum.graph.registry import GraphRegistry
+from stratum.runs.cancel import CancelOrder
 from stratum.runs.saga import undo_order
 from stratum.runtime import Declaration, Dependencies, Inbound, run_key
 from stratum.runtime.faults import crash_point
@@ -40,9 +50,11 @@ from stratum.telemetry import metrics, tracing
 
 @dataclass(frozen=True)
 class Saga:
-    """Every step of the saga, ended (this delivery's and earlier ones'), by node."""
+    """Every step of the saga, ended (this delivery's and earlier ones'), by node; and the
+    cancel that started it, if an operator's did."""
 
     steps: dict[str, Mapping[str, Any]]
+    cancel: CancelOrder | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,7 @@ class SagaEnd:
     command: Envelope
     failed: list[str]
     final: Envelope
+    cancelled: bool = False
 
 
 class CompensatorHandler:
@@ -87,18 +100,21 @@ class CompensatorHandler:
                 span.set_attribute("stratum.compensation.status", steps[node_id]["status"])
                 if steps[node_id]["status"] == "failed":
                     tracing.failed(span, str(steps[node_id].get("error")))
-        return Saga(steps)
+        return Saga(steps, CancelOrder.of(run.get("cancel")))
 
     def decide(self, event: Envelope, state: Saga, now: datetime) -> SagaEnd:
-        final = core.compensated(event, state.steps, now)
-        return SagaEnd(event, final.data["failed"], final)
+        final = core.compensated(event, state.steps, now, state.cancel)
+        return SagaEnd(event, final.data["failed"], final, state.cancel is not None)
 
     async def commit(self, decision: SagaEnd) -> Sequence[Envelope]:
         command, failed = decision.command, decision.failed
-        await self.store.finish_compensation(command.runid, failed, [decision.final], command.id)
+        await self.store.finish_compensation(
+            command.runid, failed, [decision.final], command.id, cancelled=decision.cancelled
+        )
+        ended = "run cancelled" if decision.cancelled else "run compensated"
         self.log.log(
             logging.WARNING if failed else logging.INFO,
-            "compensation failed" if failed else "run compensated",
+            "compensation failed" if failed else ended,
             extra={"failed": failed},
         )
         return [decision.final]
@@ -151,7 +167,7 @@ DECLARATION = Declaration(
     name="compensator",
     handler=CompensatorHandler,
     consumes=(CompensateRun.TYPE,),
-    emits=(CompensationRecorded.TYPE, RunCompensated.TYPE),
+    emits=(CompensationRecorded.TYPE, RunCompensated.TYPE, RunCancelled.TYPE),
     key=run_key,
     ends_runs=True,
     concurrency=16,

@@ -9,7 +9,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from stratum.events import CompensationRecorded, Envelope, Payload, RunCompensated, follow
+from stratum.events import (
+    CompensationRecorded,
+    Envelope,
+    Payload,
+    RunCancelled,
+    RunCompensated,
+    follow,
+)
+from stratum.runs.cancel import CancelOrder
 
 SOURCE = "stratum/compensator"
 StepStatus = Literal["succeeded", "failed", "skipped"]
@@ -87,8 +95,19 @@ def step(
     )
 
 
-def compensated(cause: Envelope, steps: Mapping[str, Mapping[str, Any]], now: datetime) -> Envelope:
-    """The saga's end; a non-empty `failed` makes the run CompensationFailed."""
+def compensated(
+    cause: Envelope,
+    steps: Mapping[str, Mapping[str, Any]],
+    now: datetime,
+    cancel: CancelOrder | None = None,
+) -> Envelope:
+    """The saga's end: `run.compensated`, or `run.cancelled` for a run an operator
+    cancelled (`cancel`); a non-empty `failed` makes the run CompensationFailed."""
     done = sorted(node for node, s in steps.items() if s["status"] == "succeeded")
     failed = sorted(node for node, s in steps.items() if s["status"] == "failed")
+    if cancel is not None:
+        ended = RunCancelled(
+            actor=cancel.actor, reason=cancel.reason, compensated=done, failed=failed
+        )
+        return _emit(ended, cause, now)
     return _emit(RunCompensated(compensated=done, failed=failed), cause, now)

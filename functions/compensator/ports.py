@@ -22,5 +22,11 @@ class CompensatorStore(Protocol):
     ) -> None: ...
 
     async def finish_compensation(
-        self, run_id: str, failed: list[str], events: Sequence[Envelope], cause: str
+        self,
+        run_id: str,
+        failed: list[str],
+        events: Sequence[Envelope],
+        cause: str,
+        *,
+        cancelled: bool = False,
     ) -> None: ...

@@ -1,22 +1,31 @@
 """Planner: plans accepted runs (queued first when their tenant is at its concurrent-run
 limit) and dispatches their first stage; when a run ends, admits the next queued run of
-its tenant. From stage to stage the stage executor drives the run itself."""
+its tenant. From stage to stage the stage executor drives the run itself.
+
+It also applies operators' cancel requests (`stratum.run.cancel`, authorized by the API):
+a run that has not started ends Cancelled here; a planned or running one becomes
+Cancelling, and the stage executor running its stage stops it (`stratum.run.cancelling`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from functions.planner import core
 from functions.planner.ports import PlannerStore
 from functions.planner.queue import RunQueue
-from stratum.errors import RetryableError, UnknownRunError
+from stratum.errors import ConflictError, RetryableError, UnknownRunError
 from stratum.events import (
+    CancelRun,
     Envelope,
     ExecuteStage,
     RunAccepted,
     RunAdmitted,
+    RunCancelled,
+    RunCancelling,
     RunCompensated,
     RunFailed,
     RunPlanned,
@@ -26,14 +35,15 @@ from stratum.events import (
 )
 from stratum.graph import ActionGraph
 from stratum.graph.registry import GraphRegistry
+from stratum.runs.status import RunStatus
 from stratum.runtime import Declaration, Dependencies, Inbound, run_key
 from stratum.store import AtLimitError, StaleWriteError
-from stratum.telemetry import tracing
+from stratum.telemetry import metrics, tracing
 
 # how often a run is offered a slot that keeps being taken before it is handled again
 ADMISSION_TRIES = 3
 # events that may end a run (`core.ends_run`): one of its tenant's queued runs may start
-ENDED = (RunSucceeded.TYPE, RunCompensated.TYPE, RunFailed.TYPE)
+ENDED = (RunSucceeded.TYPE, RunCompensated.TYPE, RunFailed.TYPE, RunCancelled.TYPE)
 
 
 @dataclass(frozen=True)
@@ -65,11 +75,24 @@ class Wake:
     now: datetime
 
 
+@dataclass(frozen=True)
+class ToCancel:
+    """A cancel request, and its run as stored."""
+
+    run: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Cancelling:
+    command: Envelope
+    cancel: core.Cancel
+
+
 class Ignore:
     """A `run.failed` that a saga follows: the saga ends the run."""
 
 
-PlannerDecision = Plan | Wake | Ignore
+PlannerDecision = Plan | Wake | Cancelling | Ignore
 
 
 class PlannerHandler:
@@ -82,9 +105,14 @@ class PlannerHandler:
     def parse(self, inbound: Inbound) -> Envelope:
         return Envelope.from_bytes(inbound.body)
 
-    async def load(self, event: Envelope) -> ToPlan | None:
+    async def load(self, event: Envelope) -> ToPlan | ToCancel | None:
         if event.type == RunAccepted.TYPE:
             return ToPlan(event, self.graphs.current, self.graphs.error)
+        if event.type == CancelRun.TYPE:
+            run = await self.store.get_run(event.runid)
+            if run is None:
+                raise UnknownRunError(f"cancel request {event.id} names unknown run {event.runid}")
+            return ToCancel(run)
         if event.type != RunAdmitted.TYPE:
             return None
         # a queued run's turn: plan it as its `run.accepted` asked
@@ -95,7 +123,11 @@ class PlannerHandler:
         tracing.adopt(trace)  # the admitted run's own trace, not the ender's
         return ToPlan(accepted, self.graphs.current, self.graphs.error, admitted=True)
 
-    def decide(self, event: Envelope, state: ToPlan | None, now: datetime) -> PlannerDecision:
+    def decide(
+        self, event: Envelope, state: ToPlan | ToCancel | None, now: datetime
+    ) -> PlannerDecision:
+        if isinstance(state, ToCancel):
+            return Cancelling(event, core.on_cancel(event, state.run, now))
         if state is not None:
             accepted = state.accepted
             topic = accepted.payload(RunAccepted).topic
@@ -110,6 +142,8 @@ class PlannerHandler:
             return await self.queue.wake(decision.ended, decision.now)
         if isinstance(decision, Ignore):
             return []
+        if isinstance(decision, Cancelling):
+            return await self.cancel(decision.command, decision.cancel)
         try:
             return await self.plan(decision)
         except StaleWriteError:
@@ -145,6 +179,39 @@ class PlannerHandler:
         )
         return outcome.events
 
+    async def cancel(self, command: Envelope, cancel: core.Cancel) -> Sequence[Envelope]:
+        """Apply a cancel request as decided; decided again (delivered again at once) if
+        the run moved meanwhile."""
+        run_id, entry = command.runid, cancel.entry
+        if cancel.outcome == "repeat":  # applied before: announce what it caused again
+            return await self.store.events_caused_by(command.id)
+        if cancel.outcome == "ignored":
+            await self.store.record_intervention(run_id, entry)
+        else:
+            finished = cancel.outcome == "cancelled"
+            status = RunStatus.CANCELLED if finished else RunStatus.CANCELLING
+            try:
+                await self.store.cancel_run(
+                    run_id,
+                    seen=cancel.seen,
+                    status=status.value,
+                    entry=entry,
+                    events=cancel.events,
+                    cause=command.id,
+                    finished=finished,
+                )
+            except StaleWriteError:
+                raise ConflictError(
+                    f"run {run_id} moved from {cancel.seen} while its cancel was decided"
+                ) from None
+        metrics.INTERVENTIONS.labels(command.tenant, "cancel", cancel.outcome.split(":")[0]).inc()
+        self.log.log(
+            logging.WARNING if cancel.outcome == "ignored" else logging.INFO,
+            f"cancel {entry.get('outcome')}",
+            extra={"actor": entry["actor"], "reason": entry["reason"], "was": cancel.seen},
+        )
+        return cancel.events
+
     async def store_or_queue(
         self, accepted: Envelope, planned: core.Planned, now: datetime
     ) -> list[Envelope] | None:
@@ -175,13 +242,15 @@ class PlannerHandler:
 DECLARATION = Declaration(
     name="planner",
     handler=PlannerHandler,
-    consumes=(RunAccepted.TYPE, RunAdmitted.TYPE, *ENDED),
+    consumes=(RunAccepted.TYPE, RunAdmitted.TYPE, CancelRun.TYPE, *ENDED),
     emits=(
         RunPlanned.TYPE,
         ExecuteStage.TYPE,
         RunRejected.TYPE,
         RunQueued.TYPE,
         RunAdmitted.TYPE,
+        RunCancelling.TYPE,
+        RunCancelled.TYPE,
     ),
     key=run_key,
     ends_runs=True,

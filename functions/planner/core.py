@@ -1,17 +1,24 @@
-"""The planner's decisions, pure: what a run's next step is after each event."""
+"""The planner's decisions, pure: what a run's next step is after each event, and what
+an operator's cancel does to a run as it stands."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal
 
+from stratum.clock import iso
 from stratum.errors import PlanError
 from stratum.events import (
+    CancelRun,
     Envelope,
     ExecuteStage,
     Payload,
     RunAdmitted,
+    RunCancelled,
+    RunCancelling,
     RunCompensated,
     RunFailed,
     RunPlanned,
@@ -22,6 +29,8 @@ from stratum.events import (
     follow,
 )
 from stratum.graph import ActionGraph, capability_edges, plan
+from stratum.runs.cancel import CancelOrder
+from stratum.runs.status import RunStatus
 
 SOURCE = "stratum/planner"
 
@@ -75,10 +84,64 @@ def on_accepted(
 
 def ends_run(event: Envelope) -> bool:
     """Whether `event` ends its run (so a queued run of its tenant may start): a
-    `run.succeeded`, a `run.compensated`, or a `run.failed` that no saga follows."""
+    `run.succeeded`, a `run.compensated`, a `run.cancelled`, or a `run.failed` that no
+    saga follows."""
     if event.type == RunFailed.TYPE:
         return not event.payload(RunFailed).compensating
-    return event.type in (RunSucceeded.TYPE, RunCompensated.TYPE)
+    return event.type in (RunSucceeded.TYPE, RunCompensated.TYPE, RunCancelled.TYPE)
+
+
+CancelOutcome = Literal["cancelling", "cancelled", "ignored", "repeat"]
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """What a cancel request does to its run, seen in status `seen`: `cancelling` (a
+    stage is running or about to: the stage executor stops it), `cancelled` (nothing had
+    started: the run ends here), `ignored` (it had ended, or is being stopped or undone
+    already: only the request is kept), `repeat` (this request was applied before).
+    `entry` is the request as the run keeps it (`interventions`)."""
+
+    outcome: CancelOutcome
+    seen: str
+    entry: dict[str, Any]
+    events: list[Envelope] = field(default_factory=list)
+
+
+def on_cancel(command: Envelope, run: Mapping[str, Any], now: datetime) -> Cancel:
+    """Decide a cancel request (`stratum.run.cancel`, authorized already) for `run` as
+    stored. A queued run (or one not yet planned) ends Cancelled at once, having run
+    nothing; a planned or running one becomes Cancelling."""
+    order = command.payload(CancelRun)
+    status = str(run.get("status") or "")
+    entry: dict[str, Any] = {
+        "request": command.id,
+        "action": "cancel",
+        "actor": order.actor,
+        "reason": order.reason,
+        "decision": "allow",
+        "policy_ids": order.policy_ids,
+        "at": iso(now),
+    }
+    if (run.get("cancel") or {}).get("request") == command.id:
+        return Cancel("repeat", status, entry)
+    if status == RunStatus.ACCEPTED:
+        error = CancelOrder(order.actor, order.reason).error
+        ended = RunCancelled(actor=order.actor, reason=order.reason)
+        return Cancel(
+            "cancelled",
+            status,
+            entry | {"outcome": "cancelled", "error": error},
+            [_emit(ended, command, now)],
+        )
+    if status in (RunStatus.PLANNED, RunStatus.RUNNING):
+        stopping = RunCancelling(
+            actor=order.actor, reason=order.reason, policy_ids=order.policy_ids
+        )
+        return Cancel(
+            "cancelling", status, entry | {"outcome": "cancelling"}, [_emit(stopping, command, now)]
+        )
+    return Cancel("ignored", status, entry | {"outcome": f"ignored: the run was {status}"})
 
 
 def queue_reason(in_progress: int, ahead: int, limit: int) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from stratum.events import Envelope
 from stratum.store.tenancy import TenantLoad
@@ -46,3 +46,19 @@ class PlannerStore(QueueStore, Protocol):
     ) -> tuple[Envelope, dict[str, str]] | None: ...
 
     async def events_caused_by(self, cause: str) -> list[Envelope]: ...
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None: ...
+
+    async def record_intervention(self, run_id: str, entry: dict[str, Any]) -> None: ...
+
+    async def cancel_run(
+        self,
+        run_id: str,
+        *,
+        seen: str,
+        status: str,
+        entry: dict[str, Any],
+        events: Sequence[Envelope],
+        cause: str,
+        finished: bool = False,
+    ) -> None: ...

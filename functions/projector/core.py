@@ -23,6 +23,8 @@ from stratum.events import (
     NodeStarted,
     NodeSucceeded,
     RunAccepted,
+    RunCancelled,
+    RunCancelling,
     RunCompensated,
     RunDenied,
     RunFailed,
@@ -32,6 +34,7 @@ from stratum.events import (
     StageCompleted,
     StageFailed,
 )
+from stratum.runs.cancel import CancelOrder
 from stratum.runs.status import RunStatus
 
 _NODE_RANK = {"pending": 0, "running": 1, "cancelled": 2, "failed": 3, "succeeded": 3}
@@ -95,6 +98,9 @@ class RunView(BaseModel):
     error: str | None = None
     # a Denied run: the policies that decided (`error` says why)
     policy_ids: list[str] = []
+    # a cancelled run: who cancelled it and why
+    cancelled_by: str | None = None
+    cancel_reason: str | None = None
     # the OpenTelemetry trace the run's hops joined (empty when nothing traced it)
     trace_id: str | None = None
     created_at: str
@@ -228,6 +234,21 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
         ended = RunStatus.COMPENSATION_FAILED if failed else RunStatus.COMPENSATED
         status = _forward(status, ended)
         update |= {"finished": True, "finished_at": at}
+    elif kind == RunCancelling.TYPE:
+        asked = event.payload(RunCancelling)
+        status = _forward(status, RunStatus.CANCELLING)
+        update |= {"cancelled_by": asked.actor, "cancel_reason": asked.reason}
+    elif kind == RunCancelled.TYPE:
+        ended_by = event.payload(RunCancelled)
+        final = RunStatus.COMPENSATION_FAILED if ended_by.failed else RunStatus.CANCELLED
+        status = _forward(status, final)
+        update |= {
+            "cancelled_by": ended_by.actor,
+            "cancel_reason": ended_by.reason,
+            "error": CancelOrder(ended_by.actor, ended_by.reason).error,
+            "finished": True,
+            "finished_at": at,
+        }
     elif kind == RunRejected.TYPE:
         status = _forward(status, RunStatus.FAILED)
         update |= {"error": event.payload(RunRejected).error, "finished": True, "finished_at": at}

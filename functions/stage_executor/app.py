@@ -6,11 +6,18 @@ before its event is published. The stage's result is stored in one transaction w
 it does to the run — the next stage's command, the run's success, or its failure (handed
 to the compensator when something that succeeded can be undone) — so a stage boundary is
 one write and one hop.
+
+A run being cancelled (`stratum.run.cancelling`, heard by every instance) has its running
+stage stopped: every script killed, the stage Failed, then what succeeded handed to the
+saga, or the run ended Cancelled. A stage whose command comes when the run is already
+Cancelling runs nothing and is stopped the same way; a stage that ends without having
+heard the cancel finds it when it stores its end (`CancellingError`) and stops then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
@@ -20,6 +27,7 @@ from typing import Any
 
 from functions.stage_executor import core
 from functions.stage_executor.ports import StageStore
+from functions.stage_executor.stops import Stops
 from stratum.clock import utc_now
 from stratum.config import Settings
 from stratum.events import (
@@ -29,6 +37,8 @@ from stratum.events import (
     NodeFailed,
     NodeStarted,
     NodeSucceeded,
+    RunCancelled,
+    RunCancelling,
     RunFailed,
     RunSucceeded,
     StageCompleted,
@@ -37,11 +47,12 @@ from stratum.events import (
 from stratum.executor import ExecutorConfig, NodeOutcome, StageOutcome, run_stage
 from stratum.graph import ActionGraph
 from stratum.graph.registry import GraphRegistry
+from stratum.runs.cancel import CancelOrder
 from stratum.runs.status import RunStatus
 from stratum.runtime import Declaration, Dependencies, Inbound, run_key
 from stratum.runtime.faults import crash_point
 from stratum.runtime.publisher import Announcer
-from stratum.store import RunChange, StageStart
+from stratum.store import CancellingError, RunChange, StageStart
 from stratum.telemetry import metrics, tracing
 
 
@@ -56,21 +67,25 @@ class StageCommand:
 
 @dataclass(frozen=True)
 class StageRun:
-    """What the stage's nodes did, with what `begin_stage` read of the run."""
+    """What the stage's nodes did, with what `begin_stage` read of the run; `result`
+    None: the run was being cancelled, nothing ran (`executions` as stored then)."""
 
     run: dict[str, Any]
     capabilities: dict[str, Any]
     executions: dict[str, dict[str, Any]]
     graph: ActionGraph
-    result: StageOutcome
+    result: StageOutcome | None
     lease: str
     # the node that ended last: written with the stage's result, in one transaction
     last: NodeOutcome | None
+    # the run is being cancelled: who asked and why (heard while the stage ran, or read)
+    cancel: CancelOrder | None = None
 
 
 @dataclass(frozen=True)
 class StageEnd:
-    """The stage's result and what it does to the run, stored together."""
+    """The stage's result and what it does to the run, stored together; `ran` is what
+    it was decided from (decided again if the run turns out to be cancelling)."""
 
     command: Envelope
     stage: int
@@ -79,6 +94,9 @@ class StageEnd:
     lease: str
     last_node: tuple[str, dict[str, Any], dict[str, Any]] | None
     step: core.RunStep
+    ran: StageRun
+    order: ExecuteStage
+    tag: str
 
 
 @dataclass
@@ -141,6 +159,12 @@ class StageExecutorHandler:
         self.config: ExecutorConfig = dependencies.executor_config()
         self.publisher = dependencies.publisher
         self.log = dependencies.log
+        self.stops = Stops()
+
+    def hear(self, event: Envelope) -> None:
+        """A run is being cancelled: stop its stage if this instance is running it."""
+        if event.type == RunCancelling.TYPE:
+            self.stops.stop(event.runid, CancelOrder.of(event.data))
 
     def parse(self, inbound: Inbound) -> StageCommand:
         command = Envelope.from_bytes(inbound.body)
@@ -156,12 +180,15 @@ class StageExecutorHandler:
             f"stage {order.stage}",
             {"stratum.stage": order.stage, "stratum.stage.nodes": len(order.nodes)},
         ) as span:
-            ran = await self.run_nodes(event)
-            if ran.result.failed:
+            with self.stops.watching(event.command.runid) as stop:
+                ran = await self.run_nodes(event, stop)
+            if ran.cancel is not None:
+                tracing.failed(span, ran.cancel.error)
+            elif ran.result is not None and ran.result.failed:
                 tracing.failed(span, "a node failed")
             return ran
 
-    async def run_nodes(self, event: StageCommand) -> StageRun:
+    async def run_nodes(self, event: StageCommand, stop: asyncio.Future[CancelOrder]) -> StageRun:
         command, stage, tag = event.command, event.order.stage, event.tag
         run_id = command.runid
         # one transaction checks the stage may start, marks it and its pending nodes
@@ -174,6 +201,8 @@ class StageExecutorHandler:
             start = await self.store.begin_stage(
                 run_id, stage, event.order.nodes, every_start, command.id, lease
             )
+        except CancellingError:
+            return await self.not_started(run_id)
         finally:
             await preparing  # the folders are there before a script starts
         started = [begun for begun in every_start if begun.data["node"] in start.todo]
@@ -181,9 +210,17 @@ class StageExecutorHandler:
         # node's end is announced, so the bus keeps the order
         announcing = asyncio.ensure_future(self.publisher.publish_all(started))
         try:
-            return await self.run_started(event, start, lease, announcing)
+            return await self.run_started(event, start, lease, announcing, stop)
         finally:
             await announcing
+
+    async def not_started(self, run_id: str) -> StageRun:
+        """The run is being cancelled: nothing runs; the state to stop the stage from."""
+        run, executions, capabilities = await self.store.run_state(run_id)
+        assert run is not None  # begin_stage just found it Cancelling
+        graph = await self.graphs.version(run["graph_version"])
+        cancel = CancelOrder.of(run.get("cancel")) or CancelOrder("?", "")
+        return StageRun(run, capabilities, executions, graph, None, "", None, cancel)
 
     async def run_started(
         self,
@@ -191,6 +228,7 @@ class StageExecutorHandler:
         start: StageStart,
         lease: str,
         announcing: asyncio.Future[None],
+        stop: asyncio.Future[CancelOrder],
     ) -> StageRun:
         command, stage, tag = event.command, event.order.stage, event.tag
         run_id = command.runid
@@ -215,6 +253,8 @@ class StageExecutorHandler:
         )
         metrics.STAGE_FANOUT.labels(command.tenant).observe(len(nodes))
         crash_point("stage-executor.nodes-starting")  # marked started, no script runs yet
+        why = asyncio.get_running_loop().create_future()
+        stop.add_done_callback(lambda heard: why.set_result(heard.result().error))
         result = await run_stage(
             nodes,
             payloads,
@@ -223,32 +263,75 @@ class StageExecutorHandler:
             on_node_done=recorder,
             first_attempts=first_attempts,
             credentials=self.config.credentials,
+            stop=why,
         )
         last = recorder.last[0] if recorder.last else None
-        return StageRun(run, capabilities, executions, graph, result, lease, last)
+        cancel = stop.result() if stop.done() else None
+        return StageRun(run, capabilities, executions, graph, result, lease, last, cancel)
 
     def decide(self, event: StageCommand, state: StageRun, now: datetime) -> StageEnd:
-        command, stage = event.command, event.order.stage
-        outcomes = state.result.nodes
-        final = core.stage_result(command, stage, event.order.nodes, outcomes, now)
+        return self.end_of(event.command, event.order, event.tag, state, now)
+
+    def end_of(
+        self, command: Envelope, order: ExecuteStage, tag: str, state: StageRun, now: datetime
+    ) -> StageEnd:
+        """The stage's end: its result, and what that does to the run."""
+        stage = order.stage
+        outcomes = state.result.nodes if state.result is not None else []
         executions = dict(state.executions)
         capabilities = dict(state.capabilities)
         for outcome in outcomes:
             executions[outcome.node_id] = {"stage": stage, "status": outcome.status}
             capabilities |= outcome.outputs
-        step = core.after_stage(
-            final, state.run["plan"], executions, capabilities, state.graph, now
-        )
-        events = [final, *step.events]
+        events: list[Envelope] = []
+        if state.cancel is not None:
+            if state.result is None:  # nothing ran: the nodes a lost execution left running
+                events = core.cancelled_nodes(command, stage, state.executions, state.cancel, now)
+            statuses = {node: str(record.get("status")) for node, record in executions.items()}
+            final = core.stopped_result(command, stage, order.nodes, statuses, state.cancel, now)
+            step = core.after_cancel(final, executions, state.graph, state.cancel, now)
+        else:
+            final = core.stage_result(command, stage, order.nodes, outcomes, now)
+            step = core.after_stage(
+                final, state.run["plan"], executions, capabilities, state.graph, now
+            )
+        events += [final, *step.events]
         last_node = None
         if state.last is not None:
-            node_record, node_event = core.finished(command, stage, state.last, event.tag)
+            node_record, node_event = core.finished(command, stage, state.last, tag)
             last_node = (state.last.node_id, node_record, state.last.outputs)
             events.insert(0, node_event)
-        status = "Failed" if state.result.failed else "Succeeded"
-        return StageEnd(command, stage, status, events, state.lease, last_node, step)
+        status = "Failed" if final.type == StageFailed.TYPE else "Succeeded"
+        return StageEnd(
+            command, stage, status, events, state.lease, last_node, step, state, order, tag
+        )
 
     async def commit(self, decision: StageEnd) -> Sequence[Envelope]:
+        if decision.ran.result is None:
+            await self.stop_unrun(decision)
+        else:
+            try:
+                await self.finish(decision)
+            except CancellingError:  # cancelled while it ran, unheard: stop it now
+                order = CancelOrder.of(await self.store.cancel_of(decision.command.runid))
+                ran = dataclasses.replace(decision.ran, cancel=order or CancelOrder("?", ""))
+                decision = self.end_of(
+                    decision.command, decision.order, decision.tag, ran, utc_now()
+                )
+                await self.finish(decision)
+        step = decision.step
+        if step.kind == "succeed":
+            self.log.info("run succeeded")
+        elif step.kind in ("fail", "cancel"):
+            ended = "failed" if step.kind == "fail" else "stopped for a cancel"
+            self.log.warning(
+                f"run {ended} at stage {decision.stage}; "
+                + (f"compensating {', '.join(step.undo)}" if step.undo else "nothing to undo"),
+                extra={"error": step.error},
+            )
+        return decision.events
+
+    async def finish(self, decision: StageEnd) -> None:
         await self.store.finish_stage(
             decision.command.runid,
             decision.stage,
@@ -259,16 +342,18 @@ class StageExecutorHandler:
             last_node=decision.last_node,
             then=run_change(decision.step),
         )
-        step = decision.step
-        if step.kind == "succeed":
-            self.log.info("run succeeded")
-        elif step.kind == "fail":
-            self.log.warning(
-                f"run failed at stage {decision.stage}; "
-                + (f"compensating {', '.join(step.undo)}" if step.undo else "nothing to undo"),
-                extra={"error": step.error},
-            )
-        return decision.events
+
+    async def stop_unrun(self, decision: StageEnd) -> None:
+        """A stage that ran nothing because its run is being cancelled."""
+        assert decision.step.error is not None
+        await self.store.stop_stage(
+            decision.command.runid,
+            decision.stage,
+            assignments=run_change(decision.step).assignments(),
+            events=decision.events,
+            cause=decision.command.id,
+            error=decision.step.error,
+        )
 
 
 def stage_concurrency(settings: Settings) -> int:
@@ -289,9 +374,11 @@ DECLARATION = Declaration(
         RunSucceeded.TYPE,
         RunFailed.TYPE,
         CompensateRun.TYPE,
+        RunCancelled.TYPE,
     ),
     key=run_key,
     ends_runs=True,
+    listens=(RunCancelling.TYPE,),
     concurrency=stage_concurrency,
     reads_graph=True,
     runs_scripts=True,
@@ -304,5 +391,8 @@ def run_change(step: core.RunStep) -> RunChange:
         return RunChange()
     if step.kind == "succeed":
         return RunChange(RunStatus.SUCCEEDED, outputs_hash=step.outputs_hash)
+    if step.kind == "cancel":
+        status = RunStatus.COMPENSATING if step.compensating else RunStatus.CANCELLED
+        return RunChange(status, error=step.error, cancelling=True)
     status = RunStatus.COMPENSATING if step.compensating else RunStatus.FAILED
     return RunChange(status, error=step.error)

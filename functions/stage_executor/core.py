@@ -1,5 +1,6 @@
 """The stage executor's pure parts: what each node reads, what is recorded of it, and
-what a stage's end does to its run (the next stage, the run's success, or its failure)."""
+what a stage's end does to its run (the next stage, the run's success, or its failure;
+for a run being cancelled, its compensation or its end, Cancelled)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from stratum.events import (
     NodeStarted,
     NodeSucceeded,
     Payload,
+    RunCancelled,
     RunFailed,
     RunSucceeded,
     StageCompleted,
@@ -28,6 +30,7 @@ from stratum.events import (
 )
 from stratum.executor import NodeOutcome
 from stratum.graph import ActionGraph, ActionNode
+from stratum.runs.cancel import CancelOrder
 from stratum.runs.saga import undoable
 
 SOURCE = "stratum/stage-executor"
@@ -143,14 +146,57 @@ def stage_result(
     )
 
 
+def stopped_result(
+    command: Envelope,
+    stage: int,
+    nodes: Sequence[str],
+    statuses: Mapping[str, str],
+    order: CancelOrder,
+    now: datetime,
+) -> Envelope:
+    """StageFailed for a stage stopped because its run is being cancelled: it names every
+    node of the stage that did not succeed (`statuses`, node -> status)."""
+    failed = [node for node in nodes if statuses.get(node) != "succeeded"]
+    return _emit(StageFailed(stage=stage, failed=failed, error=order.error), command, now)
+
+
+def cancelled_nodes(
+    command: Envelope,
+    stage: int,
+    executions: Mapping[str, Mapping[str, Any]],
+    order: CancelOrder,
+    now: datetime,
+) -> list[Envelope]:
+    """NodeFailed (cancelled) for the stage's nodes an execution that is gone left
+    `running`: the stop ends them (`Stages.stop_stage` records them so)."""
+    return [
+        _emit(
+            NodeFailed(
+                stage=stage,
+                node=node,
+                attempts=0,
+                duration_ms=0.0,
+                error=f"node {node}: cancelled: {order.error}",
+                cancelled=True,
+            ),
+            command,
+            now,
+            node + "@stopped",
+        )
+        for node, record in sorted(executions.items())
+        if record.get("status") == "running" and int(record.get("stage", -1)) == stage
+    ]
+
+
 @dataclass(frozen=True)
 class RunStep:
     """What a stage's end does to its run, stored in the transaction that records the
-    stage's result: `advance` to the next stage, `succeed` (the last stage completed), or
-    `fail` (Compensating when something that succeeded can be undone, else Failed). The
+    stage's result: `advance` to the next stage, `succeed` (the last stage completed),
+    `fail` (Compensating when something that succeeded can be undone, else Failed), or
+    `cancel` (the run is being cancelled: Compensating likewise, else Cancelled). The
     `events` announce it, after the stage's result."""
 
-    kind: Literal["advance", "succeed", "fail"]
+    kind: Literal["advance", "succeed", "fail", "cancel"]
     events: tuple[Envelope, ...]
     outputs_hash: str | None = None
     error: str | None = None
@@ -191,6 +237,26 @@ def after_stage(
     return RunStep(
         "succeed", (_emit(RunSucceeded(outputs_hash=digest), result, now),), outputs_hash=digest
     )
+
+
+def after_cancel(
+    result: Envelope,
+    executions: Mapping[str, Mapping[str, Any]],
+    graph: ActionGraph,
+    order: CancelOrder,
+    now: datetime,
+) -> RunStep:
+    """The run's next step once its stage stopped for a cancel (`result`, the stage's
+    StageFailed or StageCompleted): what succeeded is undone as after a failure, then
+    the saga ends it Cancelled; with nothing to undo it ends Cancelled here."""
+    stage = int(result.data["stage"])
+    to_undo = undoable(executions, graph)
+    ending: Payload
+    if to_undo:
+        ending = CompensateRun(failed_stage=stage)
+    else:
+        ending = RunCancelled(actor=order.actor, reason=order.reason)
+    return RunStep("cancel", (_emit(ending, result, now),), error=order.error, undo=tuple(to_undo))
 
 
 def outputs_hash(capabilities: Mapping[str, Any]) -> str:

@@ -1,5 +1,5 @@
 """The store operations the stage executor uses: a stage's start, its nodes' ends, and
-the stage's end with what it does to the run."""
+the stage's end with what it does to the run (or its stop, for a cancelled run)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,23 @@ from stratum.store import RunChange, StageStart
 
 
 class StageStore(Protocol):
+    async def run_state(
+        self, run_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, Any]]: ...
+
+    async def cancel_of(self, run_id: str) -> dict[str, Any] | None: ...
+
+    async def stop_stage(
+        self,
+        run_id: str,
+        stage: int,
+        *,
+        assignments: str,
+        events: Sequence[Envelope],
+        cause: str,
+        error: str,
+    ) -> None: ...
+
     async def begin_stage(
         self,
         run_id: str,

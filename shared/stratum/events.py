@@ -2,7 +2,7 @@
 
 Every message on the runs stream is a CloudEvents 1.0 structured-mode JSON document: an
 `Envelope` whose `data` is one of the payload models below. Events are named in the past
-tense; the two commands (`ExecuteStage`, `CompensateRun`) in the imperative. The envelope's
+tense; the commands (`ExecuteStage`, `CompensateRun`, `CancelRun`) in the imperative. The envelope's
 `type` is the payload's `TYPE`; the NATS subject is derived from it (`stratum.bus.subjects`).
 """
 
@@ -183,6 +183,40 @@ class RunCompensated(Payload):
     failed: list[str]
 
 
+class CancelRun(Payload):
+    """An operator's request to cancel the run, authorized already (the API asked Cedar:
+    `policy_ids` are the permits that allowed it). A command to the planner, which
+    decides what it does to the run as it stands then."""
+
+    TYPE: ClassVar[str] = "stratum.run.cancel"
+    actor: str
+    reason: str
+    policy_ids: list[str]
+
+
+class RunCancelling(Payload):
+    """The run was asked to stop (by `actor`, for `reason`): nothing more is dispatched;
+    the stage executor running its stage kills the stage's scripts and hands what
+    succeeded to the saga (`stratum.run.compensate`), or ends the run Cancelled."""
+
+    TYPE: ClassVar[str] = "stratum.run.cancelling"
+    actor: str
+    reason: str
+    policy_ids: list[str]
+
+
+class RunCancelled(Payload):
+    """A cancelled run ended: Cancelled once what it had done is undone (`compensated`,
+    in the saga's order; empty when nothing had run or nothing could be undone), or
+    CompensationFailed if `failed` is not empty."""
+
+    TYPE: ClassVar[str] = "stratum.run.cancelled"
+    actor: str
+    reason: str
+    compensated: list[str] = []
+    failed: list[str] = []
+
+
 PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (
@@ -203,6 +237,9 @@ PAYLOADS: dict[str, type[Payload]] = {
         CompensateRun,
         CompensationRecorded,
         RunCompensated,
+        CancelRun,
+        RunCancelling,
+        RunCancelled,
     )
 }
 

@@ -273,9 +273,7 @@ def write(here: Path, root: Path) -> None:
             [trigger(declaration, function)],
             f"{name}: the event types it consumes",
         )
-        dump(
-            here / name / "func.yaml", [func_yaml(declaration)], f"{name}: Knative func project"
-        )
+        dump(here / name / "func.yaml", [func_yaml(declaration)], f"{name}: Knative func project")
         dump(
             here / "keda" / f"{name}.yaml",
             deployment(declaration, function),

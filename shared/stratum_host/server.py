@@ -150,7 +150,9 @@ class StratumServer:
             nc = await self.transport.connection_for(function)
             js = nc.jetstream()
             publisher = Publisher(js, self.subjects)
-            runner = JetStreamRunner(function, js, publisher, self.store, durable_prefix=prefix)
+            runner = JetStreamRunner(
+                function, js, publisher, self.store, durable_prefix=prefix, connection=nc
+            )
             await runner.start()
             self.runners.append(runner)
 
@@ -160,6 +162,7 @@ class StratumServer:
         from stratum.trust.publisher_auth import SignatureRules
         from stratum_host.api.http import create_app
         from stratum_host.api.ingress import ingress_routes
+        from stratum_host.api.steering import steering_routes
 
         s = self.settings
         port = s.http_port or free_port(s.http_host)
@@ -173,9 +176,10 @@ class StratumServer:
             on_publishers_changed=self.transport.reload,
             policies=self.policies,
             before_metrics=lambda: record_queue_depths(self.runners),
-            extra_routes=ingress_routes(
-                self.subjects, jetstream, rules, self.store.publisher_by_key
-            ),
+            extra_routes=[
+                *ingress_routes(self.subjects, jetstream, rules, self.store.publisher_by_key),
+                *steering_routes(self.store, self.policies, Publisher(jetstream, self.subjects)),
+            ],
         )
         if s.require_signatures:  # callers sign requests too: the operator, or a publisher
             operator_seed = identity_seeds(s.data_dir / "nkeys", [CORE_IDENTITY])[CORE_IDENTITY]

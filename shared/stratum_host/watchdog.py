@@ -44,7 +44,8 @@ DRIVING_TYPES = (
     ExecuteStage.TYPE,
     CompensateRun.TYPE,
 )
-ACTIVE_STATUSES = ("Accepted", "Planned", "Running", "Compensating")
+# (a Cancelling run is driven by its last stage command: that stage is then stopped)
+ACTIVE_STATUSES = ("Accepted", "Planned", "Running", "Cancelling", "Compensating")
 
 
 @dataclass(frozen=True)

@@ -151,9 +151,7 @@ async def test_the_http_ingress_refuses_what_it_cannot_route_or_verify(signed: H
     body = orjson.dumps(DATA)
     async with httpx.AsyncClient(base_url=signed.server.http_url) as http:
         unsigned = await http.post("/events/acme", content=body, headers=binary_headers(ident))
-        no_type = await http.post(
-            "/events/acme", content=b'{"specversion": "1.0", "id": "x"}'
-        )
+        no_type = await http.post("/events/acme", content=b'{"specversion": "1.0", "id": "x"}')
         not_json = await http.post("/events/acme", content=b"{nope")
         # signed by acme's publisher for acme, posted to another tenant's door
         subject = signed.subjects.event("beta", TOPIC)

@@ -231,9 +231,9 @@ async def test_a_run_is_one_trace_joined_to_the_publishers(
 
     (plan,) = named(found, "plan")
     assert (plan.attributes or {})["stratum.stages"] == 2
-    assert (parent_of(found, plan).attributes or {})[
-        "messaging.consumer.group.name"
-    ] == group(settings, "planner")
+    assert (parent_of(found, plan).attributes or {})["messaging.consumer.group.name"] == group(
+        settings, "planner"
+    )
 
     stages = {s.name: s for s in found if s.name.startswith("stage ")}
     assert set(stages) == {"stage 0", "stage 1"}
@@ -255,9 +255,7 @@ async def test_a_run_is_one_trace_joined_to_the_publishers(
         assert outputs[f"{node}-done"]["traceparent"] == f"00-{trace_id}-{span_id}-01"
 
     writes = named(found, "surrealdb transaction")
-    assert writes and all(
-        (w.attributes or {})["db.system.name"] == "surrealdb" for w in writes
-    )
+    assert writes and all((w.attributes or {})["db.system.name"] == "surrealdb" for w in writes)
 
     # log lines are JSON and name the span they were written in
     lines = [orjson.loads(line) for line in json_logs.getvalue().splitlines()]

@@ -5,6 +5,7 @@ The principals: verified publishers (`publisher`) and unsigned sources (`source`
 tenants `acme` (the example tenant, which has a releasers group and a `releaser` role in
 entities.json) and `globex` (nothing declared). Each row is what the policies must answer
 and which policies decide; an empty id list is Cedar's default deny (nothing permits).
+The second table is `cancel` (an operator's action on a run), the operator included.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stratum.authz import Decision, Policies, TriggerContext, decide, load_policies
+from stratum.authz import (
+    Decision,
+    Policies,
+    SteerContext,
+    TriggerContext,
+    decide,
+    decide_steer,
+    load_policies,
+)
 from stratum.trust.principal import Principal
 from tests.conftest import ROOT
 
@@ -152,3 +161,77 @@ def test_names_cedar_cannot_parse_are_just_names(policies: Policies) -> None:
     odd = Principal(kind="source", name='x"::Group::"acme/releasers\n', tenant="acme")
     decision = decide(policies, odd, "acme", "release.request", context("acme", "release.request"))
     assert (decision.allowed, decision.policy_ids) == (False, [RELEASERS])
+
+
+# --- cancel: who may stop a run (the resource is the run's topic; no rule looks at it) ---
+
+CANCEL_PUBLISHERS = "publishers-cancel-own-tenant"
+CANCEL_DEV = "dev-unsigned-cancel-in-acme"
+CANCEL_OPERATOR = "operator-cancels-every-run"
+CANCEL_ISOLATION = "cancel-stays-in-tenant"
+OPERATOR = Principal(kind="operator", name="operator", tenant="")
+
+# (principal, tenant of the run) -> (allowed, deciding policy ids)
+CANCEL_TABLE: dict[tuple[str, str], tuple[bool, list[str]]] = {
+    ("acme publisher", "acme"): (True, [CANCEL_PUBLISHERS]),
+    ("acme releaser (role)", "acme"): (True, [CANCEL_PUBLISHERS]),
+    ("acme releaser (group)", "acme"): (True, [CANCEL_PUBLISHERS]),
+    ("acme source", "acme"): (True, [CANCEL_DEV]),
+    ("acme source releaser", "acme"): (True, [CANCEL_DEV]),
+    ("acme publisher", "globex"): (False, [CANCEL_ISOLATION]),
+    ("acme releaser (role)", "globex"): (False, [CANCEL_ISOLATION]),
+    ("acme releaser (group)", "globex"): (False, [CANCEL_ISOLATION]),
+    ("acme source", "globex"): (False, [CANCEL_ISOLATION]),
+    ("acme source releaser", "globex"): (False, [CANCEL_ISOLATION]),
+    ("globex publisher", "globex"): (True, [CANCEL_PUBLISHERS]),
+    ("globex publisher (group name)", "globex"): (True, [CANCEL_PUBLISHERS]),
+    # unsigned callers steer only the development tenant's runs (default deny elsewhere)
+    ("globex source", "globex"): (False, []),
+    # the development permit covers acme's runs, but not for a principal of another tenant
+    ("globex publisher", "acme"): (False, [CANCEL_ISOLATION]),
+    ("globex publisher (group name)", "acme"): (False, [CANCEL_ISOLATION]),
+    ("globex source", "acme"): (False, [CANCEL_ISOLATION]),
+}
+
+
+def steer_context(status: str = "Running", actor: str = "publisher:ci-bot") -> SteerContext:
+    return SteerContext(
+        run_id="run-1",
+        run_actor=actor,
+        run_status=status,
+        reason="wrong branch",
+        time=datetime(2026, 12, 4, 9, 30, tzinfo=UTC),
+    )
+
+
+def test_the_cancel_table_covers_every_combination() -> None:
+    assert set(CANCEL_TABLE) == {(p, t) for p in PRINCIPALS for t in TENANTS}
+
+
+@pytest.mark.parametrize(("who", "tenant"), sorted(CANCEL_TABLE), ids="|".join)
+@pytest.mark.parametrize("topic", TOPICS)
+def test_cancel_truth_table(policies: Policies, who: str, tenant: str, topic: str) -> None:
+    allowed, ids = CANCEL_TABLE[(who, tenant)]
+    decision = decide_steer(policies, PRINCIPALS[who], "cancel", tenant, topic, steer_context())
+    assert (decision.allowed, decision.policy_ids) == (allowed, sorted(ids))
+    assert decision.reasons
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_the_operator_cancels_every_tenant_s_runs_but_triggers_nothing(
+    policies: Policies, tenant: str
+) -> None:
+    cancel = decide_steer(policies, OPERATOR, "cancel", tenant, "crate.push", steer_context())
+    assert (cancel.allowed, cancel.policy_ids) == (True, [CANCEL_OPERATOR])
+    assert cancel.reasons == ["the operator may cancel any run"]
+    trigger = decide(policies, OPERATOR, tenant, "crate.push", context(tenant, "crate.push"))
+    assert not trigger.allowed
+
+
+def test_a_refused_cancel_names_the_action_and_the_run_s_topic(policies: Policies) -> None:
+    denied = decide_steer(
+        policies, PRINCIPALS["globex source"], "cancel", "globex", "crate.push", steer_context()
+    )
+    assert denied.reasons == [
+        "no policy permits source:stratum-cli to cancel runs of crate.push in tenant globex"
+    ]

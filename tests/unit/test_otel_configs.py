@@ -54,6 +54,7 @@ SHOWN_BY = {
     "stratum_policies_loaded_timestamp_seconds": "stratum_policies_loaded_timestamp_seconds",
     "stratum_db_transactions": "stratum_db_transactions_total",
     "stratum_events_published": "stratum_events_published_total",
+    "stratum_interventions": "stratum_interventions_total",
 }
 
 # samples of the families labelled by tenant (metrics.py)
@@ -65,6 +66,7 @@ TENANT_LABELLED = {
     "stratum_compensations_total",
     "stratum_dead_letters_total",
     "stratum_events_denied_total",
+    "stratum_interventions_total",
 }
 
 METRIC_NAME = re.compile(r"\bstratum_[a-z0-9_]+")

@@ -40,7 +40,7 @@ def only_problem(folder: Path) -> str:
 def test_the_shipped_policies_load_and_name_their_places() -> None:
     policies = load_policies(ROOT / "deploy" / "policies")
     assert policies.places["tenant-isolation"].endswith("deploy/policies/tenancy.cedar:3")
-    assert len(policies.places) == 5
+    assert len(policies.places) == 9
 
 
 def test_statements_end_at_semicolons_outside_strings_and_comments() -> None:
@@ -109,7 +109,24 @@ def test_the_schema_and_the_entities_are_checked(folder: Path) -> None:
 def test_a_schema_stratum_cannot_send_requests_to_is_refused(folder: Path) -> None:
     schema = folder / "stratum.cedarschema"
     schema.write_text(schema.read_text().replace("subject: String,", "subject: Long,"))
-    assert "does not fit the request Stratum sends" in only_problem(folder)
+    assert (
+        "does not fit the trigger request Stratum sends for a Stratum::Publisher"
+        in only_problem(folder)
+    )
+
+
+def test_a_schema_whose_cancel_stratum_cannot_ask_is_refused(folder: Path) -> None:
+    """The cancel request is probed too, for every principal the API may send, the
+    operator included (its entity has no tenant)."""
+    schema = folder / "stratum.cedarschema"
+    text = schema.read_text()
+    schema.write_text(text.replace("reason: String,", "reason: Long,"))
+    assert "the cancel request Stratum sends for a Stratum::Publisher" in only_problem(folder)
+    schema.write_text(
+        text.replace("principal: [Publisher, Source, Operator]", "principal: [Publisher, Source]")
+    )
+    (folder / "operators.cedar").unlink()  # its permit would not fit either
+    assert "cancel request Stratum sends for a Stratum::Operator" in only_problem(folder)
 
 
 def test_load_raises_with_the_first_problem_located(folder: Path) -> None:

@@ -1,12 +1,16 @@
-"""Stratum's Cedar entity model: how a trigger becomes a Cedar request.
+"""Stratum's Cedar entity model: how a trigger, or an operator's action on a run, becomes
+a Cedar request.
 
 - principal: `Stratum::Publisher::"<tenant>/<name>"` (an NKey-verified publisher) or
   `Stratum::Source::"<tenant>/<name>"` (an unverified CloudEvents source), with
   `tenant`, `name`, `roles`; a member of its `Stratum::Tenant` and of the groups
-  `entities.json` gives it (which may also give it roles);
-- action: `Stratum::Action::"trigger"`;
-- resource: `Stratum::Topic::"<tenant>/<topic>"` with `tenant` and `name`, in its tenant;
-- context: `subject`, `time` (a Cedar datetime), `event` (`id`, `type`, `source`).
+  `entities.json` gives it (which may also give it roles). On the API only, also
+  `Stratum::Operator::"<name>"` (the operator key: no tenant, only `name`);
+- action: `Stratum::Action::"trigger"`, or `"cancel"` on a run;
+- resource: `Stratum::Topic::"<tenant>/<topic>"` with `tenant` and `name`, in its tenant
+  (for an action on a run: the topic that started it);
+- context of `trigger`: `subject`, `time` (a Cedar datetime), `event` (`id`, `type`,
+  `source`); of an action on a run: `run` (`id`, `actor`, `status`), `reason`, `time`.
 
 The tenant is part of every id, so one tenant's names never match another's.
 """
@@ -19,7 +23,7 @@ from typing import Any
 
 import cedarpy
 
-from stratum.authz.model import TriggerContext
+from stratum.authz.model import SteerContext, TriggerContext
 from stratum.bus.subjects import TENANT_PATTERN
 from stratum.trust.principal import Principal
 
@@ -28,8 +32,11 @@ TENANT = f"{NAMESPACE}::Tenant"
 TOPIC = f"{NAMESPACE}::Topic"
 PUBLISHER = f"{NAMESPACE}::Publisher"
 SOURCE = f"{NAMESPACE}::Source"
-PRINCIPAL_TYPES = {"publisher": PUBLISHER, "source": SOURCE}
+OPERATOR = f"{NAMESPACE}::Operator"
+PRINCIPAL_TYPES = {"publisher": PUBLISHER, "source": SOURCE, "operator": OPERATOR}
 ACTION = {"type": f"{NAMESPACE}::Action", "id": "trigger"}
+# what an operator, or a permitted publisher, may do to a run once it exists
+STEERING_ACTIONS = ("cancel",)
 
 
 def uid(kind: str, ident: str) -> dict[str, str]:
@@ -45,6 +52,8 @@ def uid_key(value: Any) -> tuple[str, str]:
 
 
 def principal_uid(principal: Principal) -> dict[str, str]:
+    if principal.kind == "operator":
+        return uid(OPERATOR, principal.name)
     return uid(PRINCIPAL_TYPES[principal.kind], f"{principal.tenant}/{principal.name}")
 
 
@@ -112,6 +121,24 @@ def request(
     }
 
 
+def steer_request(
+    principal: Principal, action: str, tenant: str, topic: str, context: SteerContext
+) -> dict[str, Any]:
+    """`action` (one of STEERING_ACTIONS) on a run of `topic` in `tenant`."""
+    if action not in STEERING_ACTIONS:
+        raise ValueError(f"not an action on a run: {action!r}")
+    return {
+        "principal": principal_uid(principal),
+        "action": {"type": f"{NAMESPACE}::Action", "id": action},
+        "resource": topic_uid(tenant, topic),
+        "context": {
+            "run": {"id": context.run_id, "actor": context.run_actor, "status": context.run_status},
+            "reason": context.reason,
+            "time": {"__extn": {"fn": "datetime", "arg": cedar_time(context.time)}},
+        },
+    }
+
+
 def request_entities(
     principal: Principal, tenant: str, topic: str, declared: frozenset[tuple[str, str]]
 ) -> list[dict[str, Any]]:
@@ -119,7 +146,11 @@ def request_entities(
     unless `entities.json` declares it (with its groups and roles)."""
     added = [topic_entity(tenant, topic)]
     who = principal_uid(principal)
-    if (who["type"], who["id"]) not in declared:
+    if (who["type"], who["id"]) in declared:
+        return added
+    if principal.kind == "operator":
+        added.append({"uid": who, "attrs": {"name": principal.name}, "parents": []})
+    else:
         added.append(principal_entity(who["type"], principal.tenant, principal.name, [], []))
     return added
 
@@ -132,29 +163,38 @@ def cedar_time(moment: datetime) -> str:
 
 def probe(schema: cedarpy.Schema, entities: cedarpy.Entities) -> str | None:
     """Why the requests Stratum sends would not fit `schema`, or None if they do."""
-    context = TriggerContext(
+    when = datetime(2000, 1, 1, tzinfo=UTC)
+    trigger = TriggerContext(
         subject="stratum.events.probe.probe",
-        time=datetime(2000, 1, 1, tzinfo=UTC),
+        time=when,
         event_id="probe",
         event_type="probe",
         event_source="probe",
     )
-    for principal in (
-        Principal(kind="publisher", name="probe", tenant="probe"),
-        Principal(kind="source", name="probe", tenant="probe"),
-    ):
-        kind = principal.kind
+    steer = SteerContext(
+        run_id="probe", run_actor="source:probe", run_status="Running", reason="", time=when
+    )
+    publisher = Principal(kind="publisher", name="probe", tenant="probe")
+    source = Principal(kind="source", name="probe", tenant="probe")
+    operator = Principal(kind="operator", name="probe", tenant="")
+    asked: list[tuple[Principal, str, dict[str, Any]]] = [
+        (publisher, "trigger", request(publisher, "probe", "probe", trigger)),
+        (source, "trigger", request(source, "probe", "probe", trigger)),
+    ]
+    for action in STEERING_ACTIONS:
+        for who in (publisher, source, operator):
+            asked.append((who, action, steer_request(who, action, "probe", "probe", steer)))
+    for principal, action, query in asked:
         added = request_entities(principal, "probe", "probe", frozenset())
         try:
             with_request = entities.with_added_json_str(json.dumps(added), schema)
         except ValueError as error:
-            return f"the schema does not fit Stratum's {PRINCIPAL_TYPES[kind]} or Topic: {error}"
-        result = cedarpy.is_authorized(
-            request(principal, "probe", "probe", context), "", with_request, schema=schema
-        )
+            kind = PRINCIPAL_TYPES[principal.kind]
+            return f"the schema does not fit Stratum's {kind} or Topic: {error}"
+        result = cedarpy.is_authorized(query, "", with_request, schema=schema)
         if result.diagnostics.errors:
             return (
-                f"the schema does not fit the request Stratum sends for a {kind}: "
-                f"{'; '.join(result.diagnostics.errors)}"
+                f"the schema does not fit the {action} request Stratum sends for a "
+                f"{PRINCIPAL_TYPES[principal.kind]}: {'; '.join(result.diagnostics.errors)}"
             )
     return None

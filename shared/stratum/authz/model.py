@@ -20,6 +20,20 @@ class TriggerContext(BaseModel):
     event_source: str
 
 
+class SteerContext(BaseModel):
+    """Cedar's `context` for an operator's action on a run (`cancel`): which run, who
+    started it and where it stands, the reason given, and when it was asked. A policy
+    can so tell a run's own publisher from anyone else (`context.run.actor`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    run_actor: str
+    run_status: str
+    reason: str
+    time: datetime
+
+
 class Decision(BaseModel):
     """Allowed or not; the `@id`s of the policies that decided (the permits that allowed,
     or the forbids that denied; none when nothing permitted) and why, in words."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from stratum.authz.decide import decide
+from stratum.authz.decide import decide, decide_steer
 from stratum.authz.loader import Policies, load_policies
-from stratum.authz.model import Decision, TriggerContext
+from stratum.authz.model import Decision, SteerContext, TriggerContext
 from stratum.errors import PolicyError
 from stratum.telemetry import metrics
 from stratum.telemetry.health import LoadState, LoadTracker
@@ -59,6 +59,18 @@ class PolicyRegistry:
     ) -> Decision:
         """The current policies' decision; denied when no valid set was ever loaded."""
         if self.current is None:
-            why = f"no valid policies are loaded: {(self.error or 'never loaded').splitlines()[0]}"
-            return Decision(allowed=False, policy_ids=[], reasons=[why])
+            return self._none_loaded()
         return decide(self.current, principal, tenant, topic, context)
+
+    def decide_steer(
+        self, principal: Principal, action: str, tenant: str, topic: str, context: SteerContext
+    ) -> Decision:
+        """The current policies' decision on an action on a run (`cancel`); denied when no
+        valid set was ever loaded."""
+        if self.current is None:
+            return self._none_loaded()
+        return decide_steer(self.current, principal, action, tenant, topic, context)
+
+    def _none_loaded(self) -> Decision:
+        why = f"no valid policies are loaded: {(self.error or 'never loaded').splitlines()[0]}"
+        return Decision(allowed=False, policy_ids=[], reasons=[why])

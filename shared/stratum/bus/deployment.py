@@ -34,6 +34,7 @@ def grants(functions: Iterable[Function], subjects: Subjects) -> list[FunctionGr
             function.stream,
             durable_name(prefix, function),
             tuple(subjects.internal(kind) for kind in function.emits),
+            function.listens,
         )
         for function in functions
     ]

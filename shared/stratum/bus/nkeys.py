@@ -1,7 +1,8 @@
 """The transport plane for the nats-server Stratum starts: NKey users and what each may do.
 
 One identity per function, allowed exactly its own consumer's JetStream API, its acks, the
-subjects of the events it emits and its dead-letter subject; a core identity (`stratum`:
+subjects of the events it emits and its dead-letter subject (and to subscribe to the run
+events it listens to); a core identity (`stratum`:
 streams, the watchdog, the HTTP API's re-drives); and one identity per registered
 publisher, allowed to publish only on its own tenant's event subjects. Seeds of Stratum's
 own identities live under `<data_dir>/nkeys/` (mode 0600); of publishers, only public keys
@@ -31,6 +32,7 @@ class FunctionGrant:
     stream: str
     durable: str
     emits: tuple[str, ...]  # subjects
+    listens: tuple[str, ...] = ()  # subjects it subscribes to plainly (`Function.listens`)
 
 
 def inbox_prefix(identity: str) -> str:
@@ -78,7 +80,7 @@ def function_permissions(grant: FunctionGrant, subjects: Subjects) -> dict[str, 
                 *grant.emits,
             ]
         },
-        "subscribe": {"allow": [f"{inbox_prefix(grant.name)}.>"]},
+        "subscribe": {"allow": [f"{inbox_prefix(grant.name)}.>", *grant.listens]},
     }
 
 

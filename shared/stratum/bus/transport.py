@@ -99,7 +99,7 @@ class Transport:
         changed = False
         for function, durable in functions:
             emits = tuple(self.subjects.internal(kind) for kind in function.emits)
-            grant = FunctionGrant(function.name, function.stream, durable, emits)
+            grant = FunctionGrant(function.name, function.stream, durable, emits, function.listens)
             changed |= self._grants.get(function.name) != grant
             self._grants[function.name] = grant
         if changed:

@@ -1,4 +1,5 @@
-"""Running a stage: its nodes in parallel, stopping all of them at the first failure.
+"""Running a stage: its nodes in parallel, stopping all of them at the first failure, or
+when the caller says stop (the run is being cancelled).
 
 Once one node has failed the stage has failed (the saga will compensate), so letting the
 siblings run on would only waste time and add side effects to undo.
@@ -25,6 +26,10 @@ class _NodeFailedError(Exception):
     """Raised inside the task group so that it cancels the siblings."""
 
 
+class _StoppedError(Exception):
+    """Raised inside the task group when the caller's `stop` resolved: it cancels all."""
+
+
 async def run_stage(
     nodes: Sequence[ActionNode],
     payloads: Mapping[str, Mapping[str, Any]],
@@ -35,6 +40,7 @@ async def run_stage(
     on_node_done: OnNodeDone | None = None,
     first_attempts: Mapping[str, int] | None = None,
     credentials: CredentialsHook | None = None,
+    stop: asyncio.Future[str] | None = None,
 ) -> StageOutcome:
     """Run `nodes` concurrently (`payloads` by node id); the first failure cancels the rest.
 
@@ -53,6 +59,9 @@ async def run_stage(
 
     `credentials` gives each attempt of a node that declares secrets its own short-lived
     credential (see `stratum.executor.credentials`).
+
+    `stop`, when it resolves (with why), cancels every node still running as a failure
+    would; their outcomes say why. The future itself is never cancelled here.
     """
     ordered = sorted(nodes, key=lambda n: n.id)
     ids = [n.id for n in ordered]
@@ -86,22 +95,26 @@ async def run_stage(
             first_failure.append(node.id)
             raise _NodeFailedError(node.id)
 
+    stopped: list[str] = []
     try:
         async with asyncio.TaskGroup() as group:
-            for node in ordered:
-                group.create_task(one(node), name=f"stratum-node-{node.id}")
+            tasks = [
+                group.create_task(one(node), name=f"stratum-node-{node.id}") for node in ordered
+            ]
+            if stop is not None:
+                await _until_stopped(tasks, stop, stopped)
     except BaseExceptionGroup as errors:
-        _, other = errors.split(_NodeFailedError)
+        _, other = errors.split((_NodeFailedError, _StoppedError))
         if other is not None:
             raise (other.exceptions[0] if len(other.exceptions) == 1 else other) from None
 
     await asyncio.gather(*reports)
-    culprit = first_failure[0] if first_failure else "?"
+    why = stopped[0] if stopped else f"{first_failure[0] if first_failure else '?'} failed"
     outcomes = []
     for i in ids:
         outcome = done.get(i)
         if outcome is None:
-            outcome = runs[i].outcome("cancelled", error=f"node {i}: cancelled: {culprit} failed")
+            outcome = runs[i].outcome("cancelled", error=f"node {i}: cancelled: {why}")
             if on_node_done is not None:
                 await on_node_done(outcome)
         outcomes.append(outcome)
@@ -112,3 +125,19 @@ async def run_stage(
         started_at=started_at,
         finished_at=datetime.now(UTC),
     )
+
+
+async def _until_stopped(
+    tasks: Sequence[asyncio.Task[None]], stop: asyncio.Future[str], stopped: list[str]
+) -> None:
+    """Wait for the nodes; if `stop` resolves first, say why in `stopped` and raise
+    _StoppedError so the task group cancels them."""
+    every = asyncio.ensure_future(asyncio.wait(tasks))
+    try:
+        either: list[asyncio.Future[Any]] = [every, stop]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        every.cancel()
+    if stop.done() and not stop.cancelled() and not all(task.done() for task in tasks):
+        stopped.append(stop.result())
+        raise _StoppedError(stopped[0])

@@ -17,6 +17,10 @@ class RunStatus(StrEnum):
     # effects are only partly undone (which steps: `failed_compensations`, the steps' errors)
     COMPENSATION_FAILED = "CompensationFailed"
     DENIED = "Denied"
+    # an operator asked the run to stop: its stage is being stopped (`stratum.run.cancel`)
+    CANCELLING = "Cancelling"
+    # a cancelled run ended, what it had done undone (or nothing had run)
+    CANCELLED = "Cancelled"
 
     @property
     def rank(self) -> int:
@@ -29,9 +33,22 @@ _RANK = {
     RunStatus.PLANNED: 1,
     RunStatus.RUNNING: 2,
     RunStatus.FAILED: 3,
-    RunStatus.COMPENSATING: 4,
-    RunStatus.SUCCEEDED: 5,
-    RunStatus.COMPENSATED: 6,
-    RunStatus.COMPENSATION_FAILED: 7,
-    RunStatus.DENIED: 8,
+    RunStatus.CANCELLING: 4,
+    RunStatus.COMPENSATING: 5,
+    RunStatus.SUCCEEDED: 6,
+    RunStatus.COMPENSATED: 7,
+    RunStatus.CANCELLED: 8,
+    RunStatus.COMPENSATION_FAILED: 9,
+    RunStatus.DENIED: 10,
 }
+# a run in one of these has ended: nothing moves it any more
+FINAL = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.COMPENSATED,
+        RunStatus.CANCELLED,
+        RunStatus.COMPENSATION_FAILED,
+        RunStatus.DENIED,
+    }
+)

@@ -16,7 +16,7 @@ from stratum.errors import (
     InvalidEventError,
     StratumError,
 )
-from stratum.store import StaleWriteError, StoreError
+from stratum.store import CancellingError, StaleWriteError, StoreError
 
 # the first retry waits this long; each further one twice as long, up to the cap. With the
 # default max_deliver (10) a message is tried for about four minutes before it is a dead
@@ -52,6 +52,9 @@ _BY_TYPE: tuple[tuple[type[BaseException], Delivery], ...] = (
     # a message handled before: the adapter re-announces what it caused, so a prompt
     # delivery again does exactly that (Handling catches it; this is for anything else)
     (StaleWriteError, Delivery.CONFLICT),
+    # a run being cancelled under a write that would move it on: handled again at once,
+    # the handler then stops it
+    (CancellingError, Delivery.CONFLICT),
     # the store's catch-all: a connection to a SurrealDB server that dropped reads the
     # same as a query it refused, so it is retried (bounded) rather than given up on
     (StoreError, Delivery.RETRY),

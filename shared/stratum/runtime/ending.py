@@ -8,7 +8,7 @@ the projector shows it and the planner lets the tenant's next queued run start:
 | the run was | it ends | with |
 |---|---|---|
 | Accepted (never planned) | Failed | `stratum.run.rejected` |
-| Planned, Running | Failed, no saga | `stratum.run.failed` (`compensating: false`) |
+| Planned, Running, Cancelling | Failed, no saga | `stratum.run.failed` (`compensating: false`) |
 | Compensating | CompensationFailed, naming the steps not undone | `stratum.run.compensated` |
 | ended | as it was | nothing |
 
@@ -65,7 +65,7 @@ def ending(
     payload: Payload
     if status == RunStatus.ACCEPTED:
         payload = RunRejected(error=reason)
-    elif status in (RunStatus.PLANNED, RunStatus.RUNNING):
+    elif status in (RunStatus.PLANNED, RunStatus.RUNNING, RunStatus.CANCELLING):
         stage = max(int(run.get("current_stage", 0)), 0)
         payload = RunFailed(stage=stage, error=reason, compensating=False)
     elif status == RunStatus.COMPENSATING:

@@ -8,6 +8,13 @@ order: `parse` (validate) -> `load` (read the state) -> `decide` (pure: the writ
 events to announce) -> `commit` (the new state and the events in one database transaction);
 the adapter then publishes those events and acks (database before bus).
 
+A function may also *listen* to run events as they pass (`listens`, handled by `hear`):
+every instance hears each one, unlike consumed messages, which one instance handles.
+The stage executor listens for `stratum.run.cancelling` to stop a stage it is running.
+Hearing is a shortcut, never the only path: the JetStream adapter listens, the HTTP one
+cannot (no broadcast under Knative), and a write that moves a cancelled run on fails
+anyway (`CancellingError`).
+
 A `commit` that finds its message already handled raises StaleWriteError; the runner then
 re-publishes what that message caused before (`Nats-Msg-Id` drops copies). Anything else a
 step raises decides the message's delivery by its type (`stratum.runtime.delivery`).
@@ -78,6 +85,14 @@ class Handler(Protocol[EventT, StateT, DecisionT]):
         ...
 
 
+class Listener(Protocol):
+    """A handler that hears the run events its function `listens` to (on every instance)."""
+
+    def hear(self, event: Envelope) -> None:
+        """Take note of `event`; called on the event loop, must not block or raise."""
+        ...
+
+
 class Projections(Protocol):
     """The projector's folder of run events into read models (shared with the API)."""
 
@@ -135,6 +150,8 @@ class Declaration:
     # a function that drives runs: a permanent error on one of its messages ends that
     # message's run (which could not go on), and the adapter publishes the end for it
     ends_runs: bool = False
+    # run event types every instance hears as they pass (its handler is a `Listener`)
+    listens: tuple[str, ...] = ()
     # what it reads besides the store: the graph, the policies; whether it runs scripts
     # (and so needs the secret store and an executor)
     reads_graph: bool = False
@@ -164,6 +181,7 @@ class Declaration:
             emits=self.emits,
             max_deliver=self.max_deliver,
             ends_runs=self.ends_runs,
+            listens=tuple(subjects.internal(kind) for kind in self.listens),
         )
 
     def bind(self, dependencies: Dependencies) -> Function:
@@ -187,6 +205,8 @@ class Function:
     emits: tuple[str, ...] = ()
     max_deliver: int = 10
     ends_runs: bool = False
+    # subjects every instance hears (core NATS, no acks: see `Listener`)
+    listens: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.ends_runs:  # published on its behalf: its NATS user may publish them too

@@ -10,6 +10,9 @@ decides delivery (`stratum.runtime.delivery`): retryable -> nak with backoff, a 
 permanent error also ending the message's run (`stratum.runtime.ending`). A message given
 up on, or whose last allowed delivery failed, is a dead letter: recorded in the DB,
 announced on `<prefix>.dead.<function>`, terminated, and re-drivable with `redrive`.
+
+A function that `listens` also hears those run events on a plain subscription (every
+instance, no acks; `stratum.runtime.function.Listener`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
@@ -28,10 +32,11 @@ from nats.js.errors import NotFoundError
 from stratum.bus.subjects import Subjects
 from stratum.clock import iso, utc_now
 from stratum.errors import InvalidEventError, StratumError
+from stratum.events import Envelope
 from stratum.runtime.delivery import GIVE_UP_AT_ONCE, Delivery, backoff, delivery_of, retry_delay
 from stratum.runtime.ending import end_run_of
 from stratum.runtime.faults import crash_point
-from stratum.runtime.function import Function, Inbound
+from stratum.runtime.function import Function, Inbound, Listener
 from stratum.runtime.handling import Handling, original_msg_id
 from stratum.runtime.publisher import ORIGINAL_MSG_ID, Publisher
 from stratum.store import DeadLetter, RunStore
@@ -85,8 +90,11 @@ class JetStreamRunner:
         store: RunStore,
         *,
         durable_prefix: str,
+        connection: Client | None = None,
     ) -> None:
         self.function = function
+        # what `listens` subscribes on (None: the function hears nothing)
+        self._connection = connection
         self._js = jetstream
         self._publisher = publisher
         self._store = store
@@ -111,6 +119,7 @@ class JetStreamRunner:
             filter_subject=fn.subjects[0] if len(fn.subjects) == 1 else None,
         )
         await self._js.add_consumer(fn.stream, config=config)
+        await self._listen()
         for index in range(fn.concurrency):
             subscription = await self._js.pull_subscribe_bind(
                 durable=self.durable, stream=fn.stream
@@ -118,6 +127,30 @@ class JetStreamRunner:
             self._workers.append(
                 asyncio.create_task(self._work(subscription), name=f"{fn.name}-worker-{index}")
             )
+
+    async def _listen(self) -> None:
+        """Subscribe to what the function listens to, for its handler's `hear`."""
+        fn = self.function
+        if not fn.listens:
+            return
+        if self._connection is None:
+            log.warning(
+                "no connection to listen on: stops are noticed at the next write",
+                extra={"function": fn.name},
+            )
+            return
+        listener: Listener = fn.runnable  # type: ignore[assignment]
+
+        async def heard(message: Msg) -> None:
+            try:
+                listener.hear(Envelope.from_bytes(message.data))
+            except Exception as error:  # a bad message must not stop the others
+                log.warning(
+                    f"could not hear {message.subject}: {error}", extra={"function": fn.name}
+                )
+
+        for subject in fn.listens:
+            await self._connection.subscribe(subject, cb=heard)
 
     async def queue_depth(self) -> tuple[int, int]:
         """(waiting, in flight) on this function's durable consumer, as JetStream counts."""

@@ -1,6 +1,12 @@
 """SurrealDB persistence: the only place that speaks SurrealQL or sees SDK exceptions."""
 
-from stratum.store.database import AtLimitError, Database, StaleWriteError, StoreError
+from stratum.store.database import (
+    AtLimitError,
+    CancellingError,
+    Database,
+    StaleWriteError,
+    StoreError,
+)
 from stratum.store.dead_letters import DeadLetter
 from stratum.store.publishers import PublisherRecord
 from stratum.store.read_models import ViewWrite
@@ -9,6 +15,7 @@ from stratum.store.stages import RunChange, StageStart
 
 __all__ = [
     "AtLimitError",
+    "CancellingError",
     "Database",
     "DeadLetter",
     "PublisherRecord",

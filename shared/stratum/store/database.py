@@ -28,6 +28,7 @@ from stratum.telemetry.metrics import DB_TRANSACTIONS
 
 STALE_MARKER = "stratum:stale"
 AT_LIMIT_MARKER = "stratum:at-limit"
+CANCELLING_MARKER = "stratum:cancelling"
 CONFLICT_RETRIES = 8
 NOT_EXECUTED = "not executed due to a failed transaction"
 # a statement that changes something: a round trip with one is a write
@@ -55,6 +56,14 @@ class StaleWriteError(StratumError):
 class AtLimitError(StratumError):
     """A write that admits a run found its tenant at its concurrent-run limit (or earlier
     runs of it waiting): nothing was written; the run must wait its turn."""
+
+
+class CancellingError(StratumError):
+    """A write that moves a run on found it Cancelling: nothing was written; the caller
+    stops the run instead (`stratum.run.cancelling`). Handled where it can arise; one
+    that escapes is delivered again at once, and stops the run then."""
+
+    retryable = True
 
 
 class Database:
@@ -161,6 +170,8 @@ def _translate(message: str) -> StratumError:
         return StaleWriteError(message)
     if AT_LIMIT_MARKER in message:
         return AtLimitError(message)
+    if CANCELLING_MARKER in message:
+        return CancellingError(message)
     if "can be retried" in message or "conflict" in message.lower():
         return ConflictError(f"database write conflict: {message}")
     if NOT_EXECUTED in message:

@@ -8,7 +8,7 @@ already handled.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from stratum.clock import iso, utc_now
@@ -40,13 +40,22 @@ def event_rows(events: Iterable[Envelope], cause: str) -> list[dict[str, Any]]:
     ]
 
 
-def guard(condition: str, what: str, assignments: str) -> str:
+def guard(
+    condition: str,
+    what: str,
+    assignments: str,
+    *,
+    otherwise: Callable[[str], str] | None = None,
+) -> str:
     """Update the run (`assignments`) only if `condition` holds; otherwise abort the
-    transaction with the stale marker and `what`."""
+    transaction with the stale marker and `what` (or with the statement `otherwise`
+    makes of that marker's text, to tell causes apart)."""
+    stale = f"{STALE_MARKER}: {what}"
+    failing = otherwise(stale) if otherwise is not None else f"THROW '{stale}'"
     return (
         f"LET $changed = (UPDATE {RUN} SET {assignments}, version += 1, updated_at = $now "
         f"WHERE {condition} RETURN VALUE id);\n"
-        f"IF array::len($changed) = 0 {{ THROW '{STALE_MARKER}: {what}' }};"
+        f"IF array::len($changed) = 0 {{ {failing} }};"
     )
 
 

@@ -114,13 +114,17 @@ class ReadModels:
         return int(rows[0]["n"]) if rows else 0
 
     async def list_views(
-        self, *, tenant: str | None = None, limit: int = 50
+        self, *, tenant: str | None = None, status: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
-        where = "WHERE tenant = $tenant" if tenant else ""
+        """The newest runs' views; only `tenant`'s, only those in `status`, when given."""
+        conditions = [
+            c for c, v in (("tenant = $tenant", tenant), ("status = $status", status)) if v
+        ]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = (
             await self.db.query(
                 f"SELECT * FROM run_view {where} ORDER BY created_at DESC LIMIT $limit;",
-                {"tenant": tenant, "limit": limit},
+                {"tenant": tenant, "status": status, "limit": limit},
             )
         )[0]
         return [_shown(row) for row in rows]

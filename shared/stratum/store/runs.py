@@ -1,5 +1,6 @@
 """The store: one class over the concerns it is split into (event log, triggers, plans,
-stages, sagas, recovery, read models, dead letters, publishers, audit, tenancy), one
+stages, sagas, recovery, read models, dead letters, publishers, audit, tenancy,
+steering), one
 method per state change. Functions see only the operations they use (their `ports.py`).
 
 Every write that announces something stores the announcing events in the same
@@ -22,6 +23,7 @@ from stratum.store.recovery import Recovery
 from stratum.store.sagas import Sagas
 from stratum.store.schema import SCHEMA
 from stratum.store.stages import Stages
+from stratum.store.steering import Steering
 from stratum.store.tenancy import Tenancy
 from stratum.store.triggers import Triggers
 
@@ -38,6 +40,7 @@ class RunStore(
     Publishers,
     AuditTrail,
     Tenancy,
+    Steering,
 ):
     """Run state in SurrealDB. One instance per process, shared by the functions."""
 

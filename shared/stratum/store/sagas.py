@@ -56,10 +56,19 @@ class Sagas(GuardedWrites):
         )
 
     async def finish_compensation(
-        self, run_id: str, failed: list[str], events: Sequence[Envelope], cause: str
+        self,
+        run_id: str,
+        failed: list[str],
+        events: Sequence[Envelope],
+        cause: str,
+        *,
+        cancelled: bool = False,
     ) -> None:
-        """End the saga: Compensated, or CompensationFailed when any step in `failed`."""
-        status = RunStatus.COMPENSATION_FAILED if failed else RunStatus.COMPENSATED
+        """End the saga: Compensated (Cancelled, for a run an operator cancelled), or
+        CompensationFailed when any step in `failed`."""
+        status = RunStatus.CANCELLED if cancelled else RunStatus.COMPENSATED
+        if failed:
+            status = RunStatus.COMPENSATION_FAILED
         await self._guarded(
             run_id,
             condition="status = 'Compensating'",

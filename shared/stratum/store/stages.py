@@ -15,11 +15,25 @@ from typing import Any, NamedTuple
 from stratum.clock import iso, utc_now
 from stratum.events import Envelope
 from stratum.runs.status import RunStatus
-from stratum.store.database import STALE_MARKER
+from stratum.store.database import CANCELLING_MARKER, STALE_MARKER
 from stratum.store.guarded import RUN, GuardedWrites, event_rows, guard
 from stratum.store.read_models import plain_record
 
 STAGE = "type::thing('stage', [$run, $stage])"
+# where a run is in a stage and a cancel may find it (`stratum.run.cancelling`)
+AT_STAGE = "status IN ['Planned', 'Running'] AND current_stage = $stage"
+CANCELLING_AT_STAGE = "status = 'Cancelling' AND current_stage = $stage"
+
+
+def unless_cancelling(stale: str) -> str:
+    """What a write that found the run past where it expected throws: the cancelling
+    marker when the run is being cancelled (the caller stops it instead), else `stale`.
+    Read only when the guard failed: a write that goes through pays nothing for it."""
+    return (
+        f"IF (SELECT VALUE status FROM ONLY {RUN}) = 'Cancelling' "
+        f"{{ THROW '{CANCELLING_MARKER}: run ' + $run + ' is being cancelled' }} "
+        f"ELSE {{ THROW '{stale}' }}"
+    )
 
 
 NODE_OUTCOME_SQL = (
@@ -47,13 +61,22 @@ class StageStart(NamedTuple):
 @dataclass(frozen=True)
 class RunChange:
     """How a stage's end changes its run, in the transaction that stores the stage's
-    result: to the next stage (`status` None), or Succeeded, Compensating or Failed."""
+    result: to the next stage (`status` None), or Succeeded, Compensating or Failed;
+    for a run being cancelled (`cancelling`), Compensating or Cancelled."""
 
     status: RunStatus | None = None
     outputs_hash: str | None = None
     error: str | None = None
+    cancelling: bool = False
+
+    @property
+    def condition(self) -> str:
+        """Where the run must be for the change to apply."""
+        return CANCELLING_AT_STAGE if self.cancelling else AT_STAGE
 
     def assignments(self) -> str:
+        if self.cancelling and self.status not in (RunStatus.COMPENSATING, RunStatus.CANCELLED):
+            raise ValueError(f"a cancelled stage's end cannot make a run {self.status}")
         if self.status is None:
             return "current_stage = $stage + 1"
         if self.status is RunStatus.SUCCEEDED:
@@ -62,6 +85,8 @@ class RunChange:
             return "status = 'Compensating', error = $error"
         if self.status is RunStatus.FAILED:
             return "status = 'Failed', error = $error, finished_at = $now"
+        if self.status is RunStatus.CANCELLED:
+            return "status = 'Cancelled', error = $error, finished_at = $now"
         raise ValueError(f"a stage's end cannot make a run {self.status}")
 
 
@@ -112,7 +137,8 @@ class Stages(GuardedWrites):
         Returns the run, its capabilities, the nodes to run with how many times each has
         been started (a node that already succeeded never runs again) and the run's node
         records. Only the holder of `lease` may then record the nodes' outcomes and the
-        stage's result. StaleWriteError if the stage already ended or the run is past it.
+        stage's result. StaleWriteError if the stage already ended or the run is past it;
+        CancellingError (nothing written) if the run is being cancelled.
         """
         stale = f"{STALE_MARKER}: stage {stage} of run {run_id}"
         results = await self.db.transaction(
@@ -121,8 +147,8 @@ class Stages(GuardedWrites):
             f"{{ THROW '{stale} already ended' }};\n"
             f"LET $changed = (UPDATE {RUN} SET status = 'Running', "
             "started_at = started_at ?? $now, version += 1, updated_at = $now "
-            "WHERE status IN ['Planned', 'Running'] AND current_stage = $stage RETURN VALUE id);\n"
-            f"IF array::len($changed) = 0 {{ THROW '{stale} is not current' }};\n"
+            f"WHERE {AT_STAGE} RETURN VALUE id);\n"
+            f"IF array::len($changed) = 0 {{ {unless_cancelling(stale + ' is not current')} }};\n"
             "LET $done = (SELECT VALUE node FROM node_exec WHERE run = $run "
             "AND status = 'succeeded');\n"
             "LET $todo = array::complement($nodes, $done);\n"
@@ -201,15 +227,17 @@ class Stages(GuardedWrites):
         outcome of its last node too; with `then`, what the stage's end does to the run
         (the next stage, or the run's end) — all in one transaction, so a stage boundary
         is one write and one hop (the next stage's command). StaleWriteError if `lease`
-        no longer holds the stage, or the run is no longer at it."""
+        no longer holds the stage, or the run is no longer at it; CancellingError (nothing
+        written) if the run is being cancelled and `then` does not stop it."""
         node, record, outputs = last_node or ("", {}, {})
         stale = f"{STALE_MARKER}: stage {stage} of run {run_id} was taken over"
         run_sql = ""
         if then is not None:
             run_sql = guard(
-                "status IN ['Planned', 'Running'] AND current_stage = $stage",
+                then.condition,
                 f"run {run_id} is past stage {stage}",
                 then.assignments(),
+                otherwise=None if then.cancelling else unless_cancelling,
             )
         await self.db.transaction(
             f"IF (SELECT VALUE lease FROM ONLY {STAGE}) != $lease {{ THROW '{stale}' }};\n"

@@ -12,7 +12,12 @@ from stratum.store.database import AT_LIMIT_MARKER, Database
 from stratum.store.guarded import GuardedWrites
 
 # runs that hold one of their tenant's `max_concurrent_runs` slots
-IN_PROGRESS = [RunStatus.PLANNED.value, RunStatus.RUNNING.value, RunStatus.COMPENSATING.value]
+IN_PROGRESS = [
+    RunStatus.PLANNED.value,
+    RunStatus.RUNNING.value,
+    RunStatus.CANCELLING.value,
+    RunStatus.COMPENSATING.value,
+]
 QUEUED = "status = 'Accepted' AND queued_at != NONE"
 # a tenant's queued runs, read through the (tenant, status) index; what else a reader
 # asks of them (their age, their admission) is filtered after: with the age test in the

@@ -11,6 +11,8 @@ Where each is counted, and why there:
 - node durations and stage fan-out: the stage executor, per execution it ran.
 - compensation steps: the compensator, per step it recorded.
 - denials: ingest; dead letters and handled messages: the JetStream runner.
+- operators' requests of runs (cancel): refusals by the API that asked Cedar, the rest by
+  the planner as it applies them.
 - queue depth: read from each function's JetStream consumer when `/metrics` is scraped.
 - graph reloads and the graph version: the graph registry.
 - degraded (a reload error pending, the previous version serving) and the time of the last
@@ -33,9 +35,11 @@ _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 3
 RUNS = Counter(
     "stratum_runs",
     "Runs that entered a status (accepted, planned, running, succeeded, failed, "
-    "compensating, compensated, compensation_failed, denied), by tenant; every accepted "
-    "run that did not succeed enters failed once: it ends there when nothing it did can "
-    "be undone, else it goes on to compensating and compensated or compensation_failed",
+    "compensating, compensated, compensation_failed, denied, cancelling, cancelled), by "
+    "tenant; every accepted run that failed enters failed once: it ends there when nothing "
+    "it did can be undone, else it goes on to compensating and compensated or "
+    "compensation_failed; a cancelled one goes from cancelling (or straight from accepted) "
+    "to cancelled, through compensating when something it did is undone",
     ["tenant", "status"],
     registry=REGISTRY,
 )
@@ -65,6 +69,14 @@ COMPENSATIONS = Counter(
     "stratum_compensations",
     "Compensation steps recorded, by outcome: succeeded, failed (after retries), skipped",
     ["tenant", "node", "status"],
+    registry=REGISTRY,
+)
+INTERVENTIONS = Counter(
+    "stratum_interventions",
+    "Operators' requests of runs, by tenant, action (cancel) and outcome: refused (by the "
+    "policies), cancelling (its stage is being stopped), cancelled (nothing had started), "
+    "ignored (the run had ended or was already being stopped or undone)",
+    ["tenant", "action", "outcome"],
     registry=REGISTRY,
 )
 DEAD_LETTERS = Counter(
@@ -101,8 +113,7 @@ QUEUE_IN_FLIGHT = Gauge(
 )
 EVENTS_DENIED = Counter(
     "stratum_events_denied",
-    "Publishers' events that started no run, by reason: invalid, unverified, policy, "
-    "rate_limited",
+    "Publishers' events that started no run, by reason: invalid, unverified, policy, rate_limited",
     ["tenant", "reason"],
     registry=REGISTRY,
 )

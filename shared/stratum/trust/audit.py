@@ -2,7 +2,8 @@
 
 A record says who triggered what, in which tenant, what the policies decided and which
 policies decided it, which graph version ran on which inputs and produced which outputs,
-and under which credential leases its scripts ran (lease ids only, never credentials).
+under which credential leases its scripts ran (lease ids only, never credentials), and
+what operators asked of it (a cancel: who, why, what Cedar decided, how it went).
 Fields that a run does not have (a run denied before planning has no graph version; no
 lease when a node has no secrets) are null or empty, so the record's shape never depends on
 which parts of Stratum recorded what. `stratum.trust.audit_chain` makes an export of records
@@ -31,6 +32,23 @@ class CredentialUse(BaseModel):
     attempt: int | None = None
     idempotency_key: str | None = None
     lease_id: str
+
+
+class Intervention(BaseModel):
+    """An operator's request of the run, allowed or refused by the policies."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    request: str
+    action: str
+    actor: str
+    at: str
+    # `allow` / `deny`, and the policies (`@id`s) that decided it
+    decision: str
+    policy_ids: list[str] = []
+    reason: str = ""
+    # what came of it: refused, cancelling, cancelled, ignored: ...
+    outcome: str = ""
 
 
 class AuditRecord(BaseModel):
@@ -62,6 +80,7 @@ class AuditRecord(BaseModel):
     inputs_hash: str | None = None
     outputs_hash: str | None = None
     credential_leases: list[CredentialUse] = []
+    interventions: list[Intervention] = []
 
 
 def record_of(
@@ -95,6 +114,11 @@ def record_of(
         credential_leases=sorted(
             leases, key=lambda use: (use.node, use.step, use.attempt or 0, use.lease_id)
         ),
+        interventions=[
+            Intervention.model_validate(entry)
+            for entry in run.get("interventions") or []
+            if isinstance(entry, Mapping)
+        ],
     )
 
 

@@ -12,12 +12,14 @@ class Principal(BaseModel):
 
     `publisher`: a registered publisher whose NKey signature over the event verified (its
     name, its tenant, its public key). `source`: signatures are not required (a local
-    development set-up), so the CloudEvents `source` is all that is known — unverified.
+    development set-up), so the CloudEvents `source` (or the API's `Stratum-Caller`) is all
+    that is known — unverified. `operator`: the API's operator key signed the request; it
+    belongs to no tenant (`tenant` is empty) and steers every run.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["publisher", "source"]
+    kind: Literal["publisher", "source", "operator"]
     name: str
     tenant: str
     public_key: str | None = None

@@ -7,7 +7,8 @@ does — sees every tenant. A registered publisher sees its own tenant only: the
 `tenant` parameter is set to its tenant whatever it asked for, so every query filters in
 the database (another tenant's run is simply not found), and operator-only routes
 (replay, dead letters, managing publishers) answer 403. `/healthz`, `/readyz` and
-`/metrics` stay open (they are outside `/api/`).
+`/metrics` stay open (they are outside `/api/`). The verified caller is kept in the
+request's state (`request.state.caller`) for routes that ask Cedar about it.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class SignedRequests:
             scope = dict(
                 scope, query_string=urlencode([*query, ("tenant", caller.tenant)]).encode()
             )
+        # who asked, for the routes that decide by it (steering runs: `api.steering`)
+        scope = dict(scope, state={**scope.get("state", {}), "caller": caller})
 
         replayed = False
 

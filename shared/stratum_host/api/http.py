@@ -4,10 +4,12 @@ GET /metrics (Prometheus text: the metrics of every function in this process)
 POST /events/{tenant} (a CloudEvent over HTTP onto the tenant's event subject: ingress.py)
 GET /healthz (liveness: always 200; `status` "degraded" while a reload error is pending),
 GET /readyz (200 while a graph and policies are in force, degraded or not; else 503)
-GET /api/runs[?tenant=&limit=], /api/runs/{id}[?tenant=], /api/graph, /api/plan?topic=
-(a run's detail: its view, its `history`, and each node's `outputs`: stratum_host.api.outputs)
+GET /api/runs[?tenant=&status=&limit=], /api/runs/{id}[?tenant=], /api/graph, /api/plan?topic=
+(a run's detail: its view, its `history`, each node's `outputs`: stratum_host.api.outputs,
+and the operators' requests of it, `interventions`)
 GET /api/audit[?tenant=&since=] (the audit trail, hash-chained NDJSON: stratum_host.api.audit)
 POST /api/replay (rebuild the read models from the stored events)
+POST /api/runs/{id}/cancel (an operator's cancel, decided by Cedar: stratum_host.api.steering)
 GET /api/dead-letters[?limit=], /api/dead-letters/{id} (with its body)
 POST /api/dead-letters/{id}/redrive (publish it again on its original subject)
 GET/POST /api/publishers, DELETE /api/publishers/{name} (see stratum_host.api.publishers)
@@ -30,6 +32,7 @@ from stratum.authz import PolicyRegistry
 from stratum.errors import PlanError
 from stratum.graph import plan
 from stratum.graph.registry import GraphRegistry
+from stratum.runs.status import RunStatus
 from stratum.runtime.jetstream import redrive
 from stratum.store import RunStore
 from stratum.telemetry import metrics
@@ -39,6 +42,8 @@ from stratum_host.api.outputs import Produced, node_outputs
 from stratum_host.api.publishers import publisher_routes
 
 log = logging.getLogger("stratum.api")
+# `--status cancelled`, `compensation-failed`, `CompensationFailed`: each status by its name
+STATUS_NAMES = {status.value.lower(): status.value for status in RunStatus}
 
 
 async def _nothing() -> None:
@@ -104,7 +109,14 @@ def create_app(
             limit = max(1, min(int(request.query_params.get("limit", "50")), 1000))
         except ValueError:
             return _error(400, "limit must be a whole number")
-        return JSONResponse({"runs": await store.list_views(tenant=tenant, limit=limit)})
+        status = request.query_params.get("status") or None
+        if status is not None:
+            status = STATUS_NAMES.get(status.lower().replace("_", "").replace("-", ""))
+            if status is None:
+                known = ", ".join(sorted(s.value for s in RunStatus))
+                return _error(400, f"unknown status {request.query_params['status']}: {known}")
+        views = await store.list_views(tenant=tenant, status=status, limit=limit)
+        return JSONResponse({"runs": views})
 
     async def run_detail(request: Request) -> JSONResponse:
         run_id = request.path_params["run_id"]
@@ -122,6 +134,8 @@ def create_app(
         view.pop("_id", None)
         view.pop("version", None)  # the write counter, not part of what the run shows
         view["history"] = await store.history(run_id, tenant)
+        run = await store.get_run(run_id)
+        view["interventions"] = (run or {}).get("interventions") or []
         # what each node produced, from the capability table (events carry only hashes)
         produced = [Produced.model_validate(row) for row in await store.produced(run_id)]
         view["outputs"] = node_outputs(produced)

@@ -180,5 +180,3 @@ def wait_for(
                     return view
             time.sleep(0.05)
     fail(f"run {run} did not finish within {timeout:.0f}s (see `stratum show {run}`)")
-
-

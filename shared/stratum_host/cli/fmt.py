@@ -13,6 +13,8 @@ STATUS_STYLE = {
     "Failed": "red",
     "failed": "red",
     "cancelled": "magenta",
+    "Cancelled": "magenta",
+    "Cancelling": "magenta",
     "Running": "cyan",
     "running": "cyan",
     "Planned": "blue",

@@ -143,12 +143,18 @@ async def _run(settings: Settings, name: str) -> None:
         await ensure_streams(
             transport.core.jetstream(), function_host.subjects, settings.duplicate_window
         )
-        js = (await transport.connection_as(name)).jetstream()
+        connection = await transport.connection_as(name)
+        js = connection.jetstream()
         publisher = Publisher(js, function_host.subjects)
         [function] = function_host.functions(publisher)
         prefix = settings.subject_prefix.replace(".", "-")
         runner = JetStreamRunner(
-            function, js, publisher, function_host.store, durable_prefix=prefix
+            function,
+            js,
+            publisher,
+            function_host.store,
+            durable_prefix=prefix,
+            connection=connection,
         )
         await runner.start()
         stop = asyncio.Event()

@@ -1,5 +1,5 @@
-"""`stratum`: up, emit, publish, runs, show, top, plan, check, replay, dead-letters,
-redrive, publisher, audit.
+"""`stratum`: up, emit, publish, runs, show, cancel, top, plan, check, replay,
+dead-letters, redrive, publisher, audit.
 
 Errors print one line on stderr and exit non-zero. Commands that read runs talk to the
 running `stratum up` over its HTTP API (the embedded database belongs to that process);
@@ -34,10 +34,10 @@ app = typer.Typer(
 # piped output is never cut to 80 columns: a run id must survive `stratum runs | grep`
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 DEFAULT_CONFIG = Path("nickel/config.ncl")
-ConfigOption = typer.Option(
+ConfigOption: Any = typer.Option(  # typed: cli/steer.py reads it while main imports
     None, "--config", "-c", help="Nickel startup config [nickel/config.ncl]"
 )
-JsonOption = typer.Option(False, "--json", help="Machine-readable JSON output.")
+JsonOption: Any = typer.Option(False, "--json", help="Machine-readable JSON output.")
 SeedFileOption = typer.Option(
     None, "--seed-file", help="Publisher seed to sign with [<data_dir>/publishers/T.seed]"
 )
@@ -65,14 +65,24 @@ def api_base(settings: Settings) -> str:
 
 
 def _call(
-    settings: Settings, path: str, params: dict[str, Any] | None = None, *, method: str = "GET"
+    settings: Settings,
+    path: str,
+    params: dict[str, Any] | None = None,
+    *,
+    method: str = "GET",
+    body: Any = None,
 ) -> httpx.Response:
     import httpx
 
     base = api_base(settings)
     try:
         return httpx.request(
-            method, base + path, params=params, timeout=120, auth=api_auth(settings)
+            method,
+            base + path,
+            params=params,
+            json=body,
+            timeout=120,
+            auth=api_auth(settings),
         )
     except httpx.HTTPError as error:
         fail(
@@ -80,14 +90,26 @@ def _call(
         )
 
 
+# how a refused request exits (anything else the API refuses: 1), so scripts can tell
+EXIT_CODES = {409: 3, 403: 4, 404: 5}
+
+
 def api_get(
-    settings: Settings, path: str, params: dict[str, Any] | None = None, *, method: str = "GET"
+    settings: Settings,
+    path: str,
+    params: dict[str, Any] | None = None,
+    *,
+    method: str = "GET",
+    body: Any = None,
 ) -> Any:
-    response = _call(settings, path, params, method=method)
-    body = response.json()
+    response = _call(settings, path, params, method=method, body=body)
+    answer = response.json()
     if response.status_code >= 400:
-        fail(body.get("error", f"HTTP {response.status_code}"))
-    return body
+        fail(
+            answer.get("error", f"HTTP {response.status_code}"),
+            EXIT_CODES.get(response.status_code, 1),
+        )
+    return answer
 
 
 def api_text(settings: Settings, path: str) -> str:
@@ -172,12 +194,16 @@ app.command()(publish)
 @app.command()
 def runs(
     tenant: str = typer.Option("", "--tenant", "-t"),
+    status: str = typer.Option(
+        "", "--status", "-s", help="Only runs in this status (running, cancelled, ...)."
+    ),
     limit: int = typer.Option(50, "--limit", "-n"),
     as_json: bool = JsonOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """List recent runs, newest first."""
-    body = api_get(settings_from(config), "/api/runs", {"tenant": tenant, "limit": limit})
+    params = {"tenant": tenant, "limit": limit} | ({"status": status} if status else {})
+    body = api_get(settings_from(config), "/api/runs", params)
     if as_json:
         render.print_json(out, body["runs"])
     else:
@@ -198,6 +224,11 @@ def show(
         render.print_json(out, view)
     else:
         out.print(render.run_detail(view))
+
+
+from stratum_host.cli.steer import cancel  # noqa: E402  (needs the helpers above)
+
+app.command()(cancel)
 
 
 @app.command()

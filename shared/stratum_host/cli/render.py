@@ -90,7 +90,30 @@ def run_tree(view: dict[str, Any]) -> Tree:
         tree.add(Text(f"{label}: {view['error']}", style="red"))
     if view.get("policy_ids"):
         tree.add(Text(f"policies: {', '.join(view['policy_ids'])}", style="red"))
+    if view.get("status") == "Cancelling":
+        tree.add(Text(f"cancelling: asked by {view.get('cancelled_by')}", style="magenta"))
+    asked = view.get("interventions") or []
+    if asked:
+        branch = tree.add(Text("interventions", style="dim"))
+        for entry in asked:
+            branch.add(intervention_line(entry))
     return tree
+
+
+def intervention_line(entry: dict[str, Any]) -> Text:
+    """One operator request of a run: when, what, who, what Cedar decided and how it went."""
+    when = str(entry.get("at") or "")[11:19]
+    reason = f" ({entry['reason']})" if entry.get("reason") else ""
+    policies = ", ".join(entry.get("policy_ids") or []) or "no policy"
+    line = Text(f"{when} {entry.get('action')} by {entry.get('actor')}{reason}: ")
+    refused = entry.get("decision") == "deny"
+    line.append(
+        f"{'refused' if refused else 'allowed'} by {policies}", style="red" if refused else ""
+    )
+    outcome = str(entry.get("outcome") or "")
+    if outcome and outcome != "refused":
+        line.append(f" -> {outcome}")
+    return line
 
 
 def _cut(line: Text, text: str, size: int, where: str, limit: int) -> Text:

@@ -1,0 +1,101 @@
+"""What operators do to runs (cancel; `stratum.run.cancel`): the request as the run
+records it, and a cancelled stage's end when no execution of it was running.
+
+Every request an operator makes of a run is kept on the run record, in `interventions`
+(who, what, when, what Cedar decided and which policies, what came of it): the audit
+trail reads them from there. An accepted cancel is also the run's `cancel` (who and why),
+which the stage executor and the compensator read to end the run Cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from stratum.events import Envelope
+from stratum.store.guarded import RUN, GuardedWrites
+from stratum.store.stages import CANCELLING_AT_STAGE, STAGE
+
+# a request is recorded once however often its message is delivered
+NOT_RECORDED = "$request NOTINSIDE (interventions ?? []).request"
+
+
+class Steering(GuardedWrites):
+    async def record_intervention(self, run_id: str, entry: dict[str, Any]) -> None:
+        """Keep a request on the run that changed nothing (refused by the policies, or
+        made of a run that had ended). `entry["request"]` names it: recorded once."""
+        await self.db.transaction(
+            f"UPDATE {RUN} SET interventions = array::append(interventions ?? [], $entry) "
+            f"WHERE {NOT_RECORDED} RETURN NONE;",
+            {"run": run_id, "entry": entry, "request": entry["request"]},
+            keys=(run_id,),
+        )
+
+    async def cancel_run(
+        self,
+        run_id: str,
+        *,
+        seen: str,
+        status: str,
+        entry: dict[str, Any],
+        events: Sequence[Envelope],
+        cause: str,
+        finished: bool = False,
+    ) -> None:
+        """Move a run that is `seen` (its status when the request was decided) to `status`
+        (Cancelling, or Cancelled when nothing had started: `finished`), keeping the
+        request as the run's `cancel` and among its interventions, with `events`.
+        StaleWriteError if the run moved since it was seen (decide again) or the request
+        was recorded before."""
+        await self._guarded(
+            run_id,
+            condition=f"status = $seen AND {NOT_RECORDED}",
+            assignments="status = $status, cancel = $entry, "
+            "interventions = array::append(interventions ?? [], $entry)"
+            + (", finished_at = $now, error = $error" if finished else ""),
+            what=f"run {run_id} moved from {seen} before the cancel was recorded",
+            events=events,
+            cause=cause,
+            variables={
+                "seen": seen,
+                "status": status,
+                "entry": entry,
+                "request": entry["request"],
+                "error": entry.get("error"),
+            },
+        )
+
+    async def stop_stage(
+        self,
+        run_id: str,
+        stage: int,
+        *,
+        assignments: str,
+        events: Sequence[Envelope],
+        cause: str,
+        error: str,
+    ) -> None:
+        """End a stage of a cancelled run that no execution is running (its command came
+        when the run was already Cancelling, or the execution that ran it died): the stage
+        Failed, its nodes left `running` cancelled, the run changed by `assignments`
+        (Compensating or Cancelled), with `events`. StaleWriteError if the run is not
+        Cancelling at this stage (stopped before)."""
+        await self._guarded(
+            run_id,
+            condition=CANCELLING_AT_STAGE,
+            assignments=assignments,
+            what=f"run {run_id} is not being cancelled at stage {stage}",
+            events=events,
+            cause=cause,
+            extra_sql=(
+                f"UPDATE {STAGE} SET status = 'Failed', finished_at = $now RETURN NONE;\n"
+                "UPDATE node_exec SET status = 'cancelled', finished_at = $now, error = $error "
+                "WHERE run = $run AND stage = $stage AND status = 'running' RETURN NONE;"
+            ),
+            variables={"stage": stage, "error": error},
+        )
+
+    async def cancel_of(self, run_id: str) -> dict[str, Any] | None:
+        """The accepted cancel of a run (who, why), or None."""
+        rows = (await self.db.query(f"SELECT VALUE cancel FROM {RUN};", {"run": run_id}))[0]
+        return rows[0] if rows and isinstance(rows[0], dict) else None
