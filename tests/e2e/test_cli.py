@@ -240,7 +240,7 @@ def test_plan_beside_a_broken_file_on_disk_and_live(env: dict[str, str], tmp_pat
             f"{clean['graph_version']}: {problem}"
         )
         unknown = cli(env, "plan", "no.such.topic", "--live")
-        assert unknown.returncode == 1
+        assert unknown.returncode == 5  # the API answered 404: not found
         assert unknown.stderr.strip() == "error: no node is triggered by topic 'no.such.topic'"
     finally:
         assert stop(process) == 0

@@ -112,7 +112,7 @@ async def test_invalid_messages_are_dead_lettered_and_traffic_keeps_flowing(
     assert code == 0, err
     assert "Dead letters" in out and planner["id"] in out
     code, out, err = await cli(data_dir, "redrive", "dl-nope")
-    assert (code, err) == (1, "error: unknown dead letter dl-nope\n")
+    assert (code, err) == (5, "error: unknown dead letter dl-nope\n")  # 404: not found
     code, out, err = await cli(tmp_path / "nowhere", "dead-letters")
     assert code == 1 and err.startswith("error: Stratum is not running")
 

@@ -183,5 +183,5 @@ async def test_a_tenant_cannot_see_another_tenants_runs(stratum: Harness) -> Non
         )
         for tenant in ("beta", "acme")
     ]
-    assert hidden_cli.returncode == 1 and hidden_cli.stderr == f"error: unknown run {mine}\n"
+    assert hidden_cli.returncode == 5 and hidden_cli.stderr == f"error: unknown run {mine}\n"
     assert shown_cli.returncode == 0 and f'"run_id": "{mine}"' in shown_cli.stdout

@@ -47,6 +47,8 @@ class Intervention(BaseModel):
     decision: str
     policy_ids: list[str] = []
     reason: str = ""
+    # why the policies refused it (empty when allowed)
+    why: str = ""
     # what came of it: refused, cancelling, cancelled, ignored: ...
     outcome: str = ""
 

@@ -34,6 +34,8 @@ app = typer.Typer(
 # piped output is never cut to 80 columns: a run id must survive `stratum runs | grep`
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 DEFAULT_CONFIG = Path("nickel/config.ncl")
+# how an unsigned CLI names itself to the API (`Stratum::Source`, as `stratum emit` does)
+CLI_CALLER = "stratum-cli"
 ConfigOption: Any = typer.Option(  # typed: cli/steer.py reads it while main imports
     None, "--config", "-c", help="Nickel startup config [nickel/config.ncl]"
 )
@@ -75,6 +77,7 @@ def _call(
     import httpx
 
     base = api_base(settings)
+    auth = api_auth(settings)
     try:
         return httpx.request(
             method,
@@ -82,7 +85,9 @@ def _call(
             params=params,
             json=body,
             timeout=120,
-            auth=api_auth(settings),
+            auth=auth,
+            # unsigned (a Stratum that does not require signatures): who asks is a claim
+            headers={} if auth else {"Stratum-Caller": CLI_CALLER},
         )
     except httpx.HTTPError as error:
         fail(
