@@ -2,6 +2,7 @@
 stopped in the middle of a parallel stage has its running node's whole process group
 killed and what succeeded undone in reverse, and ends Cancelled; a queued run ends
 Cancelled having run nothing; the policies may refuse a cancel (and the refusal is kept);
+with signatures required, a publisher cancels its own tenant's runs and the operator any;
 a run that has ended answers with a clear error and exit code.
 
 The workflow (written per test): stage 0 runs `first` and `second`, stage 1 runs `quick`
@@ -12,16 +13,24 @@ stage 2 runs `after`. Every undo appends a line to `<workspace>/undo-<node>.log`
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import pytest_asyncio
 
+from stratum.bus.nkeys import CORE_IDENTITY
+from stratum.clock import iso, utc_now
 from stratum.events import CompensationRecorded
-from stratum.ids import derived_event_id
+from stratum.ids import derived_event_id, run_id
+from stratum.store import PublisherRecord
+from stratum.trust.signing import new_user_seed, public_key, sign_event
+from stratum_host.cli.signed import SignedRequest
 from tests.conftest import Vault, eventually, make_settings
 from tests.e2e.conftest import Harness, cli, running
 
@@ -351,3 +360,84 @@ async def test_a_queued_run_is_cancelled_without_running_anything(
         assert (await stratum.finished(behind))["status"] == "Succeeded"
         admitted = [e for e in await events_of(stratum, queued) if "admitted" in e.type]
         assert admitted == [], "a cancelled run is never admitted"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def signed_halting(tmp_path: Path, nats_url: str) -> AsyncIterator[Harness]:
+    settings = make_settings(
+        tmp_path,
+        nats_url,
+        definitions=str(write_workflow(tmp_path / "defs")),
+        require_signatures=True,
+    )
+    async with running(settings) as harness:
+        yield harness
+
+
+async def signed_run(stratum: Harness, seed: str, tenant: str) -> str:
+    """A run of the halting workflow, triggered by an event `seed` signed."""
+    ident = str(uuid.uuid4())
+    subject = stratum.subjects.event(tenant, "halt.go")
+    body = orjson.dumps(
+        {"specversion": "1.0", "id": ident, "source": "ci", "type": "halt.go", "data": {}}
+    )
+    headers = sign_event(seed, subject, body, int(time.time() * 1000))
+    await stratum.nc.jetstream().publish(subject, body, headers=headers)
+    return run_id(tenant, ident)
+
+
+async def test_signed_callers_cancel_what_the_policies_let_them(
+    signed_halting: Harness, tmp_path: Path
+) -> None:
+    """With signatures required the caller is who signed: a publisher may cancel its own
+    tenant's runs (another tenant's run is not even found), the operator any run."""
+    stratum = signed_halting
+    seeds = {}
+    for name, tenant in (("ci", "acme"), ("bot", "globex")):
+        seeds[tenant] = new_user_seed()
+        await stratum.store.add_publisher(
+            PublisherRecord(
+                name=name,
+                tenant=tenant,
+                public_key=public_key(seeds[tenant]),
+                created_at=iso(utc_now()),
+            )
+        )
+    operator = (tmp_path / "data" / "nkeys" / f"{CORE_IDENTITY}.seed").read_text().strip()
+
+    def caller(seed: str | None) -> httpx.AsyncClient:
+        auth = SignedRequest(seed) if seed else None
+        return httpx.AsyncClient(base_url=stratum.server.http_url, auth=auth, timeout=10)
+
+    mine = await signed_run(stratum, seeds["acme"], "acme")
+    await slow_running(stratum, mine)
+    async with caller(None) as anonymous:
+        unsigned = await anonymous.post(f"/api/runs/{mine}/cancel", json={})
+    assert unsigned.status_code == 401
+    async with caller(seeds["globex"]) as globex:
+        other = await globex.post(f"/api/runs/{mine}/cancel", json={"reason": "not mine"})
+    assert (other.status_code, other.json()["error"]) == (404, f"unknown run {mine}")
+    async with caller(seeds["acme"]) as acme:
+        own = await acme.post(f"/api/runs/{mine}/cancel", json={"reason": "superseded"})
+    assert own.status_code == 202, own.text
+    assert (own.json()["actor"], own.json()["policy_ids"]) == (
+        "publisher:ci",
+        ["tests-publishers-cancel-own-tenant"],
+    )
+    view = await stratum.finished(mine)
+    assert (view["status"], view["cancelled_by"]) == ("Cancelled", "publisher:ci")
+
+    theirs = await signed_run(stratum, seeds["globex"], "globex")
+    await slow_running(stratum, theirs)
+    async with caller(operator) as admin:
+        stopped = await admin.post(f"/api/runs/{theirs}/cancel", json={"reason": "maintenance"})
+    assert stopped.status_code == 202, stopped.text
+    assert (stopped.json()["actor"], stopped.json()["policy_ids"]) == (
+        "operator",
+        ["tests-operator-cancels"],
+    )
+    view = await stratum.finished(theirs)
+    assert (view["status"], view["cancel_reason"]) == ("Cancelled", "maintenance")
+    record = await stratum.store.get_run(theirs)
+    assert record is not None
+    assert [(e["actor"], e["decision"]) for e in record["interventions"]] == [("operator", "allow")]

@@ -1,13 +1,16 @@
 # upload-assets: "upload" the staged assets to the registry at <target>/registry/<name>/<version>/
 # (a directory standing in for a package registry), checking each copy's sha256.
 #
-# stdin:  {"run": {...}, "event": {..., "fail_at"?: "upload", "flaky_at"?: "upload"},
+# stdin:  {"run": {...}, "event": {..., "fail_at"?: "upload", "flaky_at"?: "upload",
+#          "slow_at"?: "upload"},
 #          "inputs": {"release-staging": {...}}}
 # stdout: {"uploaded-assets": {dir, assets, created}}
 #
 # The registry directory gets a receipt.json {run, created, assets} before any copy, so a
 # retry (or the compensation) knows the directory belongs to this run. `flaky_at: "upload"`
 # makes the first attempt fail half-way, like a dropped connection; the retry redoes it.
+# `slow_at: "upload"` makes it wait 20 s before it starts, like a slow registry: time to
+# `stratum cancel` the run while it runs beside tag-release.
 #
 # The registry token comes in REGISTRY_TOKEN (the node's `secrets`). A directory needs no
 # token, so the script only proves it had one: the receipt's `auth` is a fingerprint (the
@@ -49,6 +52,11 @@ def main [] {
     if $staged == null { fail "needs `release-staging` as input" }
     if $at in [upload upload-assets] {
         fail $"failing on purpose before uploading ($staged.name) ($staged.version) \(event fail_at=($at)\)"
+    }
+
+    if ($event | get -o slow_at | default "") in [upload upload-assets] {
+        print -e "upload-assets: waiting 20 s before uploading (event slow_at=upload)"
+        sleep 20sec
     }
 
     let dir = ($staged.root | path join registry $staged.name $staged.version)

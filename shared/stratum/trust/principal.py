@@ -26,5 +26,6 @@ class Principal(BaseModel):
 
     @property
     def actor(self) -> str:
-        """How runs and the audit trail name it: `publisher:ci-bot`, `source:tests`."""
-        return f"{self.kind}:{self.name}"
+        """How runs and the audit trail name it: `publisher:ci-bot`, `source:tests`, and
+        `operator` (there is one)."""
+        return "operator" if self.kind == "operator" else f"{self.kind}:{self.name}"

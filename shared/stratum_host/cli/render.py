@@ -170,11 +170,13 @@ def outputs_tree(view: dict[str, Any]) -> Tree | None:
     return tree
 
 
-def run_detail(view: dict[str, Any], now: datetime | None = None, width: int = 32) -> Group:
+def run_detail(
+    view: dict[str, Any], now: datetime | None = None, width: int = 32, *, outputs: bool = True
+) -> Group:
     """`stratum show`: the headline, then the stages, nodes and compensation steps as a
     timeline (`now` draws a run still going up to now), then each step's error in full
     (kept out of the table so a long error does not squeeze the bars), then what each
-    node produced."""
+    node produced (unless not `outputs`: after a cancel they have been undone)."""
     parts: list[Any] = [run_tree(view)]
     if view.get("stages") or view.get("compensation"):
         parts.append(Timeline(view, now, width))
@@ -189,9 +191,9 @@ def run_detail(view: dict[str, Any], now: datetime | None = None, width: int = 3
             continue  # the headline already says it
         named = error.startswith(f"node {name}")
         parts.append(Text.assemble("" if named else f"{name}: ", (error, "red")))
-    outputs = outputs_tree(view)
-    if outputs is not None:
-        parts.append(outputs)
+    produced = outputs_tree(view) if outputs else None
+    if produced is not None:
+        parts.append(produced)
     return Group(*parts)
 
 

@@ -44,6 +44,6 @@ def cancel(
     if as_json:
         render.print_json(out, view)
     else:
-        out.print(render.run_detail(view))
+        out.print(render.run_detail(view, outputs=False))  # undone: `stratum show` has them
     if view["status"] != "Cancelled":
         raise typer.Exit(2)
