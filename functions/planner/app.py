@@ -2,9 +2,12 @@
 limit) and dispatches their first stage; when a run ends, admits the next queued run of
 its tenant. From stage to stage the stage executor drives the run itself.
 
-It also applies operators' cancel requests (`stratum.run.cancel`, authorized by the API):
-a run that has not started ends Cancelled here; a planned or running one becomes
-Cancelling, and the stage executor running its stage stops it (`stratum.run.cancelling`)."""
+It also applies operators' requests, authorized by the API. A cancel
+(`stratum.run.cancel`): a run that has not started ends Cancelled here; a planned or
+running one becomes Cancelling, and the stage executor running its stage stops it
+(`stratum.run.cancelling`); a held one goes to the saga. A resume (`stratum.run.resume`)
+plans a held run anew with the definitions in force and dispatches the stage it failed
+in (`stratum.run.resumed`, in the run's next resumption)."""
 
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ from functions.planner.queue import RunQueue
 from stratum.errors import ConflictError, RetryableError, UnknownRunError
 from stratum.events import (
     CancelRun,
+    CompensateRun,
     Envelope,
     ExecuteStage,
+    ResumeRun,
     RunAccepted,
     RunAdmitted,
     RunCancelled,
@@ -31,10 +36,12 @@ from stratum.events import (
     RunPlanned,
     RunQueued,
     RunRejected,
+    RunResumed,
     RunSucceeded,
 )
 from stratum.graph import ActionGraph
 from stratum.graph.registry import GraphRegistry
+from stratum.runs.saga import undoable
 from stratum.runs.status import RunStatus
 from stratum.runtime import Declaration, Dependencies, Inbound, run_key
 from stratum.store import AtLimitError, StaleWriteError
@@ -77,9 +84,22 @@ class Wake:
 
 @dataclass(frozen=True)
 class ToCancel:
-    """A cancel request, and its run as stored."""
+    """A cancel request, and its run as stored (for a held run, what the saga would
+    undo, in order)."""
 
     run: dict[str, Any]
+    undo: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToResume:
+    """A resume request, its run as stored, the graph in force and the run's nodes that
+    succeeded."""
+
+    run: dict[str, Any]
+    graph: ActionGraph | None
+    graph_error: str | None
+    succeeded: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -88,11 +108,18 @@ class Cancelling:
     cancel: core.Cancel
 
 
+@dataclass(frozen=True)
+class Resuming:
+    command: Envelope
+    resume: core.Resume
+    graph: ActionGraph | None
+
+
 class Ignore:
     """A `run.failed` that a saga follows: the saga ends the run."""
 
 
-PlannerDecision = Plan | Wake | Cancelling | Ignore
+PlannerDecision = Plan | Wake | Cancelling | Resuming | Ignore
 
 
 class PlannerHandler:
@@ -105,14 +132,22 @@ class PlannerHandler:
     def parse(self, inbound: Inbound) -> Envelope:
         return Envelope.from_bytes(inbound.body)
 
-    async def load(self, event: Envelope) -> ToPlan | ToCancel | None:
+    async def load(self, event: Envelope) -> ToPlan | ToCancel | ToResume | None:
         if event.type == RunAccepted.TYPE:
             return ToPlan(event, self.graphs.current, self.graphs.error)
-        if event.type == CancelRun.TYPE:
-            run = await self.store.get_run(event.runid)
+        if event.type in (CancelRun.TYPE, ResumeRun.TYPE):
+            run, executions, _ = await self.store.run_state(event.runid)
             if run is None:
-                raise UnknownRunError(f"cancel request {event.id} names unknown run {event.runid}")
-            return ToCancel(run)
+                raise UnknownRunError(f"request {event.id} names unknown run {event.runid}")
+            if event.type == ResumeRun.TYPE:
+                succeeded = frozenset(
+                    node for node, r in executions.items() if r.get("status") == "succeeded"
+                )
+                return ToResume(run, self.graphs.current, self.graphs.error, succeeded)
+            if run.get("status") != RunStatus.HELD:
+                return ToCancel(run)
+            graph = await self.graphs.version(str(run["graph_version"]))
+            return ToCancel(run, tuple(undoable(executions, graph)))
         if event.type != RunAdmitted.TYPE:
             return None
         # a queued run's turn: plan it as its `run.accepted` asked
@@ -124,10 +159,15 @@ class PlannerHandler:
         return ToPlan(accepted, self.graphs.current, self.graphs.error, admitted=True)
 
     def decide(
-        self, event: Envelope, state: ToPlan | ToCancel | None, now: datetime
+        self, event: Envelope, state: ToPlan | ToCancel | ToResume | None, now: datetime
     ) -> PlannerDecision:
         if isinstance(state, ToCancel):
-            return Cancelling(event, core.on_cancel(event, state.run, now))
+            return Cancelling(event, core.on_cancel(event, state.run, now, state.undo))
+        if isinstance(state, ToResume):
+            resume = core.on_resume(
+                event, state.run, state.graph, state.graph_error, state.succeeded, now
+            )
+            return Resuming(event, resume, state.graph)
         if state is not None:
             accepted = state.accepted
             topic = accepted.payload(RunAccepted).topic
@@ -144,6 +184,8 @@ class PlannerHandler:
             return []
         if isinstance(decision, Cancelling):
             return await self.cancel(decision.command, decision.cancel)
+        if isinstance(decision, Resuming):
+            return await self.resume(decision)
         try:
             return await self.plan(decision)
         except StaleWriteError:
@@ -189,7 +231,10 @@ class PlannerHandler:
             await self.store.record_intervention(run_id, entry)
         else:
             finished = cancel.outcome == "cancelled"
-            status = RunStatus.CANCELLED if finished else RunStatus.CANCELLING
+            status = {
+                "cancelled": RunStatus.CANCELLED,
+                "compensating": RunStatus.COMPENSATING,
+            }.get(cancel.outcome, RunStatus.CANCELLING)
             try:
                 await self.store.cancel_run(
                     run_id,
@@ -211,6 +256,42 @@ class PlannerHandler:
             extra={"actor": entry["actor"], "reason": entry["reason"], "was": cancel.seen},
         )
         return cancel.events
+
+    async def resume(self, decision: Resuming) -> Sequence[Envelope]:
+        """Apply a resume request as decided: the run planned anew with the graph in force
+        (remembered first, as for a new run) and its stage dispatched."""
+        command, resume = decision.command, decision.resume
+        run_id, entry = command.runid, resume.entry
+        if resume.outcome == "repeat":
+            return await self.store.events_caused_by(command.id)
+        if resume.outcome == "ignored":
+            await self.store.record_intervention(run_id, entry)
+        else:
+            assert decision.graph is not None
+            await self.graphs.remember(decision.graph)
+            try:
+                await self.store.resume_run(
+                    run_id,
+                    resumption=resume.resumption,
+                    graph_version=resume.graph_version,
+                    stages=resume.stages,
+                    stage_links=resume.links,
+                    from_stage=resume.from_stage,
+                    entry=entry,
+                    events=resume.events,
+                    cause=command.id,
+                )
+            except StaleWriteError:
+                raise ConflictError(
+                    f"run {run_id} moved from {resume.seen} while its resume was decided"
+                ) from None
+        metrics.INTERVENTIONS.labels(command.tenant, "resume", resume.outcome).inc()
+        self.log.log(
+            logging.WARNING if resume.outcome == "ignored" else logging.INFO,
+            f"resume {entry.get('outcome')}",
+            extra={"actor": entry["actor"], "reason": entry["reason"], "was": resume.seen},
+        )
+        return resume.events
 
     async def store_or_queue(
         self, accepted: Envelope, planned: core.Planned, now: datetime
@@ -242,7 +323,7 @@ class PlannerHandler:
 DECLARATION = Declaration(
     name="planner",
     handler=PlannerHandler,
-    consumes=(RunAccepted.TYPE, RunAdmitted.TYPE, CancelRun.TYPE, *ENDED),
+    consumes=(RunAccepted.TYPE, RunAdmitted.TYPE, CancelRun.TYPE, ResumeRun.TYPE, *ENDED),
     emits=(
         RunPlanned.TYPE,
         ExecuteStage.TYPE,
@@ -251,6 +332,8 @@ DECLARATION = Declaration(
         RunAdmitted.TYPE,
         RunCancelling.TYPE,
         RunCancelled.TYPE,
+        RunResumed.TYPE,
+        CompensateRun.TYPE,
     ),
     key=run_key,
     ends_runs=True,

@@ -1,10 +1,10 @@
 """The planner's decisions, pure: what a run's next step is after each event, and what
-an operator's cancel does to a run as it stands."""
+an operator's cancel or resume does to a run as it stands."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -13,9 +13,11 @@ from stratum.clock import iso
 from stratum.errors import PlanError
 from stratum.events import (
     CancelRun,
+    CompensateRun,
     Envelope,
     ExecuteStage,
     Payload,
+    ResumeRun,
     RunAdmitted,
     RunCancelled,
     RunCancelling,
@@ -24,6 +26,7 @@ from stratum.events import (
     RunPlanned,
     RunQueued,
     RunRejected,
+    RunResumed,
     RunSucceeded,
     emit,
     follow,
@@ -35,12 +38,15 @@ from stratum.runs.status import RunStatus
 SOURCE = "stratum/planner"
 
 
+# (from stage, to stage, capabilities handed over): stored as graph relations
+Link = tuple[int, int, list[str]]
+
+
 @dataclass(frozen=True)
 class Planned:
     graph_version: str
     stages: tuple[tuple[str, ...], ...]
-    # (from stage, to stage, capabilities handed over): stored as graph relations
-    links: tuple[tuple[int, int, list[str]], ...]
+    links: tuple[Link, ...]
     events: list[Envelope] = field(default_factory=list)
 
 
@@ -66,20 +72,26 @@ def on_accepted(
         error = f"no valid workflow graph is loaded: {graph_error or 'no definitions'}"
         return Rejected(error, [_emit(RunRejected(error=error), accepted, now)])
     try:
-        chosen = plan(graph, topic)
+        stages, links = staged(graph, topic)
     except PlanError as problem:
         return Rejected(str(problem), [_emit(RunRejected(error=str(problem)), accepted, now)])
+    events = [
+        _emit(RunPlanned(graph_version=graph.version, stages=stages), accepted, now),
+        _emit(ExecuteStage(stage=0, nodes=stages[0]), accepted, now, "0"),
+    ]
+    return Planned(graph.version, tuple(tuple(stage) for stage in stages), links, events)
+
+
+def staged(graph: ActionGraph, topic: str) -> tuple[list[list[str]], tuple[Link, ...]]:
+    """The stages `topic` runs in with `graph`, and the capabilities each stage hands
+    to a later one; PlanError if it cannot be planned."""
+    chosen = plan(graph, topic)
     stage_of = {node: index for index, stage in enumerate(chosen.stages) for node in stage}
     flows: defaultdict[tuple[int, int], set[str]] = defaultdict(set)
     for edge in capability_edges(graph, chosen):
         flows[(stage_of[edge.producer], stage_of[edge.consumer])].add(edge.capability)
     links = tuple((src, dst, sorted(caps)) for (src, dst), caps in sorted(flows.items()))
-    stages = [list(stage) for stage in chosen.stages]
-    events = [
-        _emit(RunPlanned(graph_version=graph.version, stages=stages), accepted, now),
-        _emit(ExecuteStage(stage=0, nodes=stages[0]), accepted, now, "0"),
-    ]
-    return Planned(graph.version, chosen.stages, links, events)
+    return [list(stage) for stage in chosen.stages], links
 
 
 def ends_run(event: Envelope) -> bool:
@@ -91,14 +103,15 @@ def ends_run(event: Envelope) -> bool:
     return event.type in (RunSucceeded.TYPE, RunCompensated.TYPE, RunCancelled.TYPE)
 
 
-CancelOutcome = Literal["cancelling", "cancelled", "ignored", "repeat"]
+CancelOutcome = Literal["cancelling", "compensating", "cancelled", "ignored", "repeat"]
 
 
 @dataclass(frozen=True)
 class Cancel:
     """What a cancel request does to its run, seen in status `seen`: `cancelling` (a
-    stage is running or about to: the stage executor stops it), `cancelled` (nothing had
-    started: the run ends here), `ignored` (it had ended, or is being stopped or undone
+    stage is running or about to: the stage executor stops it), `compensating` (it was
+    held: the saga undoes it), `cancelled` (nothing had started, or a held run had
+    nothing to undo: the run ends here), `ignored` (it had ended, or is being stopped or undone
     already: only the request is kept), `repeat` (this request was applied before).
     `entry` is the request as the run keeps it (`interventions`)."""
 
@@ -108,10 +121,17 @@ class Cancel:
     events: list[Envelope] = field(default_factory=list)
 
 
-def on_cancel(command: Envelope, run: Mapping[str, Any], now: datetime) -> Cancel:
+def on_cancel(
+    command: Envelope,
+    run: Mapping[str, Any],
+    now: datetime,
+    undo: Sequence[str] = (),
+) -> Cancel:
     """Decide a cancel request (`stratum.run.cancel`, authorized already) for `run` as
     stored. A queued run (or one not yet planned) ends Cancelled at once, having run
-    nothing; a planned or running one becomes Cancelling."""
+    nothing; a planned or running one becomes Cancelling; a held one (nothing runs) is
+    handed to the saga when something it did can be undone (`undo`, in order), else it
+    ends Cancelled."""
     order = command.payload(CancelRun)
     status = str(run.get("status") or "")
     entry: dict[str, Any] = {
@@ -133,6 +153,27 @@ def on_cancel(command: Envelope, run: Mapping[str, Any], now: datetime) -> Cance
             status,
             entry | {"outcome": "cancelled", "error": error},
             [_emit(ended, command, now)],
+        )
+    if status == RunStatus.HELD:
+        ended = RunCancelled(actor=order.actor, reason=order.reason)
+        stopping = RunCancelling(
+            actor=order.actor, reason=order.reason, policy_ids=order.policy_ids
+        )
+        entry["error"] = CancelOrder(order.actor, order.reason).error
+        if not undo:
+            return Cancel(
+                "cancelled",
+                status,
+                entry | {"outcome": "cancelled"},
+                [_emit(stopping, command, now), _emit(ended, command, now)],
+            )
+        held_stage = int((run.get("held") or {}).get("stage", run.get("current_stage") or 0))
+        saga = CompensateRun(failed_stage=held_stage)
+        return Cancel(
+            "compensating",
+            status,
+            entry | {"outcome": "compensating"},
+            [_emit(stopping, command, now), _emit(saga, command, now)],
         )
     if status in (RunStatus.PLANNED, RunStatus.RUNNING):
         stopping = RunCancelling(
@@ -177,4 +218,103 @@ def admitted(
         source=SOURCE,
         now=now,
         discriminator=run_id,
+    )
+
+
+ResumeOutcome = Literal["resumed", "ignored", "repeat"]
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What a resume request does to its run, seen in status `seen`: `resumed` (planned
+    anew, running again from `from_stage`), `ignored` (it was not held, or cannot be
+    planned now: only the request is kept, the run stays as it was), `repeat` (applied
+    before). `entry` is the request as the run keeps it (`interventions`, `resumes`)."""
+
+    outcome: ResumeOutcome
+    seen: str
+    entry: dict[str, Any]
+    events: list[Envelope] = field(default_factory=list)
+    resumption: int = 0
+    graph_version: str = ""
+    stages: list[list[str]] = field(default_factory=list)
+    links: tuple[Link, ...] = ()
+    from_stage: int = 0
+
+
+def on_resume(
+    command: Envelope,
+    run: Mapping[str, Any],
+    graph: ActionGraph | None,
+    graph_error: str | None,
+    succeeded: Collection[str],
+    now: datetime,
+) -> Resume:
+    """Decide a resume request (`stratum.run.resume`, authorized already) for `run` as
+    stored, with the graph in force now and the nodes that have `succeeded` (they never
+    run again). The run is planned anew and runs from the first stage that has a node
+    without a success (the last stage when none has: it completes at once)."""
+    order = command.payload(ResumeRun)
+    status = str(run.get("status") or "")
+    entry: dict[str, Any] = {
+        "request": command.id,
+        "action": "resume",
+        "actor": order.actor,
+        "reason": order.reason,
+        "decision": "allow",
+        "policy_ids": order.policy_ids,
+        "at": iso(now),
+    }
+    if command.id in {i.get("request") for i in run.get("interventions") or []}:
+        return Resume("repeat", status, entry)
+    if status != RunStatus.HELD:
+        return Resume("ignored", status, entry | {"outcome": f"ignored: the run was {status}"})
+    if graph is None:
+        why = f"no valid workflow graph is loaded: {graph_error or 'no definitions'}"
+        return Resume("ignored", status, entry | {"outcome": f"ignored: {why}"})
+    try:
+        stages, links = staged(graph, str(run.get("topic") or ""))
+    except PlanError as problem:
+        return Resume("ignored", status, entry | {"outcome": f"ignored: {problem}"})
+    from_stage = next(
+        (i for i, nodes in enumerate(stages) if set(nodes) - set(succeeded)), len(stages) - 1
+    )
+    resumption = int(run.get("resumptions") or 0) + 1
+    resumed = RunResumed(
+        actor=order.actor,
+        reason=order.reason,
+        policy_ids=order.policy_ids,
+        resumption=resumption,
+        graph_version=graph.version,
+        stages=stages,
+        from_stage=from_stage,
+    )
+    execute = ExecuteStage(stage=from_stage, nodes=stages[from_stage])
+    events = [
+        follow(resumed, command, source=SOURCE, now=now, resumption=resumption),
+        follow(
+            execute,
+            command,
+            source=SOURCE,
+            now=now,
+            discriminator=str(from_stage),
+            resumption=resumption,
+        ),
+    ]
+    outcome = {
+        "outcome": "resumed",
+        "resumption": resumption,
+        "graph_version": graph.version,
+        "from_stage": from_stage,
+    }
+    return Resume(
+        "resumed",
+        status,
+        entry | outcome,
+        events,
+        resumption,
+        graph.version,
+        stages,
+        links,
+        from_stage,
     )

@@ -49,6 +49,24 @@ class PlannerStore(QueueStore, Protocol):
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None: ...
 
+    async def run_state(
+        self, run_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, Any]]: ...
+
+    async def resume_run(
+        self,
+        run_id: str,
+        *,
+        resumption: int,
+        graph_version: str,
+        stages: Sequence[Sequence[str]],
+        stage_links: Sequence[tuple[int, int, list[str]]],
+        from_stage: int,
+        entry: dict[str, Any],
+        events: Sequence[Envelope],
+        cause: str,
+    ) -> None: ...
+
     async def record_intervention(self, run_id: str, entry: dict[str, Any]) -> None: ...
 
     async def cancel_run(

@@ -40,6 +40,7 @@ from stratum.events import (
     RunCancelled,
     RunCancelling,
     RunFailed,
+    RunHeld,
     RunSucceeded,
     StageCompleted,
     StageFailed,
@@ -199,7 +200,7 @@ class StageExecutorHandler:
         preparing = asyncio.create_task(self.config.prepare_stage(run_id, stage, event.order.nodes))
         try:
             start = await self.store.begin_stage(
-                run_id, stage, event.order.nodes, every_start, command.id, lease
+                run_id, stage, event.order.nodes, every_start, command.id, lease, command.resumption
             )
         except CancellingError:
             return await self.not_started(run_id)
@@ -322,6 +323,12 @@ class StageExecutorHandler:
         step = decision.step
         if step.kind == "succeed":
             self.log.info("run succeeded")
+        elif step.kind == "hold":
+            self.log.warning(
+                f"run held at stage {decision.stage}: `stratum resume` runs it again from "
+                "there, `stratum cancel` undoes it",
+                extra={"error": step.error},
+            )
         elif step.kind in ("fail", "cancel"):
             ended = "failed" if step.kind == "fail" else "stopped for a cancel"
             self.log.warning(
@@ -375,6 +382,7 @@ DECLARATION = Declaration(
         RunFailed.TYPE,
         CompensateRun.TYPE,
         RunCancelled.TYPE,
+        RunHeld.TYPE,
     ),
     key=run_key,
     ends_runs=True,
@@ -391,6 +399,8 @@ def run_change(step: core.RunStep) -> RunChange:
         return RunChange()
     if step.kind == "succeed":
         return RunChange(RunStatus.SUCCEEDED, outputs_hash=step.outputs_hash)
+    if step.kind == "hold":
+        return RunChange(RunStatus.HELD, error=step.error)
     if step.kind == "cancel":
         status = RunStatus.COMPENSATING if step.compensating else RunStatus.CANCELLED
         return RunChange(status, error=step.error, cancelling=True)

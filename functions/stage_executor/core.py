@@ -1,6 +1,6 @@
 """The stage executor's pure parts: what each node reads, what is recorded of it, and
-what a stage's end does to its run (the next stage, the run's success, or its failure;
-for a run being cancelled, its compensation or its end, Cancelled)."""
+what a stage's end does to its run (the next stage, the run's success, its failure, or
+its hold; for a run being cancelled, its compensation or its end, Cancelled)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from stratum.events import (
     Payload,
     RunCancelled,
     RunFailed,
+    RunHeld,
     RunSucceeded,
     StageCompleted,
     StageFailed,
@@ -192,11 +193,12 @@ def cancelled_nodes(
 class RunStep:
     """What a stage's end does to its run, stored in the transaction that records the
     stage's result: `advance` to the next stage, `succeed` (the last stage completed),
-    `fail` (Compensating when something that succeeded can be undone, else Failed), or
+    `fail` (Compensating when something that succeeded can be undone, else Failed),
+    `hold` (a failed node declares `on_failure = "hold"`: Held, nothing undone), or
     `cancel` (the run is being cancelled: Compensating likewise, else Cancelled). The
     `events` announce it, after the stage's result."""
 
-    kind: Literal["advance", "succeed", "fail", "cancel"]
+    kind: Literal["advance", "succeed", "fail", "hold", "cancel"]
     events: tuple[Envelope, ...]
     outputs_hash: str | None = None
     error: str | None = None
@@ -223,6 +225,9 @@ def after_stage(
     """
     if result.type == StageFailed.TYPE:
         failure = result.payload(StageFailed)
+        if holds(failure.failed, graph):
+            held = RunHeld(stage=failure.stage, failed=failure.failed, error=failure.error)
+            return RunStep("hold", (_emit(held, result, now),), error=failure.error)
         to_undo = undoable(executions, graph)
         announced = RunFailed(stage=failure.stage, error=failure.error, compensating=bool(to_undo))
         events = [_emit(announced, result, now)]
@@ -237,6 +242,12 @@ def after_stage(
     return RunStep(
         "succeed", (_emit(RunSucceeded(outputs_hash=digest), result, now),), outputs_hash=digest
     )
+
+
+def holds(failed: Sequence[str], graph: ActionGraph) -> bool:
+    """Whether a stage that failed in `failed` holds its run rather than undoing it: one
+    of those nodes says so (a person looks before anything is undone)."""
+    return any(node in graph.nodes and graph.nodes[node].on_failure == "hold" for node in failed)
 
 
 def after_cancel(

@@ -36,6 +36,7 @@ class StageStore(Protocol):
         started: Sequence[Envelope],
         cause: str,
         lease: str,
+        resumption: int = 0,
     ) -> StageStart: ...
 
     async def finish_node(

@@ -2,8 +2,9 @@
 
 Every message on the runs stream is a CloudEvents 1.0 structured-mode JSON document: an
 `Envelope` whose `data` is one of the payload models below. Events are named in the past
-tense; the commands (`ExecuteStage`, `CompensateRun`, `CancelRun`) in the imperative. The envelope's
-`type` is the payload's `TYPE`; the NATS subject is derived from it (`stratum.bus.subjects`).
+tense; the commands (`ExecuteStage`, `CompensateRun`, `CancelRun`, `ResumeRun`) in the
+imperative. The envelope's `type` is the payload's `TYPE`; the NATS subject is derived
+from it (`stratum.bus.subjects`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from functools import cached_property
 from typing import Any, ClassVar, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from stratum.errors import InvalidEventError
 from stratum.ids import derived_event_id
@@ -217,6 +225,44 @@ class RunCancelled(Payload):
     failed: list[str] = []
 
 
+class RunHeld(Payload):
+    """A stage failed and a node that failed declares `on_failure = "hold"`: the run waits
+    for an operator, nothing undone (its succeeded nodes and their capabilities are kept).
+    `stratum resume` runs it again from this stage; `stratum cancel` undoes it."""
+
+    TYPE: ClassVar[str] = "stratum.run.held"
+    stage: int
+    failed: list[str]
+    error: str
+
+
+class ResumeRun(Payload):
+    """An operator's request to run a Held run again from the stage that failed,
+    authorized already (`policy_ids`: the permits that allowed it). A command to the
+    planner, which re-plans the run with the definitions in force."""
+
+    TYPE: ClassVar[str] = "stratum.run.resume"
+    actor: str
+    reason: str
+    policy_ids: list[str]
+
+
+class RunResumed(Payload):
+    """A Held run runs again: its `resumption`-th resume (1 for the first), planned anew
+    with `graph_version` (`stages`), from `from_stage`, the first stage with a node that
+    has not succeeded. Every event of the run from here on carries `resumption` in its
+    envelope, so a read model tells the new attempt's events from the old ones."""
+
+    TYPE: ClassVar[str] = "stratum.run.resumed"
+    actor: str
+    reason: str
+    policy_ids: list[str]
+    resumption: int
+    graph_version: str
+    stages: list[list[str]]
+    from_stage: int
+
+
 PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (
@@ -240,6 +286,9 @@ PAYLOADS: dict[str, type[Payload]] = {
         CancelRun,
         RunCancelling,
         RunCancelled,
+        RunHeld,
+        ResumeRun,
+        RunResumed,
     )
 }
 
@@ -262,7 +311,9 @@ class Envelope(BaseModel):
     """A CloudEvents 1.0 event as Stratum's functions exchange it.
 
     `tenant` and `runid` are CloudEvents extension attributes; `subject` repeats the run id
-    so generic CloudEvents tooling can group by it.
+    so generic CloudEvents tooling can group by it. `resumption` (an extension too, left
+    out while 0) is how many times the run had been resumed when the event was emitted: an
+    event inherits it from its cause, and `stratum.run.resumed` starts the next.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -276,7 +327,16 @@ class Envelope(BaseModel):
     datacontenttype: Literal["application/json"] = "application/json"
     tenant: str
     runid: str
+    resumption: int = Field(default=0, ge=0)
     data: dict[str, Any]
+
+    @model_serializer(mode="wrap")
+    def _without_first_resumption(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Events of a run never resumed keep the shape they always had."""
+        dumped = handler(self)
+        if isinstance(dumped, dict) and not dumped.get("resumption"):
+            dumped.pop("resumption", None)
+        return dumped
 
     def payload(self, kind: builtins.type[P]) -> P:
         """The typed payload; InvalidEventError if the type or the data do not match."""
@@ -314,9 +374,13 @@ def emit(
     source: str,
     now: datetime,
     discriminator: str = "",
+    resumption: int | None = None,
 ) -> Envelope:
-    """Build the envelope for `payload`, with an id derived from what caused it."""
+    """Build the envelope for `payload`, with an id derived from what caused it, in the
+    run's `resumption` (by default its cause's: 0 for a request)."""
     cause_id = cause if isinstance(cause, str) else cause.id
+    if resumption is None:
+        resumption = 0 if isinstance(cause, str) else cause.resumption
     return Envelope(
         id=derived_event_id(cause_id, payload.TYPE, discriminator),
         source=source,
@@ -325,14 +389,22 @@ def emit(
         subject=run_id,
         tenant=tenant,
         runid=run_id,
+        resumption=resumption,
         data=payload.model_dump(mode="json"),
     )
 
 
 def follow(
-    payload: Payload, cause: Envelope, *, source: str, now: datetime, discriminator: str = ""
+    payload: Payload,
+    cause: Envelope,
+    *,
+    source: str,
+    now: datetime,
+    discriminator: str = "",
+    resumption: int | None = None,
 ) -> Envelope:
-    """An event of the same run as `cause`, emitted because of it."""
+    """An event of the same run as `cause`, emitted because of it (in its resumption
+    unless told otherwise)."""
     return emit(
         payload,
         cause=cause,
@@ -341,6 +413,7 @@ def follow(
         source=source,
         now=now,
         discriminator=discriminator,
+        resumption=resumption,
     )
 
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,24 @@ class Harness:
 
     async def finished(self, run: str, timeout: float = 60.0) -> dict[str, Any]:
         """The run's read model once a terminal event has been projected."""
+        return await self.settled(run, lambda view: bool(view.get("finished")), timeout)
+
+    async def held(self, run: str, resumption: int = 0, timeout: float = 60.0) -> dict[str, Any]:
+        """The run's read model once it is Held in its `resumption`-th resumption."""
+
+        def held_there(view: dict[str, Any]) -> bool:
+            return view.get("status") == "Held" and view.get("resumption", 0) == resumption
+
+        return await self.settled(run, held_there, timeout)
+
+    async def settled(
+        self, run: str, until: Callable[[dict[str, Any]], bool], timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """The run's read model once `until` holds of it and every event is projected."""
 
         async def probe() -> dict[str, Any] | None:
             view = await self.store.get_view(run)
-            if not view or not view.get("finished"):
+            if not view or not until(view):
                 return None
             # every event of the run has been folded in, not just the terminal one
             complete = await self.store.count_history(run) >= await self.store.count_run_events(run)

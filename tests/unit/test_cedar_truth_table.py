@@ -235,3 +235,31 @@ def test_a_refused_cancel_names_the_action_and_the_run_s_topic(policies: Policie
     assert denied.reasons == [
         "no policy permits source:stratum-cli to cancel runs of crate.push in tenant globex"
     ]
+
+
+# resuming a held run is allowed to exactly whom cancelling is, by its own permits
+RESUME_PERMITS = {
+    CANCEL_PUBLISHERS: "publishers-resume-own-tenant",
+    CANCEL_DEV: "dev-unsigned-resume-in-acme",
+    CANCEL_ISOLATION: CANCEL_ISOLATION,
+}
+
+
+@pytest.mark.parametrize(("who", "tenant"), sorted(CANCEL_TABLE), ids="|".join)
+def test_resume_truth_table(policies: Policies, who: str, tenant: str) -> None:
+    allowed, ids = CANCEL_TABLE[(who, tenant)]
+    held = steer_context(status="Held")
+    decision = decide_steer(policies, PRINCIPALS[who], "resume", tenant, "crate.push", held)
+    assert (decision.allowed, decision.policy_ids) == (
+        allowed,
+        sorted(RESUME_PERMITS[i] for i in ids),
+    )
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_the_operator_resumes_every_tenant_s_held_runs(policies: Policies, tenant: str) -> None:
+    resume = decide_steer(
+        policies, OPERATOR, "resume", tenant, "crate.push", steer_context(status="Held")
+    )
+    assert (resume.allowed, resume.policy_ids) == (True, ["operator-resumes-every-run"])
+    assert resume.reasons == ["the operator may resume any held run"]

@@ -44,12 +44,15 @@ class Merged(BaseModel):
 def read_file_declarations(
     file: Path, data: Any, locate: Locator
 ) -> tuple[FileDeclarations, list[DefinitionProblem]]:
-    """Nodes (with `handler`/`compensate` resolved against the file's folder) and schemas
-    from one file's JSON, plus a problem per script that does not exist."""
+    """Nodes (with `handler`/`compensate` resolved against the file's folder, and the file's
+    `on_failure` where a node declares none) and schemas from one file's JSON, plus a
+    problem per script that does not exist."""
     nodes: list[ActionNode] = []
     problems: list[DefinitionProblem] = []
+    on_failure = data.get("on_failure", "compensate")
     for raw in data.get("nodes", []):
         fields = dict(raw, source=file)
+        fields.setdefault("on_failure", on_failure)
         node_id = str(raw.get("id"))
         for field in _SCRIPT_FIELDS:
             if field not in raw:

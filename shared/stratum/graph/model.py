@@ -7,7 +7,7 @@ models are the typed boundary the rest of Stratum works with.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -78,6 +78,8 @@ class ActionNode(BaseModel):
     timeout: float = 30.0
     retries: RetryPolicy = Field(default_factory=RetryPolicy)
     secrets: tuple[SecretRef, ...] = ()
+    # a failed stage this node is in: undo what succeeded (the saga), or hold for an operator
+    on_failure: Literal["compensate", "hold"] = "compensate"
     source: Path | None = None
 
     @field_validator("secrets")

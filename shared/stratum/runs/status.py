@@ -21,6 +21,9 @@ class RunStatus(StrEnum):
     CANCELLING = "Cancelling"
     # a cancelled run ended, what it had done undone (or nothing had run)
     CANCELLED = "Cancelled"
+    # a stage failed in a node with `on_failure = "hold"`: the run waits for an operator
+    # (`stratum resume`, `stratum cancel`), nothing undone
+    HELD = "Held"
 
     @property
     def rank(self) -> int:
@@ -32,14 +35,16 @@ _RANK = {
     RunStatus.ACCEPTED: 0,
     RunStatus.PLANNED: 1,
     RunStatus.RUNNING: 2,
-    RunStatus.FAILED: 3,
-    RunStatus.CANCELLING: 4,
-    RunStatus.COMPENSATING: 5,
-    RunStatus.SUCCEEDED: 6,
-    RunStatus.COMPENSATED: 7,
-    RunStatus.CANCELLED: 8,
-    RunStatus.COMPENSATION_FAILED: 9,
-    RunStatus.DENIED: 10,
+    # within one resumption of a run (a resume starts the next: `stratum.run.resumed`)
+    RunStatus.HELD: 3,
+    RunStatus.FAILED: 4,
+    RunStatus.CANCELLING: 5,
+    RunStatus.COMPENSATING: 6,
+    RunStatus.SUCCEEDED: 7,
+    RunStatus.COMPENSATED: 8,
+    RunStatus.CANCELLED: 9,
+    RunStatus.COMPENSATION_FAILED: 10,
+    RunStatus.DENIED: 11,
 }
 # a run in one of these has ended: nothing moves it any more
 FINAL = frozenset(

@@ -129,6 +129,8 @@ def binary_message(event: Envelope) -> tuple[dict[str, str], bytes]:
         "tenant": event.tenant,
         "runid": event.runid,
     }
+    if event.resumption:
+        attributes["resumption"] = event.resumption
     message = to_binary(CloudEvent(attributes, event.data), FORMAT)
     return dict(message.headers), message.body
 

@@ -16,6 +16,24 @@ from stratum.store.read_models import plain_record
 from stratum.store.tenancy import IN_PROGRESS, admission_sql
 
 
+def stages_sql(count: int, links: Sequence[tuple[int, int, list[str]]], done: int = 0) -> str:
+    """A record per stage of a plan (`$stage_nodes`; the first `done` already Succeeded,
+    the rest Pending) and the `feeds` relations between them (capabilities: `$links`)."""
+    stage_sql = "\n".join(
+        f"UPSERT type::thing('stage', [$run, {index}]) CONTENT {{run: $run, index: {index}, "
+        f"nodes: $stage_nodes[{index}], status: '{'Succeeded' if index < done else 'Pending'}'}} "
+        "RETURN NONE;"
+        for index in range(count)
+    )
+    link_sql = "\n".join(
+        f"RELATE (type::thing('stage', [$run, {src}]))"
+        f"->feeds->(type::thing('stage', [$run, {dst}])) "
+        f"SET capabilities = $links[{n}] RETURN NONE;"
+        for n, (src, dst, _) in enumerate(links)
+    )
+    return stage_sql + "\n" + link_sql
+
+
 class Plans(GuardedWrites):
     async def save_graph(self, version: str, snapshot: dict[str, Any]) -> None:
         """Keep every graph version a run was planned with (immutable, so UPSERT is safe)."""
@@ -49,17 +67,6 @@ class Plans(GuardedWrites):
         `tenant` has fewer runs in progress or waiting ahead of this one — checked in the
         same transaction (AtLimitError otherwise, nothing written), so admitting a run
         costs no round trip of its own."""
-        stage_sql = "\n".join(
-            f"CREATE type::thing('stage', [$run, {index}]) CONTENT {{run: $run, index: {index}, "
-            f"nodes: $stage_nodes[{index}], status: 'Pending'}} RETURN NONE;"
-            for index in range(len(stages))
-        )
-        link_sql = "\n".join(
-            f"RELATE (type::thing('stage', [$run, {src}]))"
-            f"->feeds->(type::thing('stage', [$run, {dst}])) "
-            f"SET capabilities = $links[{n}] RETURN NONE;"
-            for n, (src, dst, _) in enumerate(stage_links)
-        )
         await self._guarded(
             run_id,
             condition="status = 'Accepted'",
@@ -68,7 +75,7 @@ class Plans(GuardedWrites):
             what=f"run {run_id} is already planned",
             events=events,
             cause=cause,
-            extra_sql=stage_sql + "\n" + link_sql,
+            extra_sql=stages_sql(len(stages), stage_links),
             before_sql=admission_sql(limit),
             variables={
                 "tenant": tenant,

@@ -61,7 +61,7 @@ class StageStart(NamedTuple):
 @dataclass(frozen=True)
 class RunChange:
     """How a stage's end changes its run, in the transaction that stores the stage's
-    result: to the next stage (`status` None), or Succeeded, Compensating or Failed;
+    result: to the next stage (`status` None), or Succeeded, Compensating, Failed or Held;
     for a run being cancelled (`cancelling`), Compensating or Cancelled."""
 
     status: RunStatus | None = None
@@ -87,6 +87,8 @@ class RunChange:
             return "status = 'Failed', error = $error, finished_at = $now"
         if self.status is RunStatus.CANCELLED:
             return "status = 'Cancelled', error = $error, finished_at = $now"
+        if self.status is RunStatus.HELD:  # waits at this stage for `stratum resume`
+            return "status = 'Held', error = $error, held = {stage: $stage, at: $now}"
         raise ValueError(f"a stage's end cannot make a run {self.status}")
 
 
@@ -128,6 +130,7 @@ class Stages(GuardedWrites):
         started: Sequence[Envelope],
         cause: str,
         lease: str,
+        resumption: int = 0,
     ) -> StageStart:
         """In one transaction: check the stage may start, mark the run Running and every
         node of the stage that has not already succeeded as running under `lease`
@@ -137,7 +140,8 @@ class Stages(GuardedWrites):
         Returns the run, its capabilities, the nodes to run with how many times each has
         been started (a node that already succeeded never runs again) and the run's node
         records. Only the holder of `lease` may then record the nodes' outcomes and the
-        stage's result. StaleWriteError if the stage already ended or the run is past it;
+        stage's result. StaleWriteError if the stage already ended or the run is past it
+        (or in another `resumption`: a command from before a hold and resume is stale);
         CancellingError (nothing written) if the run is being cancelled.
         """
         stale = f"{STALE_MARKER}: stage {stage} of run {run_id}"
@@ -147,7 +151,7 @@ class Stages(GuardedWrites):
             f"{{ THROW '{stale} already ended' }};\n"
             f"LET $changed = (UPDATE {RUN} SET status = 'Running', "
             "started_at = started_at ?? $now, version += 1, updated_at = $now "
-            f"WHERE {AT_STAGE} RETURN VALUE id);\n"
+            f"WHERE {AT_STAGE} AND (resumptions ?? 0) = $resumption RETURN VALUE id);\n"
             f"IF array::len($changed) = 0 {{ {unless_cancelling(stale + ' is not current')} }};\n"
             "LET $done = (SELECT VALUE node FROM node_exec WHERE run = $run "
             "AND status = 'succeeded');\n"
@@ -169,6 +173,7 @@ class Stages(GuardedWrites):
                 "now": iso(utc_now()),
                 "events": event_rows(started, cause),
                 "lease": lease,
+                "resumption": resumption,
             },
             keys=(run_id,),
         )

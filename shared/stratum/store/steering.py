@@ -1,5 +1,6 @@
-"""What operators do to runs (cancel; `stratum.run.cancel`): the request as the run
-records it, and a cancelled stage's end when no execution of it was running.
+"""What operators do to runs (cancel, resume: `stratum.run.cancel`, `stratum.run.resume`):
+the request as the run records it, a held run planned anew and running again, and a
+cancelled stage's end when no execution of it was running.
 
 Every request an operator makes of a run is kept on the run record, in `interventions`
 (who, what, when, what Cedar decided and which policies, what came of it): the audit
@@ -14,6 +15,7 @@ from typing import Any
 
 from stratum.events import Envelope
 from stratum.store.guarded import RUN, GuardedWrites
+from stratum.store.plans import stages_sql
 from stratum.store.stages import CANCELLING_AT_STAGE, STAGE
 
 # a request is recorded once however often its message is delivered
@@ -62,6 +64,48 @@ class Steering(GuardedWrites):
                 "entry": entry,
                 "request": entry["request"],
                 "error": entry.get("error"),
+            },
+        )
+
+    async def resume_run(
+        self,
+        run_id: str,
+        *,
+        resumption: int,
+        graph_version: str,
+        stages: Sequence[Sequence[str]],
+        stage_links: Sequence[tuple[int, int, list[str]]],
+        from_stage: int,
+        entry: dict[str, Any],
+        events: Sequence[Envelope],
+        cause: str,
+    ) -> None:
+        """Run a Held run again, its `resumption`-th time: planned anew (`stages` with
+        `graph_version`; the stage records replaced, those before `from_stage` Succeeded),
+        Running at `from_stage`, the request kept among its interventions and `resumes`,
+        with `events` (`stratum.run.resumed`, the stage's command). StaleWriteError if the
+        run is no longer Held in the resumption before, or the request was recorded."""
+        await self._guarded(
+            run_id,
+            condition="status = 'Held' AND (resumptions ?? 0) = $resumption - 1 "
+            f"AND {NOT_RECORDED}",
+            assignments="status = 'Running', resumptions = $resumption, "
+            "graph_version = $version, plan = $stage_nodes, current_stage = $from_stage, "
+            "error = NONE, held = NONE, resumes = array::append(resumes ?? [], $entry), "
+            "interventions = array::append(interventions ?? [], $entry)",
+            what=f"run {run_id} is no longer held for its resume {resumption}",
+            events=events,
+            cause=cause,
+            extra_sql="DELETE stage WHERE run = $run RETURN NONE;\n"
+            + stages_sql(len(stages), stage_links, done=from_stage),
+            variables={
+                "resumption": resumption,
+                "version": graph_version,
+                "stage_nodes": [list(stage) for stage in stages],
+                "links": [caps for _, _, caps in stage_links],
+                "from_stage": from_stage,
+                "entry": entry,
+                "request": entry["request"],
             },
         )
 

@@ -17,6 +17,8 @@ IN_PROGRESS = [
     RunStatus.RUNNING.value,
     RunStatus.CANCELLING.value,
     RunStatus.COMPENSATING.value,
+    # a held run keeps its slot until it is resumed or cancelled
+    RunStatus.HELD.value,
 ]
 QUEUED = "status = 'Accepted' AND queued_at != NONE"
 # a tenant's queued runs, read through the (tenant, status) index; what else a reader

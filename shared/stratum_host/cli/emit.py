@@ -146,6 +146,12 @@ async def publish(url: str, subject: str, body: bytes, ident: str, seed: str | N
     return trace_id
 
 
+def at_rest(view: dict[str, Any]) -> bool:
+    """Whether nothing moves the run until a person does something: it ended, or it is
+    held."""
+    return bool(view.get("finished")) or view.get("status") == "Held"
+
+
 def wait_for(
     settings: Settings,
     run: str,
@@ -153,9 +159,12 @@ def wait_for(
     *,
     quiet: bool,
     on_view: Callable[[dict[str, Any]], None] | None = None,
+    until: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
-    """Poll the run until it finished and every event of it is projected; `on_view` sees
-    each view read on the way."""
+    """Poll the run until it is at rest (`until`; by default finished, or Held for an
+    operator) and every event of it is projected; `on_view` sees each view read on the
+    way."""
+    resting = until or at_rest
     import time
 
     import httpx
@@ -176,7 +185,7 @@ def wait_for(
                 if view["status"] != last_status and not quiet:
                     sys.stderr.write(f"  {run}: {view['status']}\n")
                     last_status = view["status"]
-                if view.get("finished") and view.get("projected"):
+                if resting(view) and view.get("projected"):
                     return view
             time.sleep(0.05)
-    fail(f"run {run} did not finish within {timeout:.0f}s (see `stratum show {run}`)")
+    fail(f"run {run} did not come to rest within {timeout:.0f}s (see `stratum show {run}`)")

@@ -15,6 +15,7 @@ STATUS_STYLE = {
     "cancelled": "magenta",
     "Cancelled": "magenta",
     "Cancelling": "magenta",
+    "Held": "yellow",
     "Running": "cyan",
     "running": "cyan",
     "Planned": "blue",

@@ -231,9 +231,10 @@ def show(
         out.print(render.run_detail(view))
 
 
-from stratum_host.cli.steer import cancel  # noqa: E402  (needs the helpers above)
+from stratum_host.cli.steer import cancel, resume  # noqa: E402  (needs the helpers above)
 
 app.command()(cancel)
+app.command()(resume)
 
 
 @app.command()

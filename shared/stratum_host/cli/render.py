@@ -92,6 +92,23 @@ def run_tree(view: dict[str, Any]) -> Tree:
         tree.add(Text(f"policies: {', '.join(view['policy_ids'])}", style="red"))
     if view.get("status") == "Cancelling":
         tree.add(Text(f"cancelling: asked by {view.get('cancelled_by')}", style="magenta"))
+    held = view.get("held") if view.get("status") == "Held" else None
+    if held:
+        run = view["run_id"]
+        failed = ", ".join(held.get("failed") or []) or "a node"
+        branch = tree.add(
+            Text(f"held at stage {held.get('stage')}: {failed} failed", style="yellow")
+        )
+        branch.add(f"`stratum resume {run}` runs it again from there (fix the script first)")
+        branch.add(f"`stratum cancel {run}` undoes what it did")
+    for resumed in view.get("resumes") or []:
+        tree.add(
+            Text(
+                f"resumed ({resumed.get('resumption')}) by {resumed.get('actor')} from stage "
+                f"{resumed.get('from_stage')} with graph {resumed.get('graph_version')}",
+                style="dim",
+            )
+        )
     asked = view.get("interventions") or []
     if asked:
         branch = tree.add(Text("interventions", style="dim"))

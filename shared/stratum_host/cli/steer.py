@@ -1,19 +1,24 @@
-"""`stratum cancel`: ask Stratum to stop a run (Cedar decides whether the caller may).
+"""`stratum cancel` and `stratum resume`: ask Stratum to stop a run, or to run a held one
+again from the stage it failed in (Cedar decides whether the caller may).
 
-Exit codes: 0 asked (with `--wait`: the run ended Cancelled), 2 with `--wait` when it
-ended otherwise (CompensationFailed: something could not be undone), 3 the run has ended
-or is already being stopped, 4 the policies refused, 5 no such run, 1 anything else.
+Exit codes: 0 asked (with `--wait`: the run ended Cancelled; resumed, it Succeeded), 2
+with `--wait` when it came to rest otherwise (CompensationFailed: something could not be
+undone; resumed, it failed or was held again), 3 the run has ended or is already being
+stopped (cancel) or is not held (resume), 4 the policies refused, 5 no such run, 1
+anything else.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from stratum_host.cli import render
-from stratum_host.cli.emit import wait_for
+from stratum_host.cli.emit import at_rest, wait_for
 from stratum_host.cli.main import ConfigOption, JsonOption, api_get, out, settings_from
 
 
@@ -28,22 +33,70 @@ def cancel(
     """Cancel a run: nothing more is dispatched, its running scripts are killed, what it
     did is undone in reverse (its compensate scripts), and it ends Cancelled. A queued
     run ends Cancelled at once, having run nothing."""
+    steer("cancel", run_id, reason, wait, timeout, as_json, config)
+
+
+def resume(
+    run_id: str = typer.Argument(..., help="The held run to run again"),
+    reason: str = typer.Option("", "--reason", "-r", help="Why (kept in the run's audit)"),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the run ends or is held again"),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds --wait waits"),
+    as_json: bool = JsonOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Resume a held run: planned anew with the definitions as they are now, it runs again
+    from the stage that failed (new attempts of the nodes that did not succeed; those that
+    did never run again), in the same run and trace."""
+    steer("resume", run_id, reason, wait, timeout, as_json, config)
+
+
+def ended(view: dict[str, Any]) -> bool:
+    return bool(view.get("finished"))
+
+
+def resumed_past(resumption: int) -> Callable[[dict[str, Any]], bool]:
+    """At rest in a resumption after `resumption`: the resume took, and the run ended or
+    was held again."""
+    return lambda view: int(view.get("resumption") or 0) > resumption and at_rest(view)
+
+
+# where a run should come to rest after each request (anything else: exit 2)
+HOPED_FOR = {"cancel": "Cancelled", "resume": "Succeeded"}
+
+
+def steer(
+    action: str,
+    run_id: str,
+    reason: str,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+    config: Path | None,
+) -> None:
     settings = settings_from(config)
-    asked = api_get(settings, f"/api/runs/{run_id}/cancel", method="POST", body={"reason": reason})
+    asked = api_get(
+        settings, f"/api/runs/{run_id}/{action}", method="POST", body={"reason": reason}
+    )
     if not wait:
         if as_json:
             render.print_json(out, asked)
         else:
             policies = ", ".join(asked.get("policy_ids") or []) or "no policy"
             out.print(
-                f"cancel of {run_id} asked by {asked['actor']} (allowed by {policies}); "
+                f"{action} of {run_id} asked by {asked['actor']} (allowed by {policies}); "
                 f"it was {asked['was']}"
             )
         return
-    view = wait_for(settings, run_id, timeout, quiet=as_json or not sys.stderr.isatty())
+    view = wait_for(
+        settings,
+        run_id,
+        timeout,
+        quiet=as_json or not sys.stderr.isatty(),
+        until=resumed_past(int(asked.get("resumption") or 0)) if action == "resume" else ended,
+    )
     if as_json:
         render.print_json(out, view)
-    else:
-        out.print(render.run_detail(view, outputs=False))  # undone: `stratum show` has them
-    if view["status"] != "Cancelled":
+    else:  # a cancelled run's outputs are undone: `stratum show` still has them
+        out.print(render.run_detail(view, outputs=action != "cancel"))
+    if view["status"] != HOPED_FOR[action]:
         raise typer.Exit(2)
