@@ -35,6 +35,7 @@ from stratum.events import (
     RunHeld,
     RunPlanned,
     RunRejected,
+    RunRerun,
     RunResumed,
     RunSucceeded,
     StageCompleted,
@@ -105,6 +106,18 @@ class ResumeView(BaseModel):
     at: str
 
 
+class RerunView(BaseModel):
+    """A new run of this run's trigger event: which, how its trigger was decided, who
+    asked."""
+
+    model_config = ConfigDict(frozen=True)
+    run: str
+    status: str
+    actor: str
+    reason: str
+    at: str
+
+
 class HistoryItem(BaseModel):
     model_config = ConfigDict(frozen=True)
     id: str
@@ -141,6 +154,9 @@ class RunView(BaseModel):
     held: HeldView | None = None
     # every resume, by resumption
     resumes: list[ResumeView] = []
+    # a rerun: the run whose trigger event it runs again; and the reruns of this one
+    rerun_of: str | None = None
+    reruns: list[RerunView] = []
     # the OpenTelemetry trace the run's hops joined (empty when nothing traced it)
     trace_id: str | None = None
     created_at: str
@@ -186,6 +202,7 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
             "actor": p.actor,
             "event_id": p.event_id,
             "inputs_hash": p.inputs_hash,
+            "rerun_of": p.rerun_of or None,
             "created_at": at,
         }
     elif kind == RunPlanned.TYPE:
@@ -208,6 +225,13 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
             at=at,
         )
         update["resumes"] = [resumes[r] for r in sorted(resumes)]
+    elif kind == RunRerun.TYPE:
+        again = event.payload(RunRerun)
+        known = {r.run: r for r in view.reruns}
+        known[again.rerun] = RerunView(
+            run=again.rerun, status=again.status, actor=again.actor, reason=again.reason, at=at
+        )
+        update["reruns"] = sorted(known.values(), key=lambda r: (r.at, r.run))
     elif kind == NodeStarted.TYPE:
         started = event.payload(NodeStarted)
         implied = RunStatus.RUNNING
@@ -302,6 +326,7 @@ def apply(view: RunView | None, event: Envelope) -> RunView:
             "event_id": denied.event_id,
             "inputs_hash": denied.inputs_hash,
             "policy_ids": denied.policy_ids,
+            "rerun_of": denied.rerun_of or None,
             "created_at": at,
         }
         outcome |= {"finished": True, "finished_at": at}
@@ -448,6 +473,8 @@ def _summary(event: Envelope) -> str:
         return f"{kind} {data['stage']}: {data['error']}"
     if event.type == RunResumed.TYPE:  # runs again from stage N: why
         return f"{kind} {data['from_stage']}" + (f": {data['reason']}" if data["reason"] else "")
+    if event.type == RunRerun.TYPE:  # run again as another run
+        return f"{kind} as {data['rerun']} ({data['status']})"
     if "node" in data:
         return f"{kind} {data['node']}" + (f": {data['error']}" if data.get("error") else "")
     if "stage" in data:

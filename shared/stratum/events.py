@@ -29,14 +29,30 @@ from stratum.ids import derived_event_id
 
 
 class Payload(BaseModel):
-    """Base of every event payload; `TYPE` is its CloudEvents `type`."""
+    """Base of every event payload; `TYPE` is its CloudEvents `type`. Fields named in
+    `OMITTED_WHEN_EMPTY` are left out of the JSON while empty, so adding one keeps the
+    events that never use it as they were."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     TYPE: ClassVar[str]
+    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_empty_extras(self, handler: SerializerFunctionWrapHandler) -> Any:
+        dumped = handler(self)
+        if isinstance(dumped, dict):
+            for name in self.OMITTED_WHEN_EMPTY:
+                if not dumped.get(name):
+                    dumped.pop(name, None)
+        return dumped
 
 
 class RunAccepted(Payload):
+    """A run starts. `rerun_of`: the run whose trigger event it runs again (`stratum
+    rerun`; absent for a publisher's event)."""
+
     TYPE: ClassVar[str] = "stratum.run.accepted"
+    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ("rerun_of",)
     topic: str
     trigger_subject: str
     event_id: str
@@ -45,6 +61,7 @@ class RunAccepted(Payload):
     actor: str
     event_data: Any
     inputs_hash: str
+    rerun_of: str = ""
 
 
 class RunDenied(Payload):
@@ -53,6 +70,7 @@ class RunDenied(Payload):
     empty when nothing permitted it, or when the publisher could not be verified) and why."""
 
     TYPE: ClassVar[str] = "stratum.run.denied"
+    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ("rerun_of",)
     topic: str
     trigger_subject: str
     event_id: str
@@ -62,6 +80,7 @@ class RunDenied(Payload):
     inputs_hash: str
     reason: str
     policy_ids: list[str]
+    rerun_of: str = ""
 
 
 class RunQueued(Payload):
@@ -263,6 +282,18 @@ class RunResumed(Payload):
     from_stage: int
 
 
+class RunRerun(Payload):
+    """The run's trigger event was run again as the run `rerun` (a new run id, authorized
+    again: `status` Accepted, or Denied by today's policies), at `actor`'s request."""
+
+    TYPE: ClassVar[str] = "stratum.run.rerun"
+    rerun: str
+    status: str
+    actor: str
+    reason: str
+    policy_ids: list[str]
+
+
 PAYLOADS: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (
@@ -289,6 +320,7 @@ PAYLOADS: dict[str, type[Payload]] = {
         RunHeld,
         ResumeRun,
         RunResumed,
+        RunRerun,
     )
 }
 

@@ -178,7 +178,12 @@ class StratumServer:
             before_metrics=lambda: record_queue_depths(self.runners),
             extra_routes=[
                 *ingress_routes(self.subjects, jetstream, rules, self.store.publisher_by_key),
-                *steering_routes(self.store, self.policies, Publisher(jetstream, self.subjects)),
+                *steering_routes(
+                    self.store,
+                    self.policies,
+                    Publisher(jetstream, self.subjects),
+                    signatures_required=s.require_signatures,
+                ),
             ],
         )
         if s.require_signatures:  # callers sign requests too: the operator, or a publisher

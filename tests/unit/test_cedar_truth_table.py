@@ -263,3 +263,21 @@ def test_the_operator_resumes_every_tenant_s_held_runs(policies: Policies, tenan
     )
     assert (resume.allowed, resume.policy_ids) == (True, ["operator-resumes-every-run"])
     assert resume.reasons == ["the operator may resume any held run"]
+
+
+RERUN_PERMITS = {
+    CANCEL_PUBLISHERS: "publishers-rerun-own-tenant",
+    CANCEL_DEV: "dev-unsigned-rerun-in-acme",
+    CANCEL_ISOLATION: CANCEL_ISOLATION,
+}
+
+
+@pytest.mark.parametrize(("who", "tenant"), sorted(CANCEL_TABLE), ids="|".join)
+def test_rerun_truth_table(policies: Policies, who: str, tenant: str) -> None:
+    allowed, ids = CANCEL_TABLE[(who, tenant)]
+    done = steer_context(status="Failed")
+    decision = decide_steer(policies, PRINCIPALS[who], "rerun", tenant, "crate.push", done)
+    assert (decision.allowed, decision.policy_ids) == (
+        allowed,
+        sorted(RERUN_PERMITS[i] for i in ids),
+    )

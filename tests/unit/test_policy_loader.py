@@ -40,7 +40,7 @@ def only_problem(folder: Path) -> str:
 def test_the_shipped_policies_load_and_name_their_places() -> None:
     policies = load_policies(ROOT / "deploy" / "policies")
     assert policies.places["tenant-isolation"].endswith("deploy/policies/tenancy.cedar:3")
-    assert len(policies.places) == 12
+    assert len(policies.places) == 15
 
 
 def test_statements_end_at_semicolons_outside_strings_and_comments() -> None:

@@ -36,7 +36,7 @@ OPERATOR = f"{NAMESPACE}::Operator"
 PRINCIPAL_TYPES = {"publisher": PUBLISHER, "source": SOURCE, "operator": OPERATOR}
 ACTION = {"type": f"{NAMESPACE}::Action", "id": "trigger"}
 # what an operator, or a permitted publisher, may do to a run once it exists
-STEERING_ACTIONS = ("cancel", "resume")
+STEERING_ACTIONS = ("cancel", "resume", "rerun")
 
 
 def uid(kind: str, ident: str) -> dict[str, str]:

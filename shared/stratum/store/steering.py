@@ -1,6 +1,7 @@
-"""What operators do to runs (cancel, resume: `stratum.run.cancel`, `stratum.run.resume`):
-the request as the run records it, a held run planned anew and running again, and a
-cancelled stage's end when no execution of it was running.
+"""What operators do to runs (cancel, resume: `stratum.run.cancel`, `stratum.run.resume`;
+rerun): the request as the run records it, a held run planned anew and running again, a
+rerun created and linked both ways, and a cancelled stage's end when no execution of it
+was running.
 
 Every request an operator makes of a run is kept on the run record, in `interventions`
 (who, what, when, what Cedar decided and which policies, what came of it): the audit
@@ -13,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from stratum.clock import iso, utc_now
 from stratum.events import Envelope
-from stratum.store.guarded import RUN, GuardedWrites
+from stratum.store.guarded import RUN, GuardedWrites, event_rows
 from stratum.store.plans import stages_sql
 from stratum.store.stages import CANCELLING_AT_STAGE, STAGE
 
@@ -107,6 +109,47 @@ class Steering(GuardedWrites):
                 "entry": entry,
                 "request": entry["request"],
             },
+        )
+
+    async def rerun_run(
+        self,
+        original_id: str,
+        record: dict[str, Any],
+        status: str,
+        entry: dict[str, Any],
+        events: Sequence[Envelope],
+        cause: str,
+    ) -> None:
+        """Create the rerun `record` (Accepted, or Denied and finished) and link it from
+        the original (`reruns`, and the request among its interventions), with `events`
+        (the new run's `run.accepted` or `run.denied`, the original's `run.rerun`), in one
+        transaction."""
+        now = iso(utc_now())
+        created = {key: value for key, value in record.items() if key != "id"} | {
+            "status": status,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+            "current_stage": -1,
+        }
+        link = {"run": record["id"], "status": status, "actor": entry["actor"], "at": entry["at"]}
+        await self.db.transaction(
+            "CREATE type::thing('run', $new) CONTENT $created RETURN NONE;\n"
+            f"UPDATE {RUN} SET reruns = array::append(reruns ?? [], $link), "
+            "interventions = array::append(interventions ?? [], $entry), "
+            f"version += 1, updated_at = $now WHERE {NOT_RECORDED} RETURN NONE;\n"
+            "INSERT IGNORE INTO event $events RETURN NONE;",
+            {
+                "run": original_id,
+                "new": record["id"],
+                "created": created,
+                "link": link,
+                "entry": entry,
+                "request": entry["request"],
+                "now": now,
+                "events": event_rows(events, cause),
+            },
+            keys=(original_id, str(record["id"])),
         )
 
     async def stop_stage(

@@ -3,7 +3,8 @@
 A record says who triggered what, in which tenant, what the policies decided and which
 policies decided it, which graph version ran on which inputs and produced which outputs,
 under which credential leases its scripts ran (lease ids only, never credentials), and
-what operators asked of it (a cancel: who, why, what Cedar decided, how it went).
+what operators asked of it (a cancel, a resume, a rerun: who, why, what Cedar decided,
+how it went), and the reruns linking it to other runs.
 Fields that a run does not have (a run denied before planning has no graph version; no
 lease when a node has no secrets) are null or empty, so the record's shape never depends on
 which parts of Stratum recorded what. `stratum.trust.audit_chain` makes an export of records
@@ -83,6 +84,9 @@ class AuditRecord(BaseModel):
     outputs_hash: str | None = None
     credential_leases: list[CredentialUse] = []
     interventions: list[Intervention] = []
+    # a rerun: the run whose trigger event it ran again; and the reruns of this run
+    rerun_of: str | None = None
+    reruns: list[str] = []
 
 
 def record_of(
@@ -120,6 +124,12 @@ def record_of(
             Intervention.model_validate(entry)
             for entry in run.get("interventions") or []
             if isinstance(entry, Mapping)
+        ],
+        rerun_of=run.get("rerun_of"),
+        reruns=[
+            str(link["run"])
+            for link in run.get("reruns") or []
+            if isinstance(link, Mapping) and link.get("run")
         ],
     )
 

@@ -1,5 +1,6 @@
-"""`POST /api/runs/{id}/cancel` and `/resume`: an operator's request to stop a run, or to
-run a held one again from the stage it failed in, decided by Cedar.
+"""`POST /api/runs/{id}/cancel`, `/resume` and `/rerun`: an operator's request to stop a
+run, to run a held one again from the stage it failed in, or to start a new run of its
+trigger event, decided by Cedar.
 
 Who asks is the caller the signed-request middleware verified (`stratum_host.api.auth`):
 the operator (`Stratum::Operator`), or a registered publisher, who sees only its own
@@ -11,13 +12,17 @@ policies. An allowed request goes to the planner as `stratum.run.cancel` /
 `stratum.run.resume`, in the run's trace, and is answered 202: the planner applies it
 (`functions/planner`), and `stratum show` tells how it went. A cancel of a run that has
 ended, or is already being stopped or undone, answers 409, as does a resume of a run that
-is not Held.
+is not Held. A rerun is made here (`stratum.runs.rerun`): the new run, Accepted or Denied
+by its trigger decided again, and the original's `stratum.run.rerun` are stored in one
+transaction, then published (the new run starts a trace of its own); answered 201.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -27,9 +32,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from stratum.authz import PolicyRegistry
-from stratum.authz.model import SteerContext
+from stratum.authz.model import SteerContext, TriggerContext
 from stratum.clock import iso, utc_now
 from stratum.events import CancelRun, ResumeRun, RunAccepted, emit
+from stratum.runs import rerun as reruns
 from stratum.runs.status import FINAL, RunStatus
 from stratum.runtime.publisher import Publisher
 from stratum.store import RunStore
@@ -52,6 +58,7 @@ class SteerRequest(BaseModel):
 
 
 Steer = Literal["cancel", "resume"]
+Action = Literal["cancel", "resume", "rerun"]
 # the command each request becomes, for the planner
 COMMANDS: dict[Steer, type[CancelRun] | type[ResumeRun]] = {
     "cancel": CancelRun,
@@ -73,7 +80,10 @@ def _error(code: int, message: str, **more: Any) -> JSONResponse:
 
 
 def refusal(action: str, run_id: str, status: RunStatus) -> str | None:
-    """Why `action` cannot apply to a run in `status` (409), or None."""
+    """Why `action` cannot apply to a run in `status` (409), or None. Any run may be
+    rerun (its trigger is decided again)."""
+    if action == "rerun":
+        return None
     if action == "resume":
         return None if status is RunStatus.HELD else f"run {run_id} is not held: it is {status}"
     if status in FINAL:
@@ -84,8 +94,29 @@ def refusal(action: str, run_id: str, status: RunStatus) -> str | None:
     return None
 
 
-def steering_routes(store: RunStore, policies: PolicyRegistry, publisher: Publisher) -> list[Route]:
-    async def steer(request: Request, action: Steer) -> JSONResponse:
+@dataclass(frozen=True)
+class Allowed:
+    """A request the policies allowed: the run as stored, who asked, what was decided."""
+
+    run: dict[str, Any]
+    status: RunStatus
+    principal: Principal
+    reason: str
+    policy_ids: list[str]
+    request_id: str
+    now: datetime
+
+
+def steering_routes(
+    store: RunStore,
+    policies: PolicyRegistry,
+    publisher: Publisher,
+    *,
+    signatures_required: bool,
+) -> list[Route]:
+    async def authorize(request: Request, action: Action) -> Allowed | JSONResponse:
+        """The run, and Cedar's yes; or the answer that refuses the request (kept on the
+        run when the policies refuse it)."""
         run_id = request.path_params["run_id"]
         try:
             body = await request.body()
@@ -140,30 +171,36 @@ def steering_routes(store: RunStore, policies: PolicyRegistry, publisher: Publis
                 f"{principal.actor} may not {action} run {run_id}: {decision.reason}",
                 policy_ids=decision.policy_ids,
             )
+        return Allowed(run, status, principal, asked.reason, decision.policy_ids, request_id, now)
 
+    async def steer(request: Request, action: Steer) -> JSONResponse:
+        allowed = await authorize(request, action)
+        if isinstance(allowed, JSONResponse):
+            return allowed
+        run = allowed.run
         command = emit(
             COMMANDS[action](
-                actor=principal.actor, reason=asked.reason, policy_ids=decision.policy_ids
+                actor=allowed.principal.actor, reason=allowed.reason, policy_ids=allowed.policy_ids
             ),
-            cause=request_id,
-            run_id=run_id,
+            cause=allowed.request_id,
+            run_id=run["_id"],
             tenant=str(run["tenant"]),
             source=SOURCE,
-            now=now,
+            now=allowed.now,
             resumption=int(run.get("resumptions") or 0),
         )
-        found = await store.last_event_of(run_id, [RunAccepted.TYPE])
+        found = await store.last_event_of(run["_id"], [RunAccepted.TYPE])
         with tracing.resumed(found[1] if found else {}):
             await publisher.publish(command)
         return JSONResponse(
             {
-                "run_id": run_id,
+                "run_id": run["_id"],
                 "request": command.id,
-                "actor": principal.actor,
-                "was": status.value,
+                "actor": allowed.principal.actor,
+                "was": allowed.status.value,
                 # the run's resumptions so far (a resume starts the next)
                 "resumption": int(run.get("resumptions") or 0),
-                "policy_ids": decision.policy_ids,
+                "policy_ids": allowed.policy_ids,
             },
             status_code=202,
         )
@@ -174,7 +211,82 @@ def steering_routes(store: RunStore, policies: PolicyRegistry, publisher: Publis
     async def resume(request: Request) -> JSONResponse:
         return await steer(request, "resume")
 
+    async def rerun(request: Request) -> JSONResponse:
+        """A new run of the run's trigger event, its trigger decided again (by today's
+        policies, as the principal that sent it), linked both ways."""
+        allowed = await authorize(request, "rerun")
+        if isinstance(allowed, JSONResponse):
+            return allowed
+        run, now = allowed.run, allowed.now
+        sender = (
+            await store.publisher_by_key(str(run["actor_key"])) if run.get("actor_key") else None
+        )
+        principal = reruns.original_principal(run, sender, signatures_required)
+        if isinstance(principal, str):
+            ok, why, trigger_policies = False, principal, []
+        else:
+            verdict = policies.decide(
+                principal,
+                str(run["tenant"]),
+                str(run.get("topic") or ""),
+                TriggerContext(
+                    subject=str(run.get("trigger_subject") or ""),
+                    time=now,
+                    event_id=str(run.get("event_id") or ""),
+                    event_type=str(run.get("event_type") or ""),
+                    event_source=str(run.get("event_source") or ""),
+                ),
+            )
+            ok, why, trigger_policies = verdict.allowed, verdict.reason, verdict.policy_ids
+        made = reruns.rerun(
+            run,
+            allowed.request_id,
+            asked_by=allowed.principal.actor,
+            reason=allowed.reason,
+            rerun_policies=allowed.policy_ids,
+            allowed=ok,
+            why=why,
+            trigger_policies=trigger_policies,
+            now=now,
+        )
+        entry = {
+            "request": allowed.request_id,
+            "action": "rerun",
+            "actor": allowed.principal.actor,
+            "reason": allowed.reason,
+            "decision": "allow",
+            "policy_ids": allowed.policy_ids,
+            "at": iso(now),
+            "outcome": f"rerun as {made.record['id']} ({made.status.value})",
+        }
+        await store.rerun_run(
+            run["_id"],
+            made.record,
+            made.status.value,
+            entry,
+            [made.started, made.noted],
+            cause=allowed.request_id,
+        )
+        metrics.INTERVENTIONS.labels(run["tenant"], "rerun", made.status.value.lower()).inc()
+        await publisher.publish(made.started)  # the new run: a trace of its own
+        found = await store.last_event_of(run["_id"], [RunAccepted.TYPE])
+        with tracing.resumed(found[1] if found else {}):
+            await publisher.publish(made.noted)
+        return JSONResponse(
+            {
+                "run_id": made.record["id"],
+                "rerun_of": run["_id"],
+                "status": made.status.value,
+                "reason": why if not ok else "",
+                "actor": allowed.principal.actor,
+                "policy_ids": allowed.policy_ids,
+                "trigger_policy_ids": trigger_policies,
+            },
+            status_code=201,
+        )
+
     return [
         Route("/api/runs/{run_id}/cancel", cancel, methods=["POST"]),
         Route("/api/runs/{run_id}/resume", resume, methods=["POST"]),
+        Route("/api/runs/{run_id}/rerun", rerun, methods=["POST"]),
     ]

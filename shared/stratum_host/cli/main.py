@@ -1,4 +1,4 @@
-"""`stratum`: up, emit, publish, runs, show, cancel, top, plan, check, replay,
+"""`stratum`: up, emit, publish, runs, show, cancel, resume, rerun, top, plan, check, replay,
 dead-letters, redrive, publisher, audit.
 
 Errors print one line on stderr and exit non-zero. Commands that read runs talk to the
@@ -231,10 +231,11 @@ def show(
         out.print(render.run_detail(view))
 
 
-from stratum_host.cli.steer import cancel, resume  # noqa: E402  (needs the helpers above)
+from stratum_host.cli.steer import cancel, rerun, resume  # noqa: E402  (needs the helpers above)
 
 app.command()(cancel)
 app.command()(resume)
+app.command()(rerun)
 
 
 @app.command()

@@ -101,6 +101,15 @@ def run_tree(view: dict[str, Any]) -> Tree:
         )
         branch.add(f"`stratum resume {run}` runs it again from there (fix the script first)")
         branch.add(f"`stratum cancel {run}` undoes what it did")
+    if view.get("rerun_of"):
+        tree.add(Text(f"rerun of {view['rerun_of']}", style="dim"))
+    for again in view.get("reruns") or []:
+        tree.add(
+            Text(
+                f"rerun as {again.get('run')} ({again.get('status')}) by {again.get('actor')}",
+                style="dim",
+            )
+        )
     for resumed in view.get("resumes") or []:
         tree.add(
             Text(

@@ -1,11 +1,12 @@
-"""`stratum cancel` and `stratum resume`: ask Stratum to stop a run, or to run a held one
-again from the stage it failed in (Cedar decides whether the caller may).
+"""`stratum cancel`, `stratum resume`, `stratum rerun`: ask Stratum to stop a run, to run
+a held one again from the stage it failed in, or to start a new run of its trigger event
+(Cedar decides whether the caller may).
 
 Exit codes: 0 asked (with `--wait`: the run ended Cancelled; resumed, it Succeeded), 2
 with `--wait` when it came to rest otherwise (CompensationFailed: something could not be
 undone; resumed, it failed or was held again), 3 the run has ended or is already being
-stopped (cancel) or is not held (resume), 4 the policies refused, 5 no such run, 1
-anything else.
+stopped (cancel) or is not held (resume), 4 the policies refused (the request, or a
+rerun's trigger), 5 no such run, 1 anything else.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import typer
 
 from stratum_host.cli import render
 from stratum_host.cli.emit import at_rest, wait_for
-from stratum_host.cli.main import ConfigOption, JsonOption, api_get, out, settings_from
+from stratum_host.cli.main import ConfigOption, JsonOption, api_get, fail, out, settings_from
 
 
 def cancel(
@@ -58,6 +59,43 @@ def resumed_past(resumption: int) -> Callable[[dict[str, Any]], bool]:
     """At rest in a resumption after `resumption`: the resume took, and the run ended or
     was held again."""
     return lambda view: int(view.get("resumption") or 0) > resumption and at_rest(view)
+
+
+def rerun(
+    run_id: str = typer.Argument(..., help="The run whose trigger event to run again"),
+    reason: str = typer.Option("", "--reason", "-r", help="Why (kept in both runs' audit)"),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the new run ends or is held"),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds --wait waits"),
+    as_json: bool = JsonOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Rerun a run: a new run (new id, its own trace) of the same trigger event, whose
+    trigger the policies decide again, as for the publisher that sent it. The two runs
+    name each other (`stratum show`, the audit trail). Exits 4 if the new run is Denied."""
+    settings = settings_from(config)
+    asked = api_get(settings, f"/api/runs/{run_id}/rerun", method="POST", body={"reason": reason})
+    new = str(asked["run_id"])
+    if asked["status"] == "Denied":
+        if as_json:
+            render.print_json(out, asked)
+        fail(f"the rerun {new} of {run_id} was denied: {asked['reason']}", 4)
+    if not wait:
+        if as_json:
+            render.print_json(out, asked)
+        else:
+            policies = ", ".join(asked.get("policy_ids") or []) or "no policy"
+            out.print(
+                f"rerun of {run_id} as {new}, asked by {asked['actor']} (allowed by "
+                f"{policies}); its trigger allowed by {', '.join(asked['trigger_policy_ids'])}"
+            )
+        return
+    view = wait_for(settings, new, timeout, quiet=as_json or not sys.stderr.isatty())
+    if as_json:
+        render.print_json(out, view)
+    else:
+        out.print(render.run_detail(view))
+    if view["status"] != "Succeeded":
+        raise typer.Exit(2)
 
 
 # where a run should come to rest after each request (anything else: exit 2)
