@@ -35,7 +35,8 @@ _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 3
 RUNS = Counter(
     "stratum_runs",
     "Runs that entered a status (accepted, planned, running, succeeded, failed, "
-    "compensating, compensated, compensation_failed, denied, cancelling, cancelled), by "
+    "compensating, compensated, compensation_failed, denied, cancelling, cancelled, held; "
+    "a resumed run enters running again), by "
     "tenant; every accepted run that failed enters failed once: it ends there when nothing "
     "it did can be undone, else it goes on to compensating and compensated or "
     "compensation_failed; a cancelled one goes from cancelling (or straight from accepted) "
@@ -73,9 +74,12 @@ COMPENSATIONS = Counter(
 )
 INTERVENTIONS = Counter(
     "stratum_interventions",
-    "Operators' requests of runs, by tenant, action (cancel) and outcome: refused (by the "
-    "policies), cancelling (its stage is being stopped), cancelled (nothing had started), "
-    "ignored (the run had ended or was already being stopped or undone)",
+    "Operators' requests of runs, by tenant, action (cancel, resume, rerun) and outcome: "
+    "refused (by the policies); a cancel: cancelling (its stage is being stopped), "
+    "compensating (it was held: undone at once), cancelled (nothing had started or nothing "
+    "could be undone), ignored (the run had ended or was already being stopped or undone); "
+    "a resume: resumed, ignored (not held, or not plannable now); a rerun: accepted or "
+    "denied (its trigger decided again)",
     ["tenant", "action", "outcome"],
     registry=REGISTRY,
 )

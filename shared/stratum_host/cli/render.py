@@ -99,7 +99,7 @@ def run_tree(view: dict[str, Any]) -> Tree:
         branch = tree.add(
             Text(f"held at stage {held.get('stage')}: {failed} failed", style="yellow")
         )
-        branch.add(f"`stratum resume {run}` runs it again from there (fix the script first)")
+        branch.add(f"`stratum resume {run}` runs it again from there, once what failed is fixed")
         branch.add(f"`stratum cancel {run}` undoes what it did")
     if view.get("rerun_of"):
         tree.add(Text(f"rerun of {view['rerun_of']}", style="dim"))
