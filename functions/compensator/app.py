@@ -85,7 +85,8 @@ class CompensatorHandler:
         run, executions, capabilities = await self.store.run_state(run_id)
         if run is None:
             raise UnknownRunError(f"compensation command {event.id} names unknown run {run_id}")
-        graph = await self.graphs.version(run["graph_version"])
+        # each node as it was declared when it ran (a resume may have changed it since)
+        graph = await self.graphs.as_ran(run["graph_version"], executions)
         steps = core.ended(await self.store.compensations(run_id))
         for order, (stage, node_id) in enumerate(undo_order(executions)):
             if node_id in steps:
@@ -131,9 +132,12 @@ class CompensatorHandler:
     ) -> dict[str, Any]:
         """One saga step: run (or skip) the node's compensate script, record it, announce."""
         run_id = command.runid
-        node = graph.nodes[node_id]
+        node = graph.nodes.get(node_id)
         started = utc_now()
-        if node.compensate is None:
+        if node is None:  # declared nowhere any more (a record from before versions were kept)
+            why = f"node {node_id} is not in graph version {graph.version}: cannot undo it"
+            done = Undone(status="failed", attempts=0, duration_ms=0.0, error=why)
+        elif node.compensate is None:
             done = Undone(status="skipped", attempts=0, duration_ms=0.0)
         else:
             payload = core.compensation_payload(run, node.consumes, node.produces, capabilities)

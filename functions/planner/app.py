@@ -146,7 +146,7 @@ class PlannerHandler:
                 return ToResume(run, self.graphs.current, self.graphs.error, succeeded)
             if run.get("status") != RunStatus.HELD:
                 return ToCancel(run)
-            graph = await self.graphs.version(str(run["graph_version"]))
+            graph = await self.graphs.as_ran(str(run["graph_version"]), executions)
             return ToCancel(run, tuple(undoable(executions, graph)))
         if event.type != RunAdmitted.TYPE:
             return None

@@ -56,8 +56,16 @@ class Rejected:
     events: list[Envelope] = field(default_factory=list)
 
 
-def _emit(payload: Payload, cause: Envelope, now: datetime, discriminator: str = "") -> Envelope:
-    return follow(payload, cause, source=SOURCE, now=now, discriminator=discriminator)
+def _emit(
+    payload: Payload,
+    cause: Envelope,
+    now: datetime,
+    discriminator: str = "",
+    resumption: int | None = None,
+) -> Envelope:
+    return follow(
+        payload, cause, source=SOURCE, now=now, discriminator=discriminator, resumption=resumption
+    )
 
 
 def on_accepted(
@@ -134,6 +142,8 @@ def on_cancel(
     ends Cancelled."""
     order = command.payload(CancelRun)
     status = str(run.get("status") or "")
+    # the run's resumption as stored (the request's may be older: it moved since)
+    era = int(run.get("resumptions") or 0)
     entry: dict[str, Any] = {
         "request": command.id,
         "action": "cancel",
@@ -152,7 +162,7 @@ def on_cancel(
             "cancelled",
             status,
             entry | {"outcome": "cancelled", "error": error},
-            [_emit(ended, command, now)],
+            [_emit(ended, command, now, resumption=era)],
         )
     if status == RunStatus.HELD:
         ended = RunCancelled(actor=order.actor, reason=order.reason)
@@ -165,7 +175,10 @@ def on_cancel(
                 "cancelled",
                 status,
                 entry | {"outcome": "cancelled"},
-                [_emit(stopping, command, now), _emit(ended, command, now)],
+                [
+                    _emit(stopping, command, now, resumption=era),
+                    _emit(ended, command, now, resumption=era),
+                ],
             )
         held_stage = int((run.get("held") or {}).get("stage", run.get("current_stage") or 0))
         saga = CompensateRun(failed_stage=held_stage)
@@ -173,14 +186,20 @@ def on_cancel(
             "compensating",
             status,
             entry | {"outcome": "compensating"},
-            [_emit(stopping, command, now), _emit(saga, command, now)],
+            [
+                _emit(stopping, command, now, resumption=era),
+                _emit(saga, command, now, resumption=era),
+            ],
         )
     if status in (RunStatus.PLANNED, RunStatus.RUNNING):
         stopping = RunCancelling(
             actor=order.actor, reason=order.reason, policy_ids=order.policy_ids
         )
         return Cancel(
-            "cancelling", status, entry | {"outcome": "cancelling"}, [_emit(stopping, command, now)]
+            "cancelling",
+            status,
+            entry | {"outcome": "cancelling"},
+            [_emit(stopping, command, now, resumption=era)],
         )
     return Cancel("ignored", status, entry | {"outcome": f"ignored: the run was {status}"})
 
@@ -213,6 +232,7 @@ def admitted(
     return emit(
         RunAdmitted(limit=limit, in_progress=in_progress),
         cause=cause,
+        resumption=0,  # a queued run was never resumed (whatever its cause's run was)
         run_id=run_id,
         tenant=tenant,
         source=SOURCE,

@@ -74,6 +74,7 @@ class StageRun:
     run: dict[str, Any]
     capabilities: dict[str, Any]
     executions: dict[str, dict[str, Any]]
+    # the graph the stage's end is decided with: the run's, each earlier node as it ran
     graph: ActionGraph
     result: StageOutcome | None
     lease: str
@@ -219,7 +220,7 @@ class StageExecutorHandler:
         """The run is being cancelled: nothing runs; the state to stop the stage from."""
         run, executions, capabilities = await self.store.run_state(run_id)
         assert run is not None  # begin_stage just found it Cancelling
-        graph = await self.graphs.version(run["graph_version"])
+        graph = await self.graphs.as_ran(run["graph_version"], executions)
         cancel = CancelOrder.of(run.get("cancel")) or CancelOrder("?", "")
         return StageRun(run, capabilities, executions, graph, None, "", None, cancel)
 
@@ -235,6 +236,9 @@ class StageExecutorHandler:
         run_id = command.runid
         run, capabilities, todo, executions = start
         graph = await self.graphs.version(run["graph_version"])
+        # what the stage's end decides from: each earlier node as it was declared when it
+        # ran (a resume may have brought new definitions)
+        as_ran = await self.graphs.as_ran(run["graph_version"], executions)
 
         nodes = [graph.nodes[node] for node in todo]
         payloads = {node.id: core.node_payload(run, node, capabilities) for node in nodes}
@@ -268,7 +272,7 @@ class StageExecutorHandler:
         )
         last = recorder.last[0] if recorder.last else None
         cancel = stop.result() if stop.done() else None
-        return StageRun(run, capabilities, executions, graph, result, lease, last, cancel)
+        return StageRun(run, capabilities, executions, as_ran, result, lease, last, cancel)
 
     def decide(self, event: StageCommand, state: StageRun, now: datetime) -> StageEnd:
         return self.end_of(event.command, event.order, event.tag, state, now)
@@ -360,6 +364,7 @@ class StageExecutorHandler:
             events=decision.events,
             cause=decision.command.id,
             error=decision.step.error,
+            resumption=decision.command.resumption,
         )
 
 

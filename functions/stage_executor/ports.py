@@ -26,6 +26,7 @@ class StageStore(Protocol):
         events: Sequence[Envelope],
         cause: str,
         error: str,
+        resumption: int = 0,
     ) -> None: ...
 
     async def begin_stage(

@@ -49,7 +49,7 @@ def main [] {
     let node = $env.STRATUM_NODE
     let log = ($env.STRATUM_WORKSPACE | path join $"ran-($node).log")
     $"attempt ($env.STRATUM_ATTEMPT)\\n" | save --append $log
-    let produced = {fetch: "fetched", lint: "linted", build: "built", ship: "shipped"}
+    let produced = {fetch: "fetched", fetch2: "fetched", lint: "linted", ship: "shipped"}
     {} | insert ($produced | get $node) {node: $node} | to json -r
 }
 """
@@ -247,3 +247,57 @@ async def test_only_a_held_run_resumes_and_the_policies_decide_who_may(
     assert not_held.stderr == f"error: run {run} is not held: it is Cancelled\n"
     missing = await cli(holding, "resume", "acme-nosuchrun")
     assert missing.returncode == 5
+
+
+async def test_a_resume_the_definitions_no_longer_allow_is_ignored_and_the_run_stays_held(
+    holding: Harness, tmp_path: Path
+) -> None:
+    run = await holding.emit("held.go", {})
+    await holding.held(run)
+    before = await graph_version(holding)
+    # the workflow now answers another topic: a held held.go run cannot be planned anew
+    (tmp_path / "defs" / "held.ncl").write_text(WORKFLOW.replace('"held.go"', '"held.gone"'))
+
+    async def reloaded() -> bool:
+        return await graph_version(holding) != before
+
+    await eventually(reloaded, timeout=30)
+    asked = await cli(holding, "resume", run, "--wait")
+    assert asked.returncode == 3, asked.stdout + asked.stderr
+    assert asked.stderr.endswith(
+        f"error: the resume of {run} was ignored: no node is triggered by topic 'held.go'\n"
+    )
+    record = await holding.store.get_run(run)
+    assert record is not None and record["status"] == "Held"
+    assert not record.get("resumptions")
+    assert logs(holding, run, "ran") == {"fetch": 1, "lint": 1, "build": 1}
+
+
+async def test_a_node_the_new_definitions_renamed_is_undone_as_it_was_declared_when_it_ran(
+    holding: Harness, tmp_path: Path
+) -> None:
+    run = await holding.emit("held.go", {})
+    await holding.held(run)
+    before = await graph_version(holding)
+    # the fix renames fetch: resumed, the run fetches again under the new name (and is
+    # held again: build is still broken); fetch itself is in no graph in force any more
+    renamed = WORKFLOW.replace('{ id = "fetch",', '{ id = "fetch2",')
+    (tmp_path / "defs" / "held.ncl").write_text(renamed)
+
+    async def reloaded() -> bool:
+        return await graph_version(holding) != before
+
+    await eventually(reloaded, timeout=30)
+    again = await cli(holding, "resume", run, "--wait", "--json")
+    assert again.returncode == 2, again.stderr
+    assert json.loads(again.stdout)["status"] == "Held"
+    stopped = await cli(holding, "cancel", run, "--wait", "--json")
+    assert stopped.returncode == 0, stopped.stderr
+    view = json.loads(stopped.stdout)
+    assert view["status"] == "Cancelled"
+    assert {(s["node"], s["status"]) for s in view["compensation"]} == {
+        ("fetch", "succeeded"),
+        ("fetch2", "succeeded"),
+        ("lint", "succeeded"),
+    }
+    assert logs(holding, run, "undo") == {"fetch": 1, "fetch2": 1, "lint": 1}

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 import pytest_asyncio
@@ -21,7 +22,8 @@ from stratum.clock import iso, utc_now
 from stratum.ids import run_id
 from stratum.store import PublisherRecord
 from stratum.trust.signing import new_user_seed, public_key, sign_event
-from tests.conftest import make_settings
+from stratum_host.cli.signed import SignedRequest
+from tests.conftest import ROOT, make_settings
 from tests.e2e.conftest import Harness, cli, running
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -175,4 +177,71 @@ async def test_a_rerun_is_authorized_again_and_denied_once_its_publisher_is_revo
     assert [(r["status"], r["actor"]) for r in linked["reruns"]] == [
         ("Accepted", "operator"),
         ("Denied", "operator"),
+    ]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def shipped_policies(tmp_path: Path, nats_url: str) -> AsyncIterator[Harness]:
+    settings = make_settings(
+        tmp_path, nats_url, require_signatures=True, policies=str(ROOT / "deploy" / "policies")
+    )
+    async with running(settings) as harness:
+        yield harness
+
+
+async def test_a_publisher_reruns_only_what_it_may_trigger_itself(
+    shipped_policies: Harness,
+) -> None:
+    """With the shipped policies only releasers start releases: a publisher of the tenant
+    that is not one may not rerun a releaser's release (its trigger would be decided as
+    the releaser's), while the releaser may."""
+    stratum = shipped_policies
+    seeds = {}
+    for name in ("release-bot", "ci"):
+        seeds[name] = new_user_seed()
+        await stratum.store.add_publisher(
+            PublisherRecord(
+                name=name,
+                tenant="acme",
+                public_key=public_key(seeds[name]),
+                created_at=iso(utc_now()),
+            )
+        )
+    ident = str(uuid.uuid4())
+    subject = stratum.subjects.event("acme", "release.request")
+    body = orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": ident,
+            "source": "ci",
+            "type": "release.request",
+            "data": {"version": "0.0.1", "target": ".stratum/never", "fail_at": "prepare"},
+        }
+    )
+    headers = sign_event(seeds["release-bot"], subject, body, int(time.time() * 1000))
+    await stratum.nc.jetstream().publish(subject, body, headers=headers)
+    release = run_id("acme", ident)
+    assert (await stratum.finished(release))["actor"] == "publisher:release-bot"
+
+    def caller(seed: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=stratum.server.http_url, auth=SignedRequest(seed), timeout=10
+        )
+
+    async with caller(seeds["ci"]) as ci:
+        refused = await ci.post(f"/api/runs/{release}/rerun", json={"reason": "sneaky"})
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert error.startswith(f"publisher:ci may not rerun run {release}: it may not trigger")
+    assert "may only be triggered by a releaser" in error
+    assert refused.json()["policy_ids"] == ["releases-need-a-releaser"]
+    async with caller(seeds["release-bot"]) as bot:
+        again = await bot.post(f"/api/runs/{release}/rerun", json={})
+    assert again.status_code == 201, again.text
+    assert again.json()["status"] == "Accepted"
+    record = await stratum.store.get_run(release)
+    assert record is not None
+    assert [(i["actor"], i["decision"]) for i in record["interventions"]] == [
+        ("publisher:ci", "deny"),
+        ("publisher:release-bot", "allow"),
     ]

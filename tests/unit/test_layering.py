@@ -49,12 +49,11 @@ def test_each_function_name_is_spelled_once_in_its_own_declaration() -> None:
         for folder in ("shared", "functions", "deploy")
         for path, tree in modules(ROOT / folder)
         for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and node.value in names
+        if isinstance(node, ast.Constant)
+        and node.value in names
         # `stratum.ingest.*` is an event-type namespace (rejected events), not the function
         and not (path.name == "subjects.py" and node.value == "ingest")
     ]
-    expected = [
-        (f"functions/{name.replace('-', '_')}/app.py", name) for name in FUNCTION_NAMES
-    ]
+    expected = [(f"functions/{name.replace('-', '_')}/app.py", name) for name in FUNCTION_NAMES]
     assert sorted(spelled) == sorted(expected)
     assert len(FUNCTION_NAMES) == len(set(FUNCTION_NAMES)) == len(DECLARATIONS) == 5

@@ -9,6 +9,7 @@ when: the registry is degraded until a reload succeeds (`health`, `stratum.telem
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,26 @@ class GraphRegistry:
             )
             self._versions[version] = graph
         return graph
+
+    async def as_ran(
+        self, version: str, executions: Mapping[str, Mapping[str, Any]]
+    ) -> ActionGraph:
+        """The run's graph (`version`) with each node that succeeded as the graph version
+        it ran with (`node_exec.graph_version`): after a resume with new definitions, a
+        node is undone by the compensate script it was declared with when it ran, even if
+        the new definitions changed or dropped it."""
+        graph = await self.version(version)
+        nodes = dict(graph.nodes)
+        for node, record in executions.items():
+            ran_with = record.get("graph_version")
+            if record.get("status") != "succeeded" or not ran_with or ran_with == version:
+                continue
+            old = await self.version(str(ran_with))
+            if node in old.nodes:
+                nodes[node] = old.nodes[node]
+        if nodes == graph.nodes:
+            return graph
+        return graph.model_copy(update={"nodes": nodes})
 
 
 def snapshot(graph: ActionGraph) -> dict[str, Any]:

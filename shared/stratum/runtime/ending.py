@@ -8,15 +8,20 @@ the projector shows it and the planner lets the tenant's next queued run start:
 | the run was | it ends | with |
 |---|---|---|
 | Accepted (never planned) | Failed | `stratum.run.rejected` |
-| Planned, Running, Cancelling | Failed, no saga | `stratum.run.failed` (`compensating: false`) |
+| Planned, Running | Failed, no saga | `stratum.run.failed` (`compensating: false`) |
+| Cancelling | Cancelled, or CompensationFailed naming what succeeded | `stratum.run.cancelled` |
 | Compensating | CompensationFailed, naming the steps not undone | `stratum.run.compensated` |
+
+(A cancelled run's saga ends with `stratum.run.cancelled` instead; a Cancelling one's
+`failed` names what succeeded, since nothing of it was undone.)
 | ended | as it was | nothing |
 
 (A compensating run whose every step had ended already is Compensated: the saga was done.)
 
 Like every state change, the end is stored with its event (a guarded write, DB first)
 before the adapter publishes it; its id derives from the message, so a repeat stores
-nothing new and announces the same event again.
+nothing new and announces the same event again. It is of the run's resumption as stored
+(`Envelope.resumption`), so a resumed run's read model takes it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,16 @@ from datetime import datetime
 from typing import Any
 
 from stratum.clock import utc_now
-from stratum.events import Envelope, Payload, RunCompensated, RunFailed, RunRejected, emit
+from stratum.events import (
+    Envelope,
+    Payload,
+    RunCancelled,
+    RunCompensated,
+    RunFailed,
+    RunRejected,
+    emit,
+)
+from stratum.runs.cancel import CancelOrder
 from stratum.runs.saga import undo_order
 from stratum.runs.status import RunStatus
 from stratum.runtime.function import RUN_ENDINGS, Function, Inbound, run_key
@@ -62,18 +76,27 @@ def ending(
     ended already. `executions` and `steps` (its node executions and saga steps) matter
     only to a compensating run."""
     status = run.get("status")
+    cancel = CancelOrder.of(run.get("cancel"))
     payload: Payload
     if status == RunStatus.ACCEPTED:
         payload = RunRejected(error=reason)
-    elif status in (RunStatus.PLANNED, RunStatus.RUNNING, RunStatus.CANCELLING):
+    elif status in (RunStatus.PLANNED, RunStatus.RUNNING):
         stage = max(int(run.get("current_stage", 0)), 0)
         payload = RunFailed(stage=stage, error=reason, compensating=False)
+    elif status == RunStatus.CANCELLING:  # stopped before its saga: nothing was undone
+        order = cancel or CancelOrder("?", "")
+        undone = sorted(node for _, node in undo_order(executions))
+        payload = RunCancelled(actor=order.actor, reason=order.reason, failed=undone)
     elif status == RunStatus.COMPENSATING:
-        order = [node for _, node in undo_order(executions)]
-        payload = RunCompensated(
-            compensated=sorted(n for n in order if steps.get(n, {}).get("status") == "succeeded"),
-            failed=sorted(n for n in order if steps.get(n, {}).get("status") not in _UNDONE),
-        )
+        order_ = [node for _, node in undo_order(executions)]
+        compensated = sorted(n for n in order_ if steps.get(n, {}).get("status") == "succeeded")
+        failed = sorted(n for n in order_ if steps.get(n, {}).get("status") not in _UNDONE)
+        if cancel is not None:
+            payload = RunCancelled(
+                actor=cancel.actor, reason=cancel.reason, compensated=compensated, failed=failed
+            )
+        else:
+            payload = RunCompensated(compensated=compensated, failed=failed)
     else:
         return None
     return emit(
@@ -84,6 +107,7 @@ def ending(
         source=SOURCE,
         now=now,
         discriminator="ended",
+        resumption=int(run.get("resumptions") or 0),
     )
 
 
@@ -96,7 +120,7 @@ async def end_run(store: RunStore, run_id: str, reason: str, *, cause: str) -> l
         return []
     executions: dict[str, dict[str, Any]] = {}
     steps: dict[str, dict[str, Any]] = {}
-    if run.get("status") == RunStatus.COMPENSATING:
+    if run.get("status") in (RunStatus.COMPENSATING, RunStatus.CANCELLING):
         executions = await store.node_executions(run_id)
         steps = await store.compensations(run_id)
     event = ending(run, reason, executions, steps, cause=cause, now=utc_now())
@@ -126,6 +150,11 @@ async def _store(store: RunStore, run: Mapping[str, Any], event: Envelope, cause
         failed = event.payload(RunCompensated).failed
         status = RunStatus.COMPENSATION_FAILED if failed else RunStatus.COMPENSATED
         error = None
+    elif event.type == RunCancelled.TYPE:
+        ended = event.payload(RunCancelled)
+        failed = ended.failed
+        status = RunStatus.COMPENSATION_FAILED if failed else RunStatus.CANCELLED
+        error = CancelOrder(ended.actor, ended.reason).error
     else:  # run.rejected, run.failed: the run is Failed with the reason
         status, failed, error = RunStatus.FAILED, [], str(event.data["error"])
     await store.end_given_up_run(

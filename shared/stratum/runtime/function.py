@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from stratum.bus.subjects import Subjects
-from stratum.events import Envelope, RunCompensated, RunFailed, RunRejected
+from stratum.events import Envelope, RunCancelled, RunCompensated, RunFailed, RunRejected
 from stratum.runtime.publisher import Announcer
 
 if TYPE_CHECKING:  # the store and the registries import the runtime's pieces
@@ -45,7 +45,7 @@ StateT = TypeVar("StateT")
 DecisionT = TypeVar("DecisionT")
 
 # how the adapter ends a run whose message it gave up on (`ends_runs`, `stratum.runtime.ending`)
-RUN_ENDINGS = (RunRejected.TYPE, RunFailed.TYPE, RunCompensated.TYPE)
+RUN_ENDINGS = (RunRejected.TYPE, RunFailed.TYPE, RunCompensated.TYPE, RunCancelled.TYPE)
 # where a function's messages come from: publishers' events, or Stratum's own run events
 Source = Literal["publishers", "runs"]
 

@@ -149,6 +149,8 @@ class DeadLetters(GuardedWrites):
             assignments = "status = $status, error = $error, finished_at = $now"
         else:
             assignments = "status = $status, failed_compensations = $failed, finished_at = $now"
+            if error is not None:  # a cancelled run: who cancelled it
+                assignments += ", error = $error"
         await self._guarded(
             run_id,
             condition="status = $seen AND current_stage = $stage",

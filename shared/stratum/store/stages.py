@@ -25,12 +25,19 @@ AT_STAGE = "status IN ['Planned', 'Running'] AND current_stage = $stage"
 CANCELLING_AT_STAGE = "status = 'Cancelling' AND current_stage = $stage"
 
 
-def unless_cancelling(stale: str) -> str:
+def unless_cancelling(stale: str, *, same_resumption: bool = False) -> str:
     """What a write that found the run past where it expected throws: the cancelling
-    marker when the run is being cancelled (the caller stops it instead), else `stale`.
-    Read only when the guard failed: a write that goes through pays nothing for it."""
+    marker when the run is being cancelled (the caller stops it instead; with
+    `same_resumption`, only if the run is still in the writer's `$resumption`: a command
+    from before a resume has nothing to stop), else `stale`. Read only when the guard
+    failed: a write that goes through pays nothing for it."""
+    ours = (
+        f" AND ((SELECT VALUE resumptions FROM ONLY {RUN}) ?? 0) = $resumption"
+        if same_resumption
+        else ""
+    )
     return (
-        f"IF (SELECT VALUE status FROM ONLY {RUN}) = 'Cancelling' "
+        f"IF (SELECT VALUE status FROM ONLY {RUN}) = 'Cancelling'{ours} "
         f"{{ THROW '{CANCELLING_MARKER}: run ' + $run + ' is being cancelled' }} "
         f"ELSE {{ THROW '{stale}' }}"
     )
@@ -152,7 +159,9 @@ class Stages(GuardedWrites):
             f"LET $changed = (UPDATE {RUN} SET status = 'Running', "
             "started_at = started_at ?? $now, version += 1, updated_at = $now "
             f"WHERE {AT_STAGE} AND (resumptions ?? 0) = $resumption RETURN VALUE id);\n"
-            f"IF array::len($changed) = 0 {{ {unless_cancelling(stale + ' is not current')} }};\n"
+            "IF array::len($changed) = 0 "
+            f"{{ {unless_cancelling(stale + ' is not current', same_resumption=True)} }};\n"
+            f"LET $version = (SELECT VALUE graph_version FROM ONLY {RUN});\n"
             "LET $done = (SELECT VALUE node FROM node_exec WHERE run = $run "
             "AND status = 'succeeded');\n"
             "LET $todo = array::complement($nodes, $done);\n"
@@ -160,7 +169,7 @@ class Stages(GuardedWrites):
             "RETURN NONE;\n"
             "FOR $node IN $todo { UPSERT type::thing('node_exec', [$run, $node]) SET "
             "run = $run, node = $node, stage = $stage, status = 'running', started_at = $now, "
-            "lease = $lease, executions += 1 RETURN NONE; };\n"
+            "lease = $lease, graph_version = $version, executions += 1 RETURN NONE; };\n"
             "INSERT IGNORE INTO event "
             "(SELECT * FROM $events WHERE node INSIDE $todo) RETURN NONE;\n"
             f"SELECT * FROM {RUN};\n"

@@ -11,6 +11,7 @@ which the stage executor and the compensator read to end the run Cancelled.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -161,25 +162,34 @@ class Steering(GuardedWrites):
         events: Sequence[Envelope],
         cause: str,
         error: str,
+        resumption: int = 0,
     ) -> None:
         """End a stage of a cancelled run that no execution is running (its command came
         when the run was already Cancelling, or the execution that ran it died): the stage
         Failed, its nodes left `running` cancelled, the run changed by `assignments`
-        (Compensating or Cancelled), with `events`. StaleWriteError if the run is not
-        Cancelling at this stage (stopped before)."""
+        (Compensating or Cancelled), with `events`. The stage's lease is taken over, so a
+        late outcome of an execution still running somewhere is stale. StaleWriteError if
+        the run is not Cancelling at this stage in this `resumption` (stopped before)."""
         await self._guarded(
             run_id,
-            condition=CANCELLING_AT_STAGE,
+            condition=f"{CANCELLING_AT_STAGE} AND (resumptions ?? 0) = $resumption",
             assignments=assignments,
             what=f"run {run_id} is not being cancelled at stage {stage}",
             events=events,
             cause=cause,
             extra_sql=(
-                f"UPDATE {STAGE} SET status = 'Failed', finished_at = $now RETURN NONE;\n"
-                "UPDATE node_exec SET status = 'cancelled', finished_at = $now, error = $error "
-                "WHERE run = $run AND stage = $stage AND status = 'running' RETURN NONE;"
+                f"UPDATE {STAGE} SET status = 'Failed', finished_at = $now, lease = $lease "
+                "RETURN NONE;\n"
+                "UPDATE node_exec SET status = 'cancelled', finished_at = $now, error = $error, "
+                "lease = $lease WHERE run = $run AND stage = $stage AND status = 'running' "
+                "RETURN NONE;"
             ),
-            variables={"stage": stage, "error": error},
+            variables={
+                "stage": stage,
+                "error": error,
+                "resumption": resumption,
+                "lease": "stopped-" + uuid.uuid4().hex,
+            },
         )
 
     async def cancel_of(self, run_id: str) -> dict[str, Any] | None:

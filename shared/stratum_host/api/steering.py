@@ -146,32 +146,38 @@ def steering_routes(
             principal, action, str(run["tenant"]), str(run.get("topic") or ""), context
         )
         request_id = "req-" + uuid.uuid4().hex
+        allowed = Allowed(
+            run, status, principal, asked.reason, decision.policy_ids, request_id, now
+        )
         if not decision.allowed:
-            await store.record_intervention(
-                run_id,
-                {
-                    "request": request_id,
-                    "action": action,
-                    "actor": principal.actor,
-                    "reason": asked.reason,
-                    "decision": "deny",
-                    "policy_ids": decision.policy_ids,
-                    "why": decision.reason,
-                    "at": iso(now),
-                    "outcome": "refused",
-                },
-            )
-            metrics.INTERVENTIONS.labels(run["tenant"], action, "refused").inc()
-            log.warning(
-                f"{action} refused by the policies",
-                extra={"run_id": run_id, "actor": principal.actor, "reason": decision.reason},
-            )
-            return _error(
-                403,
-                f"{principal.actor} may not {action} run {run_id}: {decision.reason}",
-                policy_ids=decision.policy_ids,
-            )
-        return Allowed(run, status, principal, asked.reason, decision.policy_ids, request_id, now)
+            return await refuse(allowed, action, decision.reason, decision.policy_ids)
+        return allowed
+
+    async def refuse(
+        asked: Allowed, action: Action, why: str, policy_ids: list[str]
+    ) -> JSONResponse:
+        """Keep a refused request on the run (its audit), count it, and answer 403."""
+        run_id, actor = str(asked.run["_id"]), asked.principal.actor
+        await store.record_intervention(
+            run_id,
+            {
+                "request": asked.request_id,
+                "action": action,
+                "actor": actor,
+                "reason": asked.reason,
+                "decision": "deny",
+                "policy_ids": policy_ids,
+                "why": why,
+                "at": iso(asked.now),
+                "outcome": "refused",
+            },
+        )
+        metrics.INTERVENTIONS.labels(asked.run["tenant"], action, "refused").inc()
+        log.warning(
+            f"{action} refused by the policies",
+            extra={"run_id": run_id, "actor": actor, "reason": why},
+        )
+        return _error(403, f"{actor} may not {action} run {run_id}: {why}", policy_ids=policy_ids)
 
     async def steer(request: Request, action: Steer) -> JSONResponse:
         allowed = await authorize(request, action)
@@ -218,6 +224,21 @@ def steering_routes(
         if isinstance(allowed, JSONResponse):
             return allowed
         run, now = allowed.run, allowed.now
+        trigger = TriggerContext(
+            subject=str(run.get("trigger_subject") or ""),
+            time=now,
+            event_id=str(run.get("event_id") or ""),
+            event_type=str(run.get("event_type") or ""),
+            event_source=str(run.get("event_source") or ""),
+        )
+        tenant, topic = str(run["tenant"]), str(run.get("topic") or "")
+        if allowed.principal.kind != "operator":
+            # a tenant's principal reruns only what it may trigger itself: a rerun is
+            # never a way to start, as another, a pipeline one may not start
+            own = policies.decide(allowed.principal, tenant, topic, trigger)
+            if not own.allowed:
+                why = f"it may not trigger {topic} itself: {own.reason}"
+                return await refuse(allowed, "rerun", why, own.policy_ids)
         sender = (
             await store.publisher_by_key(str(run["actor_key"])) if run.get("actor_key") else None
         )
@@ -225,18 +246,7 @@ def steering_routes(
         if isinstance(principal, str):
             ok, why, trigger_policies = False, principal, []
         else:
-            verdict = policies.decide(
-                principal,
-                str(run["tenant"]),
-                str(run.get("topic") or ""),
-                TriggerContext(
-                    subject=str(run.get("trigger_subject") or ""),
-                    time=now,
-                    event_id=str(run.get("event_id") or ""),
-                    event_type=str(run.get("event_type") or ""),
-                    event_source=str(run.get("event_source") or ""),
-                ),
-            )
+            verdict = policies.decide(principal, tenant, topic, trigger)
             ok, why, trigger_policies = verdict.allowed, verdict.reason, verdict.policy_ids
         made = reruns.rerun(
             run,

@@ -55,10 +55,24 @@ def ended(view: dict[str, Any]) -> bool:
     return bool(view.get("finished"))
 
 
-def resumed_past(resumption: int) -> Callable[[dict[str, Any]], bool]:
-    """At rest in a resumption after `resumption`: the resume took, and the run ended or
-    was held again."""
-    return lambda view: int(view.get("resumption") or 0) > resumption and at_rest(view)
+def outcome_of(view: dict[str, Any], request: str) -> str:
+    """How the planner applied `request`, as the run keeps it ("" until it has)."""
+    for entry in view.get("interventions") or []:
+        if entry.get("request") == request:
+            return str(entry.get("outcome") or "")
+    return ""
+
+
+def resumed_past(resumption: int, request: str) -> Callable[[dict[str, Any]], bool]:
+    """At rest in a resumption after `resumption` (the resume took, and the run ended or
+    was held again), or the resume was ignored (the run stays as it was)."""
+
+    def settled(view: dict[str, Any]) -> bool:
+        if outcome_of(view, request).startswith("ignored"):
+            return True
+        return int(view.get("resumption") or 0) > resumption and at_rest(view)
+
+    return settled
 
 
 def rerun(
@@ -130,8 +144,13 @@ def steer(
         run_id,
         timeout,
         quiet=as_json or not sys.stderr.isatty(),
-        until=resumed_past(int(asked.get("resumption") or 0)) if action == "resume" else ended,
+        until=resumed_past(int(asked.get("resumption") or 0), str(asked["request"]))
+        if action == "resume"
+        else ended,
     )
+    ignored = outcome_of(view, str(asked["request"]))
+    if ignored.startswith("ignored"):
+        fail(f"the {action} of {run_id} was {ignored}", 3)
     if as_json:
         render.print_json(out, view)
     else:  # a cancelled run's outputs are undone: `stratum show` still has them
