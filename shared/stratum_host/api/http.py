@@ -9,7 +9,8 @@ GET /api/runs[?tenant=&status=&limit=], /api/runs/{id}[?tenant=], /api/graph, /a
 and the operators' requests of it, `interventions`)
 GET /api/audit[?tenant=&since=] (the audit trail, hash-chained NDJSON: stratum_host.api.audit)
 POST /api/replay (rebuild the read models from the stored events)
-POST /api/runs/{id}/cancel (an operator's cancel, decided by Cedar: stratum_host.api.steering)
+POST /api/runs/{id}/cancel, /resume, /rerun (an operator steers a run, decided by Cedar:
+stratum_host.api.steering)
 GET /api/dead-letters[?limit=], /api/dead-letters/{id} (with its body)
 POST /api/dead-letters/{id}/redrive (publish it again on its original subject)
 GET/POST /api/publishers, DELETE /api/publishers/{name} (see stratum_host.api.publishers)
