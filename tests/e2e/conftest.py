@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -22,9 +23,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from stratum.bus.nkeys import CORE_IDENTITY
+from stratum.clock import iso, utc_now
 from stratum.config import Settings
 from stratum.ids import run_id
+from stratum.store import PublisherRecord
 from stratum.telemetry import tracing
+from stratum.trust.signing import new_user_seed, public_key, sign_event
 from stratum_host.server import StratumServer
 from tests.conftest import ROOT, Vault, eventually, make_settings
 from tests.events import publisher_event
@@ -48,6 +52,29 @@ class Harness:
         ident = event_id or str(uuid.uuid4())
         body = publisher_event(topic, data, ident=ident)
         await self.nc.jetstream().publish(self.subjects.event(tenant, topic), orjson.dumps(body))
+        return run_id(tenant, ident)
+
+    async def add_publisher(self, name: str, tenant: str) -> str:
+        """Register a publisher of `tenant`, as `stratum publisher add` does; its seed."""
+        seed = new_user_seed()
+        await self.store.add_publisher(
+            PublisherRecord(
+                name=name, tenant=tenant, public_key=public_key(seed), created_at=iso(utc_now())
+            )
+        )
+        return seed
+
+    async def emit_signed(
+        self, seed: str, topic: str, data: dict[str, Any], *, tenant: str = "acme"
+    ) -> str:
+        """Publish a CloudEvent signed with the publisher's `seed`; the run id it starts."""
+        ident = str(uuid.uuid4())
+        subject = self.subjects.event(tenant, topic)
+        body = orjson.dumps(
+            {"specversion": "1.0", "id": ident, "source": "ci", "type": topic, "data": data}
+        )
+        headers = sign_event(seed, subject, body, int(time.time() * 1000))
+        await self.nc.jetstream().publish(subject, body, headers=headers)
         return run_id(tenant, ident)
 
     async def finished(self, run: str, timeout: float = 60.0) -> dict[str, Any]:

@@ -4,20 +4,15 @@ the query itself is filtered (another tenant's run is not found, not forbidden).
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 import pytest_asyncio
 
 from stratum.bus.nkeys import CORE_IDENTITY
-from stratum.clock import iso, utc_now
-from stratum.ids import run_id
-from stratum.store import PublisherRecord
-from stratum.trust.signing import SIGNATURE_HEADER, new_user_seed, public_key, sign_event
+from stratum.trust.signing import SIGNATURE_HEADER, new_user_seed, sign_event
 from stratum_host.cli.signed import SignedRequest
 from tests.conftest import make_settings
 from tests.e2e.conftest import Harness, running
@@ -33,24 +28,12 @@ async def signed(tmp_path: Path, nats_url: str) -> AsyncIterator[Harness]:
 
 
 async def publisher(stratum: Harness, name: str, tenant: str) -> str:
-    seed = new_user_seed()
-    record = PublisherRecord(
-        name=name, tenant=tenant, public_key=public_key(seed), created_at=iso(utc_now())
-    )
-    await stratum.store.add_publisher(record)
-    return seed
+    return await stratum.add_publisher(name, tenant)
 
 
 async def run_of(stratum: Harness, seed: str, tenant: str) -> str:
     """A finished run of `tenant`, triggered by an event `seed` signed."""
-    ident = str(uuid.uuid4())
-    subject = stratum.subjects.event(tenant, "crate.push")
-    body = orjson.dumps(
-        {"specversion": "1.0", "id": ident, "source": "ci", "type": "crate.push", "data": {}}
-    )
-    headers = sign_event(seed, subject, body, int(time.time() * 1000))
-    await stratum.nc.jetstream().publish(subject, body, headers=headers)
-    run = run_id(tenant, ident)
+    run = await stratum.emit_signed(seed, "crate.push", {}, tenant=tenant)
     await stratum.finished(run)
     return run
 

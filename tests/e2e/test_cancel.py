@@ -13,23 +13,17 @@ stage 2 runs `after`. Every undo appends a line to `<workspace>/undo-<node>.log`
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import pytest_asyncio
 
 from stratum.bus.nkeys import CORE_IDENTITY
-from stratum.clock import iso, utc_now
 from stratum.events import CompensationRecorded
-from stratum.ids import derived_event_id, run_id
-from stratum.store import PublisherRecord
-from stratum.trust.signing import new_user_seed, public_key, sign_event
+from stratum.ids import derived_event_id
 from stratum_host.cli.signed import SignedRequest
 from tests.conftest import Vault, eventually, make_settings
 from tests.e2e.conftest import Harness, cli, running
@@ -374,42 +368,26 @@ async def signed_halting(tmp_path: Path, nats_url: str) -> AsyncIterator[Harness
         yield harness
 
 
-async def signed_run(stratum: Harness, seed: str, tenant: str) -> str:
-    """A run of the halting workflow, triggered by an event `seed` signed."""
-    ident = str(uuid.uuid4())
-    subject = stratum.subjects.event(tenant, "halt.go")
-    body = orjson.dumps(
-        {"specversion": "1.0", "id": ident, "source": "ci", "type": "halt.go", "data": {}}
-    )
-    headers = sign_event(seed, subject, body, int(time.time() * 1000))
-    await stratum.nc.jetstream().publish(subject, body, headers=headers)
-    return run_id(tenant, ident)
-
-
 async def test_signed_callers_cancel_what_the_policies_let_them(
     signed_halting: Harness, tmp_path: Path
 ) -> None:
     """With signatures required the caller is who signed: a publisher may cancel its own
     tenant's runs (another tenant's run is not even found), the operator any run."""
     stratum = signed_halting
-    seeds = {}
-    for name, tenant in (("ci", "acme"), ("bot", "globex")):
-        seeds[tenant] = new_user_seed()
-        await stratum.store.add_publisher(
-            PublisherRecord(
-                name=name,
-                tenant=tenant,
-                public_key=public_key(seeds[tenant]),
-                created_at=iso(utc_now()),
-            )
+    seeds = {
+        tenant: await stratum.add_publisher(name, tenant)
+        for name, tenant in (
+            ("ci", "acme"),
+            ("bot", "globex"),
         )
+    }
     operator = (tmp_path / "data" / "nkeys" / f"{CORE_IDENTITY}.seed").read_text().strip()
 
     def caller(seed: str | None) -> httpx.AsyncClient:
         auth = SignedRequest(seed) if seed else None
         return httpx.AsyncClient(base_url=stratum.server.http_url, auth=auth, timeout=10)
 
-    mine = await signed_run(stratum, seeds["acme"], "acme")
+    mine = await stratum.emit_signed(seeds["acme"], "halt.go", {})
     await slow_running(stratum, mine)
     async with caller(None) as anonymous:
         unsigned = await anonymous.post(f"/api/runs/{mine}/cancel", json={})
@@ -427,7 +405,7 @@ async def test_signed_callers_cancel_what_the_policies_let_them(
     view = await stratum.finished(mine)
     assert (view["status"], view["cancelled_by"]) == ("Cancelled", "publisher:ci")
 
-    theirs = await signed_run(stratum, seeds["globex"], "globex")
+    theirs = await stratum.emit_signed(seeds["globex"], "halt.go", {}, tenant="globex")
     await slow_running(stratum, theirs)
     async with caller(operator) as admin:
         stopped = await admin.post(f"/api/runs/{theirs}/cancel", json={"reason": "maintenance"})

@@ -8,20 +8,14 @@ publisher has since been revoked is Denied, and nothing of it runs.
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 import pytest_asyncio
 
 from stratum.clock import iso, utc_now
-from stratum.ids import run_id
-from stratum.store import PublisherRecord
-from stratum.trust.signing import new_user_seed, public_key, sign_event
 from stratum_host.cli.signed import SignedRequest
 from tests.conftest import ROOT, make_settings
 from tests.e2e.conftest import Harness, cli, running
@@ -141,20 +135,8 @@ async def test_a_rerun_is_authorized_again_and_denied_once_its_publisher_is_revo
     signed_echoing: Harness,
 ) -> None:
     stratum = signed_echoing
-    seed = new_user_seed()
-    await stratum.store.add_publisher(
-        PublisherRecord(
-            name="ci", tenant="acme", public_key=public_key(seed), created_at=iso(utc_now())
-        )
-    )
-    ident = str(uuid.uuid4())
-    subject = stratum.subjects.event("acme", "echo.go")
-    body = orjson.dumps(
-        {"specversion": "1.0", "id": ident, "source": "ci", "type": "echo.go", "data": {"say": "x"}}
-    )
-    headers = sign_event(seed, subject, body, int(time.time() * 1000))
-    await stratum.nc.jetstream().publish(subject, body, headers=headers)
-    original = run_id("acme", ident)
+    seed = await stratum.add_publisher("ci", "acme")
+    original = await stratum.emit_signed(seed, "echo.go", {"say": "x"})
     assert (await stratum.finished(original))["status"] == "Succeeded"
 
     # the operator (the CLI signs with its key) asks; the trigger is the publisher's again
@@ -196,31 +178,9 @@ async def test_a_publisher_reruns_only_what_it_may_trigger_itself(
     that is not one may not rerun a releaser's release (its trigger would be decided as
     the releaser's), while the releaser may."""
     stratum = shipped_policies
-    seeds = {}
-    for name in ("release-bot", "ci"):
-        seeds[name] = new_user_seed()
-        await stratum.store.add_publisher(
-            PublisherRecord(
-                name=name,
-                tenant="acme",
-                public_key=public_key(seeds[name]),
-                created_at=iso(utc_now()),
-            )
-        )
-    ident = str(uuid.uuid4())
-    subject = stratum.subjects.event("acme", "release.request")
-    body = orjson.dumps(
-        {
-            "specversion": "1.0",
-            "id": ident,
-            "source": "ci",
-            "type": "release.request",
-            "data": {"version": "0.0.1", "target": ".stratum/never", "fail_at": "prepare"},
-        }
-    )
-    headers = sign_event(seeds["release-bot"], subject, body, int(time.time() * 1000))
-    await stratum.nc.jetstream().publish(subject, body, headers=headers)
-    release = run_id("acme", ident)
+    seeds = {name: await stratum.add_publisher(name, "acme") for name in ("release-bot", "ci")}
+    data = {"version": "0.0.1", "target": ".stratum/never", "fail_at": "prepare"}
+    release = await stratum.emit_signed(seeds["release-bot"], "release.request", data)
     assert (await stratum.finished(release))["actor"] == "publisher:release-bot"
 
     def caller(seed: str) -> httpx.AsyncClient:

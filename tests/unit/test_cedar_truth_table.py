@@ -237,47 +237,49 @@ def test_a_refused_cancel_names_the_action_and_the_run_s_topic(policies: Policie
     ]
 
 
-# resuming a held run is allowed to exactly whom cancelling is, by its own permits
-RESUME_PERMITS = {
-    CANCEL_PUBLISHERS: "publishers-resume-own-tenant",
-    CANCEL_DEV: "dev-unsigned-resume-in-acme",
-    CANCEL_ISOLATION: CANCEL_ISOLATION,
+# resuming and rerunning a run are allowed to exactly whom cancelling is, by permits of
+# their own (so each can be narrowed alone)
+STEER_PERMITS = {
+    "resume": {
+        CANCEL_PUBLISHERS: "publishers-resume-own-tenant",
+        CANCEL_DEV: "dev-unsigned-resume-in-acme",
+        CANCEL_ISOLATION: CANCEL_ISOLATION,
+    },
+    "rerun": {
+        CANCEL_PUBLISHERS: "publishers-rerun-own-tenant",
+        CANCEL_DEV: "dev-unsigned-rerun-in-acme",
+        CANCEL_ISOLATION: CANCEL_ISOLATION,
+    },
 }
 
 
+@pytest.mark.parametrize("action", sorted(STEER_PERMITS))
 @pytest.mark.parametrize(("who", "tenant"), sorted(CANCEL_TABLE), ids="|".join)
-def test_resume_truth_table(policies: Policies, who: str, tenant: str) -> None:
+def test_resume_and_rerun_truth_table(
+    policies: Policies, action: str, who: str, tenant: str
+) -> None:
     allowed, ids = CANCEL_TABLE[(who, tenant)]
-    held = steer_context(status="Held")
-    decision = decide_steer(policies, PRINCIPALS[who], "resume", tenant, "crate.push", held)
-    assert (decision.allowed, decision.policy_ids) == (
-        allowed,
-        sorted(RESUME_PERMITS[i] for i in ids),
-    )
+    context = steer_context(status="Held" if action == "resume" else "Failed")
+    decision = decide_steer(policies, PRINCIPALS[who], action, tenant, "crate.push", context)
+    expected = sorted(STEER_PERMITS[action][i] for i in ids)
+    assert (decision.allowed, decision.policy_ids) == (allowed, expected)
 
 
 @pytest.mark.parametrize("tenant", TENANTS)
-def test_the_operator_resumes_every_tenant_s_held_runs(policies: Policies, tenant: str) -> None:
-    resume = decide_steer(
-        policies, OPERATOR, "resume", tenant, "crate.push", steer_context(status="Held")
-    )
-    assert (resume.allowed, resume.policy_ids) == (True, ["operator-resumes-every-run"])
-    assert resume.reasons == ["the operator may resume any held run"]
-
-
-RERUN_PERMITS = {
-    CANCEL_PUBLISHERS: "publishers-rerun-own-tenant",
-    CANCEL_DEV: "dev-unsigned-rerun-in-acme",
-    CANCEL_ISOLATION: CANCEL_ISOLATION,
-}
-
-
-@pytest.mark.parametrize(("who", "tenant"), sorted(CANCEL_TABLE), ids="|".join)
-def test_rerun_truth_table(policies: Policies, who: str, tenant: str) -> None:
-    allowed, ids = CANCEL_TABLE[(who, tenant)]
-    done = steer_context(status="Failed")
-    decision = decide_steer(policies, PRINCIPALS[who], "rerun", tenant, "crate.push", done)
-    assert (decision.allowed, decision.policy_ids) == (
-        allowed,
-        sorted(RERUN_PERMITS[i] for i in ids),
-    )
+def test_the_operator_resumes_and_reruns_every_tenant_s_runs(
+    policies: Policies, tenant: str
+) -> None:
+    for action, permit, reason in (
+        ("resume", "operator-resumes-every-run", "the operator may resume any held run"),
+        (
+            "rerun",
+            "operator-reruns-every-run",
+            "the operator may rerun any run (its trigger is decided again)",
+        ),
+    ):
+        decision = decide_steer(policies, OPERATOR, action, tenant, "crate.push", steer_context())
+        assert (decision.allowed, decision.policy_ids, decision.reasons) == (
+            True,
+            [permit],
+            [reason],
+        )

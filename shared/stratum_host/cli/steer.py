@@ -94,22 +94,16 @@ def rerun(
             render.print_json(out, asked)
         fail(f"the rerun {new} of {run_id} was denied: {asked['reason']}", 4)
     if not wait:
-        if as_json:
-            render.print_json(out, asked)
-        else:
-            policies = ", ".join(asked.get("policy_ids") or []) or "no policy"
-            out.print(
-                f"rerun of {run_id} as {new}, asked by {asked['actor']} (allowed by "
-                f"{policies}); its trigger allowed by {', '.join(asked['trigger_policy_ids'])}"
-            )
+        answered(
+            asked,
+            as_json,
+            f"rerun of {run_id} as {new}, asked by {asked['actor']} (allowed by "
+            f"{allowed_by(asked)}); its trigger allowed by "
+            f"{', '.join(asked['trigger_policy_ids'])}",
+        )
         return
     view = wait_for(settings, new, timeout, quiet=as_json or not sys.stderr.isatty())
-    if as_json:
-        render.print_json(out, view)
-    else:
-        out.print(render.run_detail(view))
-    if view["status"] != "Succeeded":
-        raise typer.Exit(2)
+    rested(view, as_json, "Succeeded")
 
 
 # where a run should come to rest after each request (anything else: exit 2)
@@ -130,14 +124,12 @@ def steer(
         settings, f"/api/runs/{run_id}/{action}", method="POST", body={"reason": reason}
     )
     if not wait:
-        if as_json:
-            render.print_json(out, asked)
-        else:
-            policies = ", ".join(asked.get("policy_ids") or []) or "no policy"
-            out.print(
-                f"{action} of {run_id} asked by {asked['actor']} (allowed by {policies}); "
-                f"it was {asked['was']}"
-            )
+        answered(
+            asked,
+            as_json,
+            f"{action} of {run_id} asked by {asked['actor']} (allowed by {allowed_by(asked)}); "
+            f"it was {asked['was']}",
+        )
         return
     view = wait_for(
         settings,
@@ -151,9 +143,27 @@ def steer(
     ignored = outcome_of(view, str(asked["request"]))
     if ignored.startswith("ignored"):
         fail(f"the {action} of {run_id} was {ignored}", 3)
+    # a cancelled run's outputs are undone: `stratum show` still has them
+    rested(view, as_json, HOPED_FOR[action], outputs=action != "cancel")
+
+
+def allowed_by(asked: dict[str, Any]) -> str:
+    return ", ".join(asked.get("policy_ids") or []) or "no policy"
+
+
+def answered(asked: dict[str, Any], as_json: bool, line: str) -> None:
+    """The API's answer to a request: as JSON, or the one line a person reads."""
+    if as_json:
+        render.print_json(out, asked)
+    else:
+        out.print(line)
+
+
+def rested(view: dict[str, Any], as_json: bool, hoped: str, *, outputs: bool = True) -> None:
+    """The run where it came to rest; exit 2 unless that is where the request hoped."""
     if as_json:
         render.print_json(out, view)
-    else:  # a cancelled run's outputs are undone: `stratum show` still has them
-        out.print(render.run_detail(view, outputs=action != "cancel"))
-    if view["status"] != HOPED_FOR[action]:
+    else:
+        out.print(render.run_detail(view, outputs=outputs))
+    if view["status"] != hoped:
         raise typer.Exit(2)
