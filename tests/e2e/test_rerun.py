@@ -115,6 +115,17 @@ async def test_a_rerun_runs_the_same_event_again_as_a_new_run_linked_both_ways(
     third = await cli(echoing, "rerun", new, "--json")
     assert third.returncode == 0, third.stderr
     assert json.loads(third.stdout)["rerun_of"] == new
+    # a client that retries with its idempotency key makes one rerun, answered again
+    async with httpx.AsyncClient(base_url=echoing.server.http_url, timeout=10) as client:
+        first_try, retried = [
+            await client.post(f"/api/runs/{original}/rerun", json={"request": "deploy-42"})
+            for _ in range(2)
+        ]
+    assert (first_try.status_code, retried.status_code) == (201, 200)
+    assert first_try.json() == retried.json()
+    stored = await echoing.store.get_run(original)
+    assert stored is not None
+    assert [r["run"] for r in stored["reruns"]].count(first_try.json()["run_id"]) == 1
     missing = await cli(echoing, "rerun", "acme-nosuchrun")
     assert (missing.returncode, missing.stderr) == (5, "error: unknown run acme-nosuchrun\n")
 

@@ -19,8 +19,10 @@ transaction, then published (the new run starts a trace of its own); answered 20
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -55,6 +57,16 @@ class SteerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="", max_length=500)
+    # the caller's idempotency key: the same key on the same run is the same request, so
+    # a client that retries (a timeout, a lost answer) never cancels, resumes or reruns twice
+    request: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id_of(run_id: str, key: str | None) -> str:
+    """The request's id: derived from the caller's key when it gave one, else fresh."""
+    if key is None:
+        return "req-" + uuid.uuid4().hex
+    return "req-" + hashlib.sha256(f"{run_id}\n{key}".encode()).hexdigest()[:32]
 
 
 Steer = Literal["cancel", "resume"]
@@ -107,6 +119,26 @@ class Allowed:
     now: datetime
 
 
+def rerun_answer(
+    rerun: Mapping[str, Any], original: Mapping[str, Any], asked: Allowed, *, status_code: int
+) -> JSONResponse:
+    """What a rerun request answers: the new run and how its trigger was decided (the same
+    for the request made again with its key)."""
+    allowed = rerun.get("decision") == "allow"
+    return JSONResponse(
+        {
+            "run_id": rerun.get("_id") or rerun.get("id"),
+            "rerun_of": original["_id"],
+            "status": "Accepted" if allowed else "Denied",
+            "reason": "" if allowed else str(rerun.get("reason") or ""),
+            "actor": asked.principal.actor,
+            "policy_ids": asked.policy_ids,
+            "trigger_policy_ids": list(rerun.get("policy_ids") or []),
+        },
+        status_code=status_code,
+    )
+
+
 def steering_routes(
     store: RunStore,
     policies: PolicyRegistry,
@@ -145,7 +177,7 @@ def steering_routes(
         decision = policies.decide_steer(
             principal, action, str(run["tenant"]), str(run.get("topic") or ""), context
         )
-        request_id = "req-" + uuid.uuid4().hex
+        request_id = request_id_of(run_id, asked.request)
         allowed = Allowed(
             run, status, principal, asked.reason, decision.policy_ids, request_id, now
         )
@@ -269,6 +301,13 @@ def steering_routes(
             "at": iso(now),
             "outcome": f"rerun as {made.record['id']} ({made.status.value})",
         }
+        made_before = await store.get_run(made.record["id"])
+        if made_before is not None:  # this request was made before: announce it again
+            for event in await store.events_caused_by(made.record["id"]):
+                await publisher.publish(event)
+            for event in await store.events_caused_by(allowed.request_id):
+                await publisher.publish(event)
+            return rerun_answer(made_before, run, allowed, status_code=200)
         await store.rerun_run(
             run["_id"],
             made.record,
@@ -282,18 +321,7 @@ def steering_routes(
         found = await store.last_event_of(run["_id"], [RunAccepted.TYPE])
         with tracing.resumed(found[1] if found else {}):
             await publisher.publish(made.noted)
-        return JSONResponse(
-            {
-                "run_id": made.record["id"],
-                "rerun_of": run["_id"],
-                "status": made.status.value,
-                "reason": why if not ok else "",
-                "actor": allowed.principal.actor,
-                "policy_ids": allowed.policy_ids,
-                "trigger_policy_ids": trigger_policies,
-            },
-            status_code=201,
-        )
+        return rerun_answer(made.record, run, allowed, status_code=201)
 
     return [
         Route("/api/runs/{run_id}/cancel", cancel, methods=["POST"]),
