@@ -81,6 +81,7 @@ check: lint typecheck
 
 bench: install
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.cancel
 
 clean:
 	rm -rf $(VENV) .tools .stratum
