@@ -188,8 +188,8 @@ def report(samples: dict[str, list[float]]) -> str:
     }
     lines = [f"Stratum cancel bench: {len(samples['killed'])} runs, each cancelled mid-node"]
     for key, label in labels.items():
-        values = samples[key]
-        lines.append(f"  {label:<45} p50 {pct(values, 0.5):6.1f} ms  p95 {pct(values, 0.95):6.1f} ms")
+        p50, p95 = pct(samples[key], 0.5), pct(samples[key], 0.95)
+        lines.append(f"  {label:<45} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms")
     return "\n".join(lines)
 
 
