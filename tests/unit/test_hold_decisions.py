@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from functions.planner.core import on_cancel, on_resume
+from functions.planner.core import admitted, on_cancel, on_resume
 from functions.stage_executor.core import after_stage
 from stratum.events import (
     CancelRun,
@@ -162,3 +162,18 @@ def test_a_held_run_with_nothing_to_undo_is_cancelled_at_once() -> None:
     cancel = on_cancel(request(CANCEL), HELD_RUN, T0, ())
     assert cancel.outcome == "cancelled"
     assert [e.type for e in cancel.events] == [RunCancelling.TYPE, RunCancelled.TYPE]
+
+
+def test_a_cancel_s_events_are_of_the_run_s_resumption_as_stored() -> None:
+    # asked when the run was in its first resumption; applied when it is in its second
+    resumed_twice = HELD_RUN | {"resumptions": 2}
+    cancel = on_cancel(request(CANCEL, 1), resumed_twice, T0, ("a",))
+    assert {event.resumption for event in cancel.events} == {2}
+    running = {"status": "Running", "resumptions": 1, "interventions": []}
+    assert {e.resumption for e in on_cancel(request(CANCEL), running, T0).events} == {1}
+
+
+def test_a_queued_run_admitted_by_a_resumed_run_s_end_is_of_its_own_first_resumption() -> None:
+    [ended] = run_events([RunCancelled(actor="operator", reason="")])
+    admission = admitted("run-2", "acme", ended.model_copy(update={"resumption": 3}), 1, 0, T0)
+    assert admission.resumption == 0 and admission.runid == "run-2"

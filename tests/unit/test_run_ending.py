@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stratum.events import Envelope, RunCompensated, RunFailed, RunRejected
+from stratum.events import Envelope, RunCancelled, RunCompensated, RunFailed, RunRejected
 from stratum.runtime.ending import ending
 from stratum.runtime.function import RUN_ENDINGS, Function
 from tests.events import T0
@@ -61,8 +61,38 @@ def test_a_compensating_run_ends_naming_the_steps_not_undone() -> None:
     assert finished is not None and finished.payload(RunCompensated).failed == []
 
 
+CANCEL = {"actor": "operator", "reason": "wrong branch"}
+EXECUTIONS = {
+    "a": {"stage": 0, "status": "succeeded"},
+    "b": {"stage": 1, "status": "cancelled"},
+}
+
+
+def test_a_cancelling_run_ends_cancelled_naming_what_was_never_undone() -> None:
+    event = end(run("Cancelling", current_stage=1, cancel=CANCEL), executions=EXECUTIONS)
+    assert event is not None
+    assert event.payload(RunCancelled) == RunCancelled(
+        actor="operator", reason="wrong branch", compensated=[], failed=["a"]
+    )
+    nothing_ran = end(run("Cancelling", current_stage=0, cancel=CANCEL))
+    assert nothing_ran is not None and nothing_ran.payload(RunCancelled).failed == []
+
+
+def test_a_cancelled_run_s_saga_ends_cancelled_not_compensated() -> None:
+    steps = {"a": {"status": "succeeded"}}
+    event = end(run("Compensating", cancel=CANCEL), executions=EXECUTIONS, steps=steps)
+    assert event is not None
+    assert event.payload(RunCancelled).compensated == ["a"]
+
+
+def test_the_end_of_a_resumed_run_is_of_its_resumption() -> None:
+    event = end(run("Running", current_stage=1, resumptions=2))
+    assert event is not None and event.resumption == 2
+
+
 @pytest.mark.parametrize(
-    "status", ["Succeeded", "Failed", "Compensated", "CompensationFailed", "Denied"]
+    "status",
+    ["Succeeded", "Failed", "Compensated", "CompensationFailed", "Denied", "Cancelled", "Held"],
 )
 def test_an_ended_run_stays_as_it_is(status: str) -> None:
     assert end(run(status)) is None
