@@ -6,15 +6,18 @@ Who asks is the caller the signed-request middleware verified (`stratum_host.api
 the operator (`Stratum::Operator`), or a registered publisher, who sees only its own
 tenant's runs. Without signatures (local development) the caller is an unverified
 `Stratum::Source` named by the `Stratum-Caller` header. Cedar decides
-(`Stratum::Action::"cancel"` / `"resume"` on the run's topic); a refusal is kept on the
+(`Stratum::Action::"cancel"` / `"resume"` / `"rerun"` on the run's topic); a refusal is kept on the
 run (`interventions`, read by the audit trail) and answered 403 with the deciding
 policies. An allowed request goes to the planner as `stratum.run.cancel` /
 `stratum.run.resume`, in the run's trace, and is answered 202: the planner applies it
 (`functions/planner`), and `stratum show` tells how it went. A cancel of a run that has
 ended, or is already being stopped or undone, answers 409, as does a resume of a run that
-is not Held. A rerun is made here (`stratum.runs.rerun`): the new run, Accepted or Denied
-by its trigger decided again, and the original's `stratum.run.rerun` are stored in one
-transaction, then published (the new run starts a trace of its own); answered 201.
+is not Held. A rerun is made here (`stratum.runs.rerun`): a tenant's caller must also be
+allowed to trigger the topic itself; the new run, Accepted or Denied by its trigger
+decided again as the original sender, and the original's `stratum.run.rerun` are stored
+in one transaction, then published (the new run starts a trace of its own); answered 201.
+A request may carry the caller's idempotency key (`request`): made again with it, it is
+the same request (a rerun answers 200 with the run it made, announced again).
 """
 
 from __future__ import annotations
