@@ -129,6 +129,12 @@ class Cancel:
     events: list[Envelope] = field(default_factory=list)
 
 
+def seen_before(command: Envelope, run: Mapping[str, Any]) -> bool:
+    """Whether this request was applied (or kept as ignored) before: a repeat only
+    re-announces what it caused, and is counted once."""
+    return command.id in {i.get("request") for i in run.get("interventions") or []}
+
+
 def on_cancel(
     command: Envelope,
     run: Mapping[str, Any],
@@ -153,7 +159,7 @@ def on_cancel(
         "policy_ids": order.policy_ids,
         "at": iso(now),
     }
-    if (run.get("cancel") or {}).get("request") == command.id:
+    if seen_before(command, run):
         return Cancel("repeat", status, entry)
     if status == RunStatus.ACCEPTED:
         error = CancelOrder(order.actor, order.reason).error
@@ -285,7 +291,7 @@ def on_resume(
         "policy_ids": order.policy_ids,
         "at": iso(now),
     }
-    if command.id in {i.get("request") for i in run.get("interventions") or []}:
+    if seen_before(command, run):
         return Resume("repeat", status, entry)
     if status != RunStatus.HELD:
         return Resume("ignored", status, entry | {"outcome": f"ignored: the run was {status}"})

@@ -177,3 +177,11 @@ def test_a_queued_run_admitted_by_a_resumed_run_s_end_is_of_its_own_first_resump
     [ended] = run_events([RunCancelled(actor="operator", reason="")])
     admission = admitted("run-2", "acme", ended.model_copy(update={"resumption": 3}), 1, 0, T0)
     assert admission.resumption == 0 and admission.runid == "run-2"
+
+
+def test_a_request_kept_as_ignored_is_a_repeat_when_delivered_again() -> None:
+    ended = {"status": "Succeeded", "interventions": []}
+    first = on_cancel(request(CANCEL), ended, T0)
+    assert first.outcome == "ignored"
+    kept = ended | {"interventions": [first.entry]}
+    assert on_cancel(request(CANCEL), kept, T0).outcome == "repeat"
