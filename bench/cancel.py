@@ -26,7 +26,7 @@ import httpx
 import orjson
 
 from bench.measure import pct
-from bench.pipeline import ROOT, write_policies
+from bench.pipeline import bench_settings, write_policies
 
 WORKFLOW = """
 let { schema, .. } = import "stratum.ncl" in
@@ -124,7 +124,6 @@ async def main(runs: int) -> dict[str, list[float]]:
     import nats
 
     from stratum.bus.nkeys import CORE_IDENTITY
-    from stratum.config import load_settings
     from stratum_host.server import StratumServer
 
     with tempfile.TemporaryDirectory(prefix="stratum-bench-cancel-") as tmp:
@@ -133,24 +132,12 @@ async def main(runs: int) -> dict[str, list[float]]:
         policies = Path(tmp) / "policies"
         write_policies(policies)
         (policies / "cancel.cedar").write_text(CANCEL_POLICY)
-        settings = load_settings(
-            None,
-            root=ROOT,
-            environ={},
-            overrides={
-                "data_dir": str(Path(tmp) / "data"),
-                "definitions": str(folder),
-                "lib_dir": str(ROOT / "nickel" / "lib"),
-                "watch": False,
-                "durable_writes": True,
-                "subject_prefix": "benchcancel",
-                "policies": str(policies),
-                "require_signatures": False,
-                "dev_publishers": [],
-                "http_host": "127.0.0.1",
-                "http_port": 0,
-                "nu_tools": ["sh", "sleep"],  # what `slow` runs
-            },
+        settings = bench_settings(
+            Path(tmp),
+            "benchcancel",
+            http_host="127.0.0.1",
+            http_port=0,
+            nu_tools=["sh", "sleep"],  # what `slow` runs
         )
         server = StratumServer(settings)
         await server.start(http=True)

@@ -84,6 +84,32 @@ def write_policies(folder: Path) -> None:
     (folder / "bench.cedar").write_text(POLICY)
 
 
+def bench_settings(tmp: Path, prefix: str, **more: Any) -> Any:
+    """A bench's Stratum: its definitions and policies under `tmp` (`defs`, `policies`),
+    durable writes, no file watching, plain (unsigned) events."""
+    from stratum.config import load_settings
+
+    return load_settings(
+        None,
+        root=ROOT,
+        environ={},
+        overrides={
+            "data_dir": str(tmp / "data"),
+            "definitions": str(tmp / "defs"),
+            "lib_dir": str(ROOT / "nickel" / "lib"),
+            "watch": False,
+            "durable_writes": True,
+            "subject_prefix": prefix,
+            "policies": str(tmp / "policies"),
+            # the functions run as their own NKey users (as under `stratum up`); the
+            # bench publishes plain events, so it measures orchestration, not signing
+            "require_signatures": False,
+            "dev_publishers": [],
+            **more,
+        },
+    )
+
+
 class Baseline:
     """What any asyncio program would do: spawn each stage's scripts together, pipe JSON."""
 
@@ -194,7 +220,6 @@ async def main(runs: int, concurrent: int, batch: int, traced: bool = True) -> d
     import nats
 
     from stratum.bus.nkeys import CORE_IDENTITY
-    from stratum.config import load_settings
     from stratum.executor import curated_path
     from stratum_host.server import StratumServer
 
@@ -202,24 +227,7 @@ async def main(runs: int, concurrent: int, batch: int, traced: bool = True) -> d
         folder = Path(tmp) / "defs"
         write_definitions(folder)
         write_policies(Path(tmp) / "policies")
-        settings = load_settings(
-            None,
-            root=ROOT,
-            environ={},
-            overrides={
-                "data_dir": str(Path(tmp) / "data"),
-                "definitions": str(folder),
-                "lib_dir": str(ROOT / "nickel" / "lib"),
-                "watch": False,
-                "durable_writes": True,
-                "subject_prefix": "bench",
-                "policies": str(Path(tmp) / "policies"),
-                # the functions run as their own NKey users (as under `stratum up`); the
-                # bench publishes plain events, so it measures orchestration, not signing
-                "require_signatures": False,
-                "dev_publishers": [],
-            },
-        )
+        settings = bench_settings(Path(tmp), "bench")
         server = StratumServer(settings)
         await server.start(http=False)
         core_seed = server.transport.seeds[CORE_IDENTITY]

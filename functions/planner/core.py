@@ -129,6 +129,21 @@ class Cancel:
     events: list[Envelope] = field(default_factory=list)
 
 
+def allowed_entry(
+    command: Envelope, action: str, order: CancelRun | ResumeRun, now: datetime
+) -> dict[str, Any]:
+    """An allowed request as the run keeps it (`interventions`); its outcome is added."""
+    return {
+        "request": command.id,
+        "action": action,
+        "actor": order.actor,
+        "reason": order.reason,
+        "decision": "allow",
+        "policy_ids": order.policy_ids,
+        "at": iso(now),
+    }
+
+
 def seen_before(command: Envelope, run: Mapping[str, Any]) -> bool:
     """Whether this request was applied (or kept as ignored) before: a repeat only
     re-announces what it caused, and is counted once."""
@@ -150,15 +165,7 @@ def on_cancel(
     status = str(run.get("status") or "")
     # the run's resumption as stored (the request's may be older: it moved since)
     era = int(run.get("resumptions") or 0)
-    entry: dict[str, Any] = {
-        "request": command.id,
-        "action": "cancel",
-        "actor": order.actor,
-        "reason": order.reason,
-        "decision": "allow",
-        "policy_ids": order.policy_ids,
-        "at": iso(now),
-    }
+    entry = allowed_entry(command, "cancel", order, now)
     if seen_before(command, run):
         return Cancel("repeat", status, entry)
     if status == RunStatus.ACCEPTED:
@@ -282,15 +289,7 @@ def on_resume(
     without a success (the last stage when none has: it completes at once)."""
     order = command.payload(ResumeRun)
     status = str(run.get("status") or "")
-    entry: dict[str, Any] = {
-        "request": command.id,
-        "action": "resume",
-        "actor": order.actor,
-        "reason": order.reason,
-        "decision": "allow",
-        "policy_ids": order.policy_ids,
-        "at": iso(now),
-    }
+    entry = allowed_entry(command, "resume", order, now)
     if seen_before(command, run):
         return Resume("repeat", status, entry)
     if status != RunStatus.HELD:
