@@ -21,6 +21,7 @@ from stratum.authz import PolicyRegistry, TriggerContext
 from stratum.errors import InvalidEventError, RefusedError, UnverifiedEventError
 from stratum.events import Envelope, RunAccepted, RunDenied
 from stratum.ids import run_id
+from stratum.runs.status import RunStatus
 from stratum.runtime import Declaration, Dependencies, Inbound
 from stratum.store import PublisherRecord
 from stratum.telemetry import metrics
@@ -180,7 +181,7 @@ class IngestHandler:
         run = decision.run
         if isinstance(decision, Deny):
             if not await self.store.deny_run(run, decision.denied, cause=run["id"]):
-                return await self.store.events_caused_by(run["id"])
+                return await self.repeated(run, decision.denied, RunStatus.DENIED)
             metrics.EVENTS_DENIED.labels(decision.incoming.tenant, decision.why).inc()
             self.log.warning(
                 "trigger denied",
@@ -194,9 +195,27 @@ class IngestHandler:
             )
             return [decision.denied]
         if not await self.store.accept_run(run, decision.accepted, cause=run["id"]):
-            # a duplicate: re-announce what the first copy caused (the bus drops repeats)
-            return await self.store.events_caused_by(run["id"])
+            return await self.repeated(run, decision.accepted, RunStatus.ACCEPTED)
         return [decision.accepted]
+
+    async def repeated(
+        self, run: dict[str, Any], event: Envelope, status: RunStatus
+    ) -> Sequence[Envelope]:
+        """A duplicate: re-announce what the first copy caused (the bus drops repeats). A
+        run stored without the event created with it is announced by this copy, stored
+        again first: the run must not wait for an announcement nobody will make."""
+        caused = await self.store.events_caused_by(run["id"])
+        if caused:
+            return caused
+        restored = await self.store.restore_announcement(
+            run["id"], event, run["id"], status=status, inputs_hash=run["inputs_hash"]
+        )
+        if restored:
+            self.log.warning(
+                "a stored run had lost the event announcing it: stored and announced again",
+                extra={"run_id": run["id"], "event_type": event.type},
+            )
+        return restored
 
 
 def deny(

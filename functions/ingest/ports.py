@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from stratum.events import Envelope
+from stratum.runs.status import RunStatus
 from stratum.store import PublisherRecord
 
 
@@ -18,3 +19,7 @@ class IngestStore(Protocol):
     async def record_rejection(self, rejection: dict[str, Any]) -> None: ...
 
     async def events_caused_by(self, cause: str) -> list[Envelope]: ...
+
+    async def restore_announcement(
+        self, run_id: str, event: Envelope, cause: str, *, status: RunStatus, inputs_hash: str
+    ) -> list[Envelope]: ...

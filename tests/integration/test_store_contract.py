@@ -14,7 +14,14 @@ from functions.ingest.ports import IngestStore
 from functions.planner.ports import PlannerStore, QueueStore
 from functions.projector.ports import ProjectorStore
 from functions.stage_executor.ports import StageStore
-from stratum.events import CompensationRecorded, RunAdmitted, RunDenied, RunQueued, emit
+from stratum.events import (
+    CompensationRecorded,
+    Envelope,
+    RunAdmitted,
+    RunDenied,
+    RunQueued,
+    emit,
+)
 from stratum.runs.status import RunStatus
 from stratum.store import RunChange, RunStore, StaleWriteError, ViewWrite
 from tests.events import T0, accepted
@@ -63,6 +70,35 @@ async def test_ingest_records_a_trigger_once_whatever_was_decided(
     await ingest.record_rejection({"id": "r1", "subject": "s", "reason": "not json", "at": "t"})
     assert [r["reason"] for r in await contract_store.rejections()] == ["not json"]
     assert await ingest.publisher_by_key("UNKNOWN") is None
+
+
+async def test_ingest_announces_again_a_run_stored_without_its_event(
+    contract_store: RunStore,
+) -> None:
+    """A crash once kept a run's creation but not the `run.accepted` stored with it (kill
+    -9, embedded engine): the repeat of its trigger must store and announce it again, once,
+    and only while the run has not moved on."""
+    ingest: IngestStore = contract_store
+    run_id = new_id()
+    event = emit(accepted(), cause=run_id, run_id=run_id, tenant="acme", source="t", now=T0)
+    record = {"id": run_id, "tenant": "acme", "event_id": run_id, "topic": "t.x"}
+    record["inputs_hash"] = "h"
+    assert await ingest.accept_run(record, event, cause=run_id)
+    await contract_store.db.query("DELETE event WHERE cause = $run;", {"run": run_id})
+    assert await ingest.events_caused_by(run_id) == []
+
+    async def again(
+        status: RunStatus = RunStatus.ACCEPTED, inputs_hash: str = "h"
+    ) -> list[Envelope]:
+        return await ingest.restore_announcement(
+            run_id, event, run_id, status=status, inputs_hash=inputs_hash
+        )
+
+    assert await again(inputs_hash="other") == [], "another event under the same id"
+    assert await again(RunStatus.DENIED) == []
+    assert [e.id for e in await again()] == [event.id]
+    assert [e.id for e in await ingest.events_caused_by(run_id)] == [event.id]
+    assert await again() == [], "stored once"
 
 
 async def test_the_planner_queues_admits_and_rejects_runs(contract_store: RunStore) -> None:

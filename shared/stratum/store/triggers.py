@@ -56,6 +56,32 @@ class Triggers(GuardedWrites):
             raise
         return True
 
+    async def restore_announcement(
+        self, run_id: str, event: Envelope, cause: str, *, status: RunStatus, inputs_hash: str
+    ) -> list[Envelope]:
+        """Store again the event that created run `run_id` (`run.accepted`, `run.denied`)
+        when the run is there without it and has not moved on: what a repeat of its
+        trigger announces after a crash kept the run's creation but not the event stored
+        with it (seen once, under kill -9, with the embedded engine). Only for the same
+        event (`inputs_hash`); what to announce (nothing when the run is not so)."""
+        restored = await self.db.transaction(
+            f"LET $found = (SELECT status, inputs_hash, current_stage FROM ONLY {RUN});\n"
+            "IF $found.status = $status AND $found.inputs_hash = $hash "
+            "AND $found.current_stage = -1 "
+            "AND count(SELECT id FROM event WHERE cause = $cause) = 0 "
+            "{ INSERT IGNORE INTO event $events RETURN NONE; RETURN true; } "
+            "ELSE { RETURN false; };",
+            {
+                "run": run_id,
+                "status": status.value,
+                "hash": inputs_hash,
+                "cause": cause,
+                "events": event_rows([event], cause),
+            },
+            keys=(run_id,),
+        )
+        return [event] if restored and restored[-1] is True else []
+
     async def record_rejection(self, rejection: dict[str, Any]) -> None:
         await self.db.query(
             "UPSERT type::thing('rejected_event', $id) CONTENT $record RETURN NONE;",
