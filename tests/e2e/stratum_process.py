@@ -17,6 +17,26 @@ ROOT = Path(__file__).resolve().parents[2]
 STRATUM = str(Path(sys.executable).parent / "stratum")
 
 
+def up_env(
+    data_dir: Path, definitions: Path, nats_url: str, prefix: str, **more: str
+) -> dict[str, str]:
+    """The environment of a `stratum up` of the test's own: its data, definitions, the
+    session's nats-server under its own subject prefix, no file watching, plain events
+    (`more`: further STRATUM_* settings)."""
+    return dict(
+        os.environ,
+        STRATUM_DATA_DIR=str(data_dir),
+        STRATUM_DEFINITIONS=str(definitions),
+        STRATUM_NATS_URL=nats_url,
+        STRATUM_SUBJECT_PREFIX=prefix,
+        STRATUM_WATCH="false",
+        # the tests publish plain events, as any client (and the example policies let
+        # unsigned callers of acme steer its runs)
+        STRATUM_REQUIRE_SIGNATURES="false",
+        **more,
+    )
+
+
 class Instance:
     """`stratum up` as a process we start, kill and start again."""
 

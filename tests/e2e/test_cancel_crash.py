@@ -14,7 +14,6 @@ after the cancelled stage ran, and no script is left running.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 
 from stratum.bus.subjects import Subjects
 from stratum.ids import run_id
-from tests.e2e.stratum_process import Instance, live_scripts
+from tests.e2e.stratum_process import Instance, live_scripts, up_env
 from tests.e2e.test_cancel import alive, write_workflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -80,16 +79,7 @@ async def test_a_cancel_killed_anywhere_still_ends_cancelled_undoing_each_node_o
     definitions, data_dir = write_workflow(tmp_path / "defs"), tmp_path / "data"
     data_dir.mkdir()
     prefix = f"cancelcrash{uuid.uuid4().hex[:8]}"
-    env = dict(
-        os.environ,
-        STRATUM_DATA_DIR=str(data_dir),
-        STRATUM_DEFINITIONS=str(definitions),
-        STRATUM_NATS_URL=nats_url,
-        STRATUM_SUBJECT_PREFIX=prefix,
-        STRATUM_WATCH="false",
-        STRATUM_REQUIRE_SIGNATURES="false",  # the example policies let unsigned acme cancel
-    )
-    instance = Instance(env, data_dir)
+    instance = Instance(up_env(data_dir, definitions, nats_url, prefix), data_dir)
     try:
         await instance.start(crash_at=crash_at)
         ident = str(uuid.uuid4())

@@ -29,7 +29,7 @@ import pytest
 
 from stratum.bus.subjects import Subjects
 from tests.e2e.ledger import TOPIC, Ledger, write_workflow
-from tests.e2e.stratum_process import Instance, live_scripts
+from tests.e2e.stratum_process import Instance, live_scripts, up_env
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -75,14 +75,11 @@ async def test_sigkill_anywhere_loses_nothing_and_repeats_no_effect(
     data_dir.mkdir()
     ledger = Ledger(tmp_path / "ledger").create()
     prefix = f"chaos{uuid.uuid4().hex[:8]}"
-    env = dict(
-        os.environ,
-        STRATUM_DATA_DIR=str(data_dir),
-        STRATUM_DEFINITIONS=str(definitions),
-        STRATUM_NATS_URL=nats_url,
-        STRATUM_SUBJECT_PREFIX=prefix,
-        STRATUM_WATCH="false",
-        STRATUM_REQUIRE_SIGNATURES="false",  # it publishes plain events, as any client
+    env = up_env(
+        data_dir,
+        definitions,
+        nats_url,
+        prefix,
         STRATUM_STUCK_AFTER="20",
         STRATUM_WATCHDOG_INTERVAL="2",
     )

@@ -88,9 +88,9 @@ def ending(
         undone = sorted(node for _, node in undo_order(executions))
         payload = RunCancelled(actor=order.actor, reason=order.reason, failed=undone)
     elif status == RunStatus.COMPENSATING:
-        order_ = [node for _, node in undo_order(executions)]
-        compensated = sorted(n for n in order_ if steps.get(n, {}).get("status") == "succeeded")
-        failed = sorted(n for n in order_ if steps.get(n, {}).get("status") not in _UNDONE)
+        undo = [node for _, node in undo_order(executions)]
+        compensated = sorted(n for n in undo if steps.get(n, {}).get("status") == "succeeded")
+        failed = sorted(n for n in undo if steps.get(n, {}).get("status") not in _UNDONE)
         if cancel is not None:
             payload = RunCancelled(
                 actor=cancel.actor, reason=cancel.reason, compensated=compensated, failed=failed
